@@ -1,0 +1,387 @@
+//! Message framing: where a body ends (RFC 9112 §6). Three answers are possible — a
+//! `Content-Length`, the `chunked` coding, or "when the connection closes" — and getting it
+//! wrong in either direction desynchronises the connection. The same code reads request
+//! bodies on the server and response bodies in B's client.
+
+use std::fmt;
+use std::io;
+
+use futures_lite::AsyncRead;
+
+use super::chunked::ChunkedDecoder;
+use super::conn::Conn;
+use super::message::{Headers, RequestHead, ResponseHead};
+
+/// How the body of one message is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked transfer coding (RFC 9112 §7.1).
+    Chunked,
+    /// Everything until the peer closes the connection (responses only).
+    UntilClose,
+}
+
+/// Header fields that make the framing unsafe or impossible to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingError {
+    /// Both `Content-Length` and `Transfer-Encoding`: a classic smuggling vector.
+    LengthAndTransferEncoding,
+    /// Two `Content-Length` values that differ.
+    ConflictingLengths,
+    /// A `Content-Length` that is not a plain decimal number.
+    BadLength,
+    /// A `Transfer-Encoding` that is not exactly one final `chunked`.
+    UnsupportedTransferEncoding,
+}
+
+impl fmt::Display for FramingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FramingError::LengthAndTransferEncoding => {
+                "both Content-Length and Transfer-Encoding"
+            }
+            FramingError::ConflictingLengths => "conflicting Content-Length values",
+            FramingError::BadLength => "invalid Content-Length",
+            FramingError::UnsupportedTransferEncoding => {
+                "Transfer-Encoding other than a single final chunked"
+            }
+        })
+    }
+}
+
+impl std::error::Error for FramingError {}
+
+/// What can go wrong while reading a body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is larger than the cap we read with.
+    TooLarge,
+    /// The chunked coding is broken; the text says where.
+    BadChunk(&'static str),
+    /// The connection ended before the body was complete.
+    Closed,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("body too large"),
+            BodyError::BadChunk(what) => write!(f, "bad chunked body: {what}"),
+            BodyError::Closed => f.write_str("connection closed before the body was complete"),
+            BodyError::Io(e) => write!(f, "socket error while reading the body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        BodyError::Io(e)
+    }
+}
+
+/// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 7 are
+/// about responses; for a request, "neither field" means no body at all):
+///
+/// 3. `Transfer-Encoding` together with `Content-Length`: reject (400), never guess.
+/// 4. `Transfer-Encoding` whose final coding is `chunked`: the chunked coding. We decode no
+///    other coding, so anything but exactly `chunked` is rejected (400).
+/// 5. `Content-Length` values that disagree, or are not digits: reject (400).
+/// 6. A valid `Content-Length`: that many bytes.
+/// 7. Neither: the request has no body.
+pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> {
+    let length = content_length(&head.headers)?;
+    let has_te = head.headers.get("transfer-encoding").is_some();
+    match (has_te, length) {
+        (true, Some(_)) => Err(FramingError::LengthAndTransferEncoding),
+        (true, None) if is_only_chunked(&head.headers) => Ok(BodyFraming::Chunked),
+        (true, None) => Err(FramingError::UnsupportedTransferEncoding),
+        (false, Some(0) | None) => Ok(BodyFraming::Empty),
+        (false, Some(n)) => Ok(BodyFraming::Length(n)),
+    }
+}
+
+/// The framing of a response body, RFC 9112 §6.3 in order:
+///
+/// 1. A response to `HEAD`, and any 1xx, 204 or 304: no body, whatever the fields say.
+/// 2. (A 2xx to `CONNECT` — we never send one.)
+/// 3. `Transfer-Encoding` with `Content-Length`: an error, not a guess (§6.3 warns it may
+///    be smuggling or response splitting).
+/// 4. `Transfer-Encoding` with a final `chunked`: chunked (we decode no other coding); one
+///    without a final `chunked`: the body runs until the connection closes.
+/// 5. `Content-Length` values that disagree or are not digits: an error.
+/// 6. A valid `Content-Length`: that many bytes.
+/// 7. Neither: the body runs until the connection closes.
+pub fn response_framing(
+    head: &ResponseHead,
+    request_was_head: bool,
+) -> Result<BodyFraming, FramingError> {
+    if request_was_head || head.status < 200 || head.status == 204 || head.status == 304 {
+        return Ok(BodyFraming::Empty);
+    }
+    let length = content_length(&head.headers)?;
+    let has_te = head.headers.get("transfer-encoding").is_some();
+    let last_is_chunked = head
+        .headers
+        .tokens("transfer-encoding")
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+    match (has_te, length) {
+        (true, Some(_)) => Err(FramingError::LengthAndTransferEncoding),
+        (true, None) if is_only_chunked(&head.headers) => Ok(BodyFraming::Chunked),
+        (true, None) if last_is_chunked => Err(FramingError::UnsupportedTransferEncoding),
+        (true, None) => Ok(BodyFraming::UntilClose),
+        (false, Some(n)) => Ok(BodyFraming::Length(n)),
+        (false, None) => Ok(BodyFraming::UntilClose),
+    }
+}
+
+/// Whether the `Transfer-Encoding` fields list exactly one coding, `chunked`.
+fn is_only_chunked(headers: &Headers) -> bool {
+    let mut codings = headers.tokens("transfer-encoding");
+    let first = codings.next();
+    first.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none()
+}
+
+/// The `Content-Length`, if any (RFC 9110 §8.6). Every value of every such field must be the
+/// same plain decimal number; `42, 42` is allowed, `42, 43` and `+42` are not.
+fn content_length(headers: &Headers) -> Result<Option<u64>, FramingError> {
+    let mut found: Option<u64> = None;
+    for field in headers.get_all("content-length") {
+        for value in field.split(|&b| b == b',') {
+            let n = parse_decimal(value.trim_ascii()).ok_or(FramingError::BadLength)?;
+            match found {
+                Some(prev) if prev != n => return Err(FramingError::ConflictingLengths),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `1*DIGIT`, parsed by hand: no sign, no spaces, no empty string, no overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Reads one whole body with the given framing, refusing to hold more than `max_bytes`.
+/// Bytes after the body stay in the buffer for the next message.
+pub async fn read_body<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    framing: BodyFraming,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BodyError> {
+    match framing {
+        BodyFraming::Empty => Ok(Vec::new()),
+        BodyFraming::Length(n) => read_length(conn, n, max_bytes).await,
+        BodyFraming::Chunked => read_chunked(conn, max_bytes).await,
+        BodyFraming::UntilClose => read_until_close(conn, max_bytes).await,
+    }
+}
+
+async fn read_length<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    len: u64,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BodyError> {
+    // Refuse before reading a byte: the length is announced up front.
+    let len = usize::try_from(len).map_err(|_| BodyError::TooLarge)?;
+    if len > max_bytes {
+        return Err(BodyError::TooLarge);
+    }
+    while conn.buffered().len() < len {
+        if conn.fill().await? == 0 {
+            return Err(BodyError::Closed);
+        }
+    }
+    Ok(conn.take(len))
+}
+
+async fn read_chunked<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut decoder = ChunkedDecoder::new(max_bytes);
+    let mut body = Vec::new();
+    loop {
+        let used = decoder.decode(conn.buffered(), &mut body)?;
+        conn.consume(used);
+        if decoder.is_done() {
+            return Ok(body);
+        }
+        if conn.fill().await? == 0 {
+            return Err(BodyError::Closed);
+        }
+    }
+}
+
+async fn read_until_close<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BodyError> {
+    while conn.fill().await? != 0 {
+        if conn.buffered().len() > max_bytes {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    let len = conn.buffered().len();
+    Ok(conn.take(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::message::Version;
+
+    fn request_with(fields: &[(&str, &str)]) -> RequestHead {
+        let mut headers = Headers::new();
+        for (n, v) in fields {
+            headers.push(n, v.as_bytes());
+        }
+        RequestHead {
+            method: "GET".into(),
+            target: "/".into(),
+            version: Version::Http11,
+            headers,
+        }
+    }
+
+    fn response_with(status: u16, fields: &[(&str, &str)]) -> ResponseHead {
+        ResponseHead {
+            version: Version::Http11,
+            status,
+            reason: "X".into(),
+            headers: request_with(fields).headers,
+        }
+    }
+
+    #[test]
+    fn request_framing_rules() {
+        assert_eq!(request_framing(&request_with(&[])), Ok(BodyFraming::Empty));
+        assert_eq!(
+            request_framing(&request_with(&[("Content-Length", "5")])),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            request_framing(&request_with(&[("Content-Length", "5, 5")])),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            request_framing(&request_with(&[("Transfer-Encoding", "Chunked")])),
+            Ok(BodyFraming::Chunked)
+        );
+    }
+
+    #[test]
+    fn request_framing_violations() {
+        let cases: &[(&[(&str, &str)], FramingError)] = &[
+            (
+                &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
+                FramingError::LengthAndTransferEncoding,
+            ),
+            (
+                &[("Content-Length", "5"), ("Content-Length", "6")],
+                FramingError::ConflictingLengths,
+            ),
+            (&[("Content-Length", "5, 6")], FramingError::ConflictingLengths),
+            (&[("Content-Length", "+5")], FramingError::BadLength),
+            (&[("Content-Length", "")], FramingError::BadLength),
+            (&[("Content-Length", "0x10")], FramingError::BadLength),
+            (&[("Content-Length", "99999999999999999999")], FramingError::BadLength),
+            (&[("Transfer-Encoding", "gzip")], FramingError::UnsupportedTransferEncoding),
+            (
+                &[("Transfer-Encoding", "chunked, gzip")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
+            (&[("Transfer-Encoding", "xchunked")], FramingError::UnsupportedTransferEncoding),
+        ];
+        for (fields, expected) in cases {
+            assert_eq!(request_framing(&request_with(fields)), Err(*expected), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn response_framing_rules() {
+        assert_eq!(response_framing(&response_with(200, &[]), false), Ok(BodyFraming::UntilClose));
+        assert_eq!(
+            response_framing(&response_with(200, &[("Content-Length", "7")]), true),
+            Ok(BodyFraming::Empty)
+        );
+        assert_eq!(
+            response_framing(&response_with(204, &[("Content-Length", "7")]), false),
+            Ok(BodyFraming::Empty)
+        );
+        assert_eq!(
+            response_framing(&response_with(200, &[("Transfer-Encoding", "gzip")]), false),
+            Ok(BodyFraming::UntilClose)
+        );
+        assert_eq!(
+            response_framing(&response_with(200, &[("Transfer-Encoding", "chunked")]), false),
+            Ok(BodyFraming::Chunked)
+        );
+    }
+
+    fn read(raw: &[u8], framing: BodyFraming, max: usize) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {
+        let mut conn = Conn::new(raw);
+        let body = smol::block_on(read_body(&mut conn, framing, max));
+        (body, conn.buffered().to_vec())
+    }
+
+    #[test]
+    fn length_body_leaves_the_next_message() {
+        let (body, rest) = read(b"helloGET /", BodyFraming::Length(5), 64);
+        assert_eq!(body.expect("complete"), b"hello");
+        assert_eq!(rest, b"GET /");
+    }
+
+    #[test]
+    fn short_length_body_is_closed() {
+        let (body, _) = read(b"hel", BodyFraming::Length(5), 64);
+        assert!(matches!(body, Err(BodyError::Closed)));
+    }
+
+    #[test]
+    fn announced_length_over_the_cap_is_refused_unread() {
+        let (body, rest) = read(b"hello", BodyFraming::Length(5), 4);
+        assert!(matches!(body, Err(BodyError::TooLarge)));
+        assert_eq!(rest, b"");
+    }
+
+    #[test]
+    fn chunked_body_leaves_the_next_message() {
+        let (body, rest) = read(b"2\r\nhi\r\n0\r\n\r\nGET /", BodyFraming::Chunked, 64);
+        assert_eq!(body.expect("complete"), b"hi");
+        assert_eq!(rest, b"GET /");
+    }
+
+    #[test]
+    fn chunked_body_cut_short_is_closed() {
+        let (body, _) = read(b"5\r\nhel", BodyFraming::Chunked, 64);
+        assert!(matches!(body, Err(BodyError::Closed)));
+    }
+
+    #[test]
+    fn until_close_body_and_its_cap() {
+        let (body, _) = read(b"{\"echo\":1}", BodyFraming::UntilClose, 64);
+        assert_eq!(body.expect("complete"), b"{\"echo\":1}");
+        let (body, _) = read(&[b'x'; 100], BodyFraming::UntilClose, 64);
+        assert!(matches!(body, Err(BodyError::TooLarge)));
+    }
+}

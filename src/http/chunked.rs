@@ -1,0 +1,251 @@
+//! The chunked transfer coding (RFC 9112 §7.1), decoded as a state machine over bytes.
+//!
+//! ```text
+//! chunked-body = *chunk last-chunk trailer-section CRLF
+//! chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+//! last-chunk   = 1*("0") [ chunk-ext ] CRLF
+//! ```
+//!
+//! The decoder is fed whatever bytes have arrived, says how many it used, and remembers where
+//! it stopped, so a chunk may be split across reads at any byte. It is strict on purpose: a
+//! bare LF, a missing CRLF after chunk data, or a size with junk in it is an error, because two
+//! parsers that disagree on where a chunk ends are exactly how request smuggling works.
+
+use super::body::BodyError;
+use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
+
+/// Where the decoder is inside a chunked body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting a chunk-size line: hex digits, optional `;extensions`, CRLF.
+    Size,
+    /// Inside chunk data; this many bytes of it are still to come.
+    Data(u64),
+    /// Expecting the CRLF that ends a chunk's data.
+    DataEnd,
+    /// After the last (zero-size) chunk: trailer fields, until an empty line.
+    Trailers { bytes_seen: usize },
+    /// The empty line after the trailers has been read: the body is complete.
+    Done,
+}
+
+/// Decodes one chunked body, appending its data to an output buffer of bounded size.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: State,
+    max_body_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub fn new(max_body_bytes: usize) -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            max_body_bytes,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Decodes as much of `input` as possible, appending chunk data to `out`. Returns how many
+    /// bytes of `input` were used; the rest (an incomplete line, or bytes after the body) is
+    /// for the caller to keep.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, BodyError> {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            let step = match self.state {
+                State::Done => return Ok(used),
+                State::Size => self.size_line(rest)?,
+                State::Data(left) => self.data(rest, left, out)?,
+                State::DataEnd => self.data_end(rest)?,
+                State::Trailers { bytes_seen } => self.trailer_line(rest, bytes_seen)?,
+            };
+            match step {
+                Some(n) => used += n,
+                None => return Ok(used),
+            }
+        }
+    }
+
+    /// `chunk-size [ chunk-ext ] CRLF`. Returns the bytes used, or `None` for "need more".
+    fn size_line(&mut self, input: &[u8]) -> Result<Option<usize>, BodyError> {
+        let Some(line) = take_line(input, MAX_CHUNK_LINE_BYTES)? else {
+            return Ok(None);
+        };
+        let size = parse_chunk_size(line)?;
+        self.state = if size == 0 {
+            State::Trailers { bytes_seen: 0 }
+        } else {
+            State::Data(size)
+        };
+        Ok(Some(line.len() + 2))
+    }
+
+    /// Copies up to `left` bytes of chunk data into `out`.
+    fn data(
+        &mut self,
+        input: &[u8],
+        left: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, BodyError> {
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let n = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if out.len() + n > self.max_body_bytes {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&input[..n]);
+        let left = left - n as u64;
+        self.state = if left == 0 {
+            State::DataEnd
+        } else {
+            State::Data(left)
+        };
+        Ok(Some(n))
+    }
+
+    /// The CRLF after chunk data: exactly these two bytes, nothing else.
+    fn data_end(&mut self, input: &[u8]) -> Result<Option<usize>, BodyError> {
+        match input {
+            [b'\r', b'\n', ..] => {
+                self.state = State::Size;
+                Ok(Some(2))
+            }
+            [] | [b'\r'] => Ok(None),
+            _ => Err(BodyError::BadChunk("missing CRLF after chunk data")),
+        }
+    }
+
+    /// One trailer field line, ignored (RFC 9112 §7.1.2 lets a recipient discard them), or the
+    /// empty line that ends the body.
+    fn trailer_line(
+        &mut self,
+        input: &[u8],
+        bytes_seen: usize,
+    ) -> Result<Option<usize>, BodyError> {
+        let Some(line) = take_line(input, MAX_CHUNK_LINE_BYTES)? else {
+            return Ok(None);
+        };
+        let bytes_seen = bytes_seen + line.len() + 2;
+        if bytes_seen > MAX_TRAILER_BYTES {
+            return Err(BodyError::BadChunk("trailer section too large"));
+        }
+        if line.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+            return Err(BodyError::BadChunk("control byte in a trailer field"));
+        }
+        self.state = if line.is_empty() {
+            State::Done
+        } else {
+            State::Trailers { bytes_seen }
+        };
+        Ok(Some(line.len() + 2))
+    }
+}
+
+/// The line at the front of `input`, without its CRLF; `None` if the CRLF has not arrived.
+/// A bare LF, or a line longer than `max`, is an error.
+fn take_line(input: &[u8], max: usize) -> Result<Option<&[u8]>, BodyError> {
+    let Some(lf) = input.iter().take(max + 2).position(|&b| b == b'\n') else {
+        return if input.len() >= max + 2 {
+            Err(BodyError::BadChunk("chunk line too long"))
+        } else {
+            Ok(None)
+        };
+    };
+    match input[..lf].strip_suffix(b"\r") {
+        Some(line) => Ok(Some(line)),
+        None => Err(BodyError::BadChunk("bare LF in chunked framing")),
+    }
+}
+
+/// `1*HEXDIG`, then optionally `BWS ";" ...` extensions, which we accept and ignore.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(BodyError::BadChunk("chunk size is not a hex number"));
+    }
+    if digits > 16 {
+        return Err(BodyError::BadChunk("chunk size overflows"));
+    }
+    let ext = &line[digits..];
+    let no_controls = !ext.iter().any(|&b| b.is_ascii_control() && b != b'\t');
+    let ext_ok = ext.is_empty() || ext.trim_ascii_start().starts_with(b";") && no_controls;
+    if !ext_ok {
+        return Err(BodyError::BadChunk("junk after chunk size"));
+    }
+    let mut size: u64 = 0;
+    for &d in &line[..digits] {
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        size = (size << 4) | u64::from(v);
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(raw: &[u8]) -> Result<(Vec<u8>, usize, bool), BodyError> {
+        let mut dec = ChunkedDecoder::new(1024);
+        let mut out = Vec::new();
+        let used = dec.decode(raw, &mut out)?;
+        Ok((out, used, dec.is_done()))
+    }
+
+    #[test]
+    fn decodes_chunks_with_extension_and_trailer() {
+        let raw = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\nNEXT";
+        let (out, used, done) = decode_all(raw).expect("valid");
+        assert_eq!(out, b"hello world");
+        assert!(done);
+        assert_eq!(&raw[used..], b"NEXT");
+    }
+
+    #[test]
+    fn every_split_gives_the_same_body() {
+        let raw = b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n";
+        for cut in 0..raw.len() {
+            let mut dec = ChunkedDecoder::new(1024);
+            let mut out = Vec::new();
+            let used = dec.decode(&raw[..cut], &mut out).expect("prefix valid");
+            let rest = [&raw[used..cut], &raw[cut..]].concat();
+            let used2 = dec.decode(&rest, &mut out).expect("rest valid");
+            assert!(dec.is_done(), "cut {cut}");
+            assert_eq!(used2, rest.len());
+            assert_eq!(out, b"abc0123456789", "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        for raw in [&b"zz\r\n"[..], b"-1\r\n", b"\r\n", b"5 x\r\n", b"+5\r\n", b"11111111111111111\r\n"] {
+            assert!(matches!(decode_all(raw), Err(BodyError::BadChunk(_))), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn missing_crlf_after_data_is_an_error() {
+        assert!(matches!(decode_all(b"3\r\nabcX\r\n0\r\n\r\n"), Err(BodyError::BadChunk(_))));
+    }
+
+    #[test]
+    fn bare_lf_is_an_error() {
+        assert!(matches!(decode_all(b"3\nabc\r\n0\r\n\r\n"), Err(BodyError::BadChunk(_))));
+    }
+
+    #[test]
+    fn body_over_the_cap_is_too_large() {
+        let mut dec = ChunkedDecoder::new(4);
+        let mut out = Vec::new();
+        assert!(matches!(dec.decode(b"5\r\nhello\r\n", &mut out), Err(BodyError::TooLarge)));
+    }
+
+    #[test]
+    fn endless_size_line_is_an_error() {
+        let raw = vec![b'1'; MAX_CHUNK_LINE_BYTES + 10];
+        assert!(matches!(decode_all(&raw), Err(BodyError::BadChunk(_))));
+    }
+}

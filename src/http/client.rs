@@ -1,0 +1,453 @@
+//! The client side: B sending `GET` to an upstream and reading its response (RFC 9112 §3–§9),
+//! with kept-alive connections reused from a small pool, and one deadline over the exchange.
+//!
+//! ```text
+//! get ─► pooled or new connection ─► write request ─► read head ─► framing/body ─► response
+//!   └── all raced against one Timer: if it fires first, we say in which phase we were.
+//! ```
+//!
+//! The client only speaks HTTP. Whether a 500 or a body that is not JSON is a failure is for
+//! the caller to decide.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncWriteExt, FutureExt};
+
+use super::body::{BodyError, BodyFraming, read_body, response_framing};
+use super::conn::Conn;
+use super::head::{ResponseHeadError, parse_response_head};
+use super::limits::ClientLimits;
+use super::message::{ResponseHead, keeps_alive};
+use super::write::write_get_request;
+
+/// Where an upstream lives, from a URL like `http://127.0.0.1:8080`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Upstream {
+    /// Parses `http://host[:port][/]`. Only plain `http` and an empty path are accepted: the
+    /// client adds its own paths.
+    pub fn from_url(url: &str) -> Result<Upstream, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return Err(format!("{url:?}: expected http://host:port"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("{url:?}: bad port {port:?}"))?,
+            ),
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{url:?}: missing host"));
+        }
+        Ok(Upstream {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, as it goes in the `Host` field (RFC 9110 §7.2).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The phases of one exchange, in order. A timeout names the one it interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Connect,
+    Send,
+    ResponseHead,
+    Body,
+}
+
+impl Phase {
+    fn from_u8(n: u8) -> Phase {
+        match n {
+            0 => Phase::Connect,
+            1 => Phase::Send,
+            2 => Phase::ResponseHead,
+            _ => Phase::Body,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connecting",
+            Phase::Send => "sending the request",
+            Phase::ResponseHead => "waiting for the response head",
+            Phase::Body => "reading the response body",
+        })
+    }
+}
+
+/// One point in time by which a whole exchange must be over.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    start: Instant,
+    at: Instant,
+}
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Deadline {
+        let start = Instant::now();
+        Deadline {
+            start,
+            at: start + budget,
+        }
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.at - self.start
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No connection could be made (refused, unreachable, reset while connecting).
+    Connect(io::Error),
+    /// The deadline passed during `phase`.
+    Timeout {
+        phase: Phase,
+        budget: Duration,
+        elapsed: Duration,
+    },
+    /// The connection ended (or was reset) before the response was complete.
+    Closed { phase: Phase, detail: String },
+    /// The upstream sent something that is not a usable HTTP response.
+    BadResponse(String),
+}
+
+impl ClientError {
+    /// A short machine-readable name for the failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Connect(_) => "connect",
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Closed { .. } => "closed",
+            ClientError::BadResponse(_) => "bad_response",
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect(e) => write!(f, "cannot connect: {e}"),
+            ClientError::Timeout {
+                phase,
+                budget,
+                elapsed,
+            } => write!(
+                f,
+                "deadline of {} ms passed while {phase} (after {:.1} ms)",
+                budget.as_millis(),
+                elapsed.as_secs_f64() * 1000.0
+            ),
+            ClientError::Closed { phase, detail } => {
+                write!(f, "connection closed while {phase}: {detail}")
+            }
+            ClientError::BadResponse(what) => write!(f, "bad response: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub struct ClientResponse {
+    pub head: ResponseHead,
+    pub body: Vec<u8>,
+}
+
+/// A failed attempt, and whether any byte of the response had arrived (see `get`).
+struct Failure {
+    error: ClientError,
+    response_started: bool,
+}
+
+type Connection = Conn<Async<TcpStream>>;
+
+/// An idle kept-alive connection and when it was put back.
+struct Idle {
+    conn: Connection,
+    since: Instant,
+}
+
+/// An HTTP/1.1 client for one upstream, with a bounded pool of kept-alive connections.
+pub struct Client {
+    upstream: Upstream,
+    authority: String,
+    limits: ClientLimits,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Client {
+    pub fn new(upstream: Upstream, limits: ClientLimits) -> Client {
+        Client {
+            authority: upstream.authority(),
+            upstream,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// How many kept-alive connections are waiting in the pool.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
+    }
+
+    /// Sends `GET target` with extra header fields, and reads the whole response, all before
+    /// `deadline`. Any status is a success here; only broken HTTP or I/O is an error.
+    pub async fn get(
+        &self,
+        target: &str,
+        headers: &[(&str, &str)],
+        deadline: Deadline,
+    ) -> Result<ClientResponse, ClientError> {
+        let phase = AtomicU8::new(Phase::Connect as u8);
+        let mut request = Vec::with_capacity(128);
+        write_get_request(&mut request, target, &self.authority, headers);
+        let timeout = async {
+            Timer::at(deadline.at).await;
+            Err(ClientError::Timeout {
+                phase: Phase::from_u8(phase.load(Ordering::Relaxed)),
+                budget: deadline.budget(),
+                elapsed: deadline.elapsed(),
+            })
+        };
+        self.exchange(&request, &phase).or(timeout).await
+    }
+
+    async fn exchange(
+        &self,
+        request: &[u8],
+        phase: &AtomicU8,
+    ) -> Result<ClientResponse, ClientError> {
+        if let Some(conn) = self.checkout() {
+            match self.attempt(conn, request, phase).await {
+                Ok(response) => return Ok(response),
+                // GET is idempotent (RFC 9110 §9.2.2), so it may be sent again. A reused
+                // connection that fails before any byte of the response has arrived was most
+                // likely closed by the upstream while it sat in our pool (RFC 9112 §9.3.1):
+                // retry once, on a fresh connection, still under the same deadline.
+                Err(Failure {
+                    response_started: false,
+                    error,
+                }) => log::debug!("stale pooled connection ({error}); retrying on a new one"),
+                Err(failure) => return Err(failure.error),
+            }
+        }
+        phase.store(Phase::Connect as u8, Ordering::Relaxed);
+        let conn = self.connect().await.map_err(ClientError::Connect)?;
+        self.attempt(conn, request, phase)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// A connection from the pool, newest first; ones idle for too long are closed.
+    fn checkout(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(entry) = idle.pop() {
+            if entry.since.elapsed() < self.limits.idle_timeout {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back for reuse, unless the pool is full.
+    fn checkin(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.limits.max_idle_per_upstream {
+                idle.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    async fn connect(&self) -> io::Result<Connection> {
+        let addr = self.resolve().await?;
+        let stream = Async::<TcpStream>::connect(addr).await?;
+        stream.get_ref().set_nodelay(true)?;
+        Ok(Conn::new(stream))
+    }
+
+    /// An IP literal is used as is; a name is looked up (on smol's blocking thread pool).
+    async fn resolve(&self) -> io::Result<SocketAddr> {
+        if let Ok(ip) = self.upstream.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.upstream.port));
+        }
+        let addrs = smol::net::resolve((self.upstream.host.as_str(), self.upstream.port)).await?;
+        addrs.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "name resolved to no address")
+        })
+    }
+
+    /// One request/response on one connection. On success the connection goes back to the
+    /// pool if it can carry another exchange.
+    async fn attempt(
+        &self,
+        mut conn: Connection,
+        request: &[u8],
+        phase: &AtomicU8,
+    ) -> Result<ClientResponse, Failure> {
+        phase.store(Phase::Send as u8, Ordering::Relaxed);
+        if let Err(e) = conn.stream.write_all(request).await {
+            return Err(closed(Phase::Send, e.to_string(), false));
+        }
+        phase.store(Phase::ResponseHead as u8, Ordering::Relaxed);
+        let head = self.read_head(&mut conn).await?;
+        phase.store(Phase::Body as u8, Ordering::Relaxed);
+        let framing = response_framing(&head, false)
+            .map_err(|e| bad_response(format!("{e} in the response")))?;
+        let body = read_body(&mut conn, framing, self.limits.max_body_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => bad_response(format!(
+                    "response body over {} bytes",
+                    self.limits.max_body_bytes
+                )),
+                BodyError::BadChunk(what) => bad_response(format!("bad chunked body: {what}")),
+                BodyError::Closed => closed(Phase::Body, "body incomplete".into(), true),
+                BodyError::Io(e) => closed(Phase::Body, e.to_string(), true),
+            })?;
+        // Reuse only a connection whose response ended by its own framing, with no stray
+        // bytes after it, and on which neither side asked to close (RFC 9112 §9.3).
+        let reusable = framing != BodyFraming::UntilClose
+            && keeps_alive(head.version, &head.headers)
+            && conn.buffered().is_empty();
+        if reusable {
+            self.checkin(conn);
+        }
+        Ok(ClientResponse { head, body })
+    }
+
+    /// Reads a final response head, skipping any interim 1xx responses (RFC 9110 §15.2).
+    async fn read_head(&self, conn: &mut Connection) -> Result<ResponseHead, Failure> {
+        loop {
+            let head = self.read_one_head(conn).await?;
+            if !(100..200).contains(&head.status) || head.status == 101 {
+                return Ok(head);
+            }
+        }
+    }
+
+    async fn read_one_head(&self, conn: &mut Connection) -> Result<ResponseHead, Failure> {
+        loop {
+            let parsed = parse_response_head(
+                conn.buffered(),
+                self.limits.max_head_bytes,
+                self.limits.max_headers,
+            );
+            match parsed {
+                Ok(Some((head, len))) => {
+                    conn.consume(len);
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(ResponseHeadError::TooLarge) => {
+                    return Err(bad_response(format!(
+                        "response head over {} bytes or {} fields",
+                        self.limits.max_head_bytes, self.limits.max_headers
+                    )));
+                }
+                Err(ResponseHeadError::Malformed(what)) => {
+                    return Err(bad_response(format!("malformed response head: {what}")));
+                }
+            }
+            let started = !conn.buffered().is_empty();
+            match conn.fill().await {
+                Ok(0) => {
+                    let detail = "no complete response head".to_owned();
+                    return Err(closed(Phase::ResponseHead, detail, started));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(closed(Phase::ResponseHead, e.to_string(), started)),
+            }
+        }
+    }
+}
+
+fn closed(phase: Phase, detail: String, response_started: bool) -> Failure {
+    Failure {
+        error: ClientError::Closed { phase, detail },
+        response_started,
+    }
+}
+
+fn bad_response(what: String) -> Failure {
+    Failure {
+        error: ClientError::BadResponse(what),
+        response_started: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let up = Upstream::from_url("http://127.0.0.1:8080").expect("valid");
+        assert_eq!((up.host.as_str(), up.port), ("127.0.0.1", 8080));
+        assert_eq!(up.authority(), "127.0.0.1:8080");
+        let up = Upstream::from_url("http://service-a/").expect("valid");
+        assert_eq!((up.host.as_str(), up.port), ("service-a", 80));
+        let up = Upstream::from_url("http://[::1]:9000").expect("valid");
+        assert_eq!((up.host.as_str(), up.port), ("::1", 9000));
+        assert_eq!(up.authority(), "[::1]:9000");
+        for bad in ["https://a:1", "a:1", "http://", "http://a:x", "http://a:1/path", "http://:80"] {
+            assert!(Upstream::from_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeout_text_names_the_phase() {
+        let e = ClientError::Timeout {
+            phase: Phase::ResponseHead,
+            budget: Duration::from_millis(1000),
+            elapsed: Duration::from_micros(1_000_400),
+        };
+        assert_eq!(
+            e.to_string(),
+            "deadline of 1000 ms passed while waiting for the response head (after 1000.4 ms)"
+        );
+        assert_eq!(e.kind(), "timeout");
+    }
+}

@@ -1,0 +1,130 @@
+//! A byte stream with a read buffer: the bytes that have arrived but are not parsed yet.
+//!
+//! HTTP/1.1 has no message boundaries on the wire (RFC 9112 §2.1): a read may hold half a head,
+//! or one request and the start of the next (pipelining, RFC 9112 §9.3.2). So we read into a
+//! buffer, parse from its front, and `consume` exactly the bytes a message used. What is left
+//! stays for the next turn. The same type serves the server and B's client.
+//!
+//! One buffer per connection, reused for every message on it: `start..end` is the unparsed
+//! part; consumed bytes are reclaimed by moving the rest to the front only when room runs out.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_lite::AsyncRead;
+
+use super::limits::READ_CHUNK_BYTES;
+
+/// A stream and the bytes read from it that nobody has consumed yet.
+#[derive(Debug)]
+pub struct Conn<S> {
+    pub stream: S,
+    /// Storage; only `buf[start..end]` holds live bytes.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<S> Conn<S> {
+    pub fn new(stream: S) -> Self {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Drops the first `n` buffered bytes: a message has used them.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Takes up to `n` buffered bytes out of the buffer.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.end - self.start);
+        let taken = self.buf[self.start..self.start + n].to_vec();
+        self.consume(n);
+        taken
+    }
+
+    /// Makes room for at least a quarter of a read chunk after `end`: first by moving the live
+    /// bytes to the front, then by growing. Callers cap how far the buffer may grow.
+    fn make_room(&mut self) {
+        if self.buf.len() - self.end >= READ_CHUNK_BYTES / 4 {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK_BYTES / 4 {
+            self.buf.resize(self.buf.len() + READ_CHUNK_BYTES, 0);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> Conn<S> {
+    /// Reads once more from the stream, appending to the buffer. Returns the number of bytes
+    /// read; `0` means the peer closed its side (end of stream).
+    ///
+    /// Cancel-safe: if this future is dropped (a timeout won a race), nothing was appended.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        self.make_room();
+        poll_fn(|cx| {
+            let end = self.end;
+            let poll = Pin::new(&mut self.stream).poll_read(cx, &mut self.buf[end..]);
+            if let Poll::Ready(Ok(n)) = poll {
+                self.end += n;
+            }
+            poll
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_appends_and_consume_keeps_the_rest() {
+        let mut conn = Conn::new(&b"GET / HTTP/1.1\r\n\r\nGET /next"[..]);
+        let n = smol::block_on(conn.fill()).expect("read from a slice");
+        assert_eq!(n, 27);
+        conn.consume(18);
+        assert_eq!(conn.buffered(), b"GET /next");
+        assert_eq!(conn.take(3), b"GET");
+        assert_eq!(conn.buffered(), b" /next");
+        assert_eq!(smol::block_on(conn.fill()).expect("eof"), 0);
+    }
+
+    #[test]
+    fn the_buffer_is_reused_not_grown_when_messages_are_consumed() {
+        let message = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let stream: Vec<u8> = message.iter().copied().cycle().take(message.len() * 1000).collect();
+        let mut conn = Conn::new(&stream[..]);
+        let mut seen = 0;
+        while smol::block_on(conn.fill()).expect("slice") > 0 {
+            while conn.buffered().len() >= message.len() {
+                assert_eq!(&conn.buffered()[..message.len()], message, "message {seen}");
+                conn.consume(message.len());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 1000);
+        assert!(conn.buf.len() <= 2 * READ_CHUNK_BYTES, "grew to {}", conn.buf.len());
+    }
+}

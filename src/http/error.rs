@@ -1,0 +1,101 @@
+//! What can go wrong while a server reads a request, and the status each failure is answered
+//! with (RFC 9110 §15.5, RFC 9112 §2.2 and §6.3). One enum, one `Display`, one `status()`.
+//!
+//! After any of these the connection is closed: once framing is in doubt we do not know where
+//! the next request would start, and guessing is how request smuggling happens.
+
+use std::fmt;
+use std::io;
+
+use super::body::{BodyError, FramingError};
+
+/// A request that could not be read.
+#[derive(Debug)]
+pub enum RequestError {
+    /// The peer closed the connection in the middle of a request. Nobody to answer.
+    Closed,
+    /// The socket failed (reset, broken pipe). Nobody to answer.
+    Io(io::Error),
+    /// The request did not arrive within the request timeout (slow or stalled client).
+    Timeout,
+    /// The request head is larger than the head limit.
+    HeadTooLarge,
+    /// The request-target is longer than the target limit.
+    UriTooLong,
+    /// More header fields than the header limit.
+    TooManyHeaders,
+    /// The head is not HTTP/1.1 syntax; the text says what httparse (or we) found wrong.
+    Malformed(&'static str),
+    /// The head is well formed but its message framing is unsafe or contradictory.
+    Framing(FramingError),
+    /// The body is not valid chunked coding.
+    BadChunk(&'static str),
+    /// The body is larger than the body limit.
+    BodyTooLarge,
+    /// A version we do not speak (only HTTP/1.0 and HTTP/1.1 are served).
+    UnsupportedVersion,
+    /// An `Expect` we cannot meet (only `100-continue` exists, RFC 9110 §10.1.1).
+    UnsupportedExpectation,
+}
+
+impl RequestError {
+    /// The status to answer with, or `None` when the peer is gone and no answer is possible.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RequestError::Closed | RequestError::Io(_) => None,
+            RequestError::Timeout => Some(408),
+            RequestError::HeadTooLarge | RequestError::TooManyHeaders => Some(431),
+            RequestError::UriTooLong => Some(414),
+            RequestError::Malformed(_) | RequestError::Framing(_) | RequestError::BadChunk(_) => {
+                Some(400)
+            }
+            RequestError::BodyTooLarge => Some(413),
+            RequestError::UnsupportedVersion => Some(505),
+            RequestError::UnsupportedExpectation => Some(417),
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Closed => f.write_str("connection closed in the middle of a request"),
+            RequestError::Io(e) => write!(f, "socket error: {e}"),
+            RequestError::Timeout => f.write_str("request not received in time"),
+            RequestError::HeadTooLarge => f.write_str("request head too large"),
+            RequestError::UriTooLong => f.write_str("request-target too long"),
+            RequestError::TooManyHeaders => f.write_str("too many header fields"),
+            RequestError::Malformed(what) => write!(f, "malformed request: {what}"),
+            RequestError::Framing(e) => write!(f, "bad message framing: {e}"),
+            RequestError::BadChunk(what) => write!(f, "bad chunked body: {what}"),
+            RequestError::BodyTooLarge => f.write_str("request body too large"),
+            RequestError::UnsupportedVersion => f.write_str("HTTP version not supported"),
+            RequestError::UnsupportedExpectation => f.write_str("unsupported Expect"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl From<io::Error> for RequestError {
+    fn from(e: io::Error) -> Self {
+        RequestError::Io(e)
+    }
+}
+
+impl From<FramingError> for RequestError {
+    fn from(e: FramingError) -> Self {
+        RequestError::Framing(e)
+    }
+}
+
+impl From<BodyError> for RequestError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => RequestError::BodyTooLarge,
+            BodyError::BadChunk(what) => RequestError::BadChunk(what),
+            BodyError::Closed => RequestError::Closed,
+            BodyError::Io(e) => RequestError::Io(e),
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Reading a message head — request line or status line, then header fields — with httparse
+//! (RFC 9112 §2–5).
+//!
+//! httparse sees a byte slice and says one of three things: complete (and how many bytes the
+//! head used), partial ("read more"), or error. It owns the syntax; we own the limits: the
+//! byte cap on the head, the cap on header fields, and what to answer when either is passed.
+
+use futures_lite::AsyncRead;
+
+use super::conn::Conn;
+use super::error::RequestError;
+use super::limits::Limits;
+use super::message::{Headers, RequestHead, ResponseHead, Version};
+
+/// The most header slots httparse is ever given; `Limits::max_headers` picks how many are used.
+const HEADER_SLOTS: usize = 128;
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 §3.4). We speak HTTP/1.x only.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// Parses a request head from the front of `buf`. `Ok(None)` means "not complete yet, read
+/// more"; `Ok(Some((head, n)))` means the head used the first `n` bytes of `buf`.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+    let mut req = httparse::Request::new(&mut slots[..limits.max_headers.min(HEADER_SLOTS)]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return check_partial_request(buf, limits).map(|()| None),
+        Err(e) => return Err(request_syntax_error(e, buf)),
+    };
+    if len > limits.max_head_bytes {
+        return Err(RequestError::HeadTooLarge);
+    }
+    // A complete parse always fills method, path and version.
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(RequestError::Malformed("incomplete request line"));
+    };
+    if target.len() > limits.max_target_bytes {
+        return Err(RequestError::UriTooLong);
+    }
+    let mut headers = Headers::new();
+    for h in req.headers.iter() {
+        headers.push(h.name, h.value);
+    }
+    let head = RequestHead {
+        method: method.to_owned(),
+        target: origin_form(target).to_owned(),
+        version: Version::from_minor(minor),
+        headers,
+    };
+    check_host(&head)?;
+    Ok(Some((head, len)))
+}
+
+/// A partial head is fine while it fits; past the cap, it is too large. If the request line
+/// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414).
+fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError> {
+    if buf.len() < limits.max_head_bytes {
+        return Ok(());
+    }
+    if buf.contains(&b'\n') {
+        Err(RequestError::HeadTooLarge)
+    } else {
+        Err(RequestError::UriTooLong)
+    }
+}
+
+/// Turns an httparse error into ours. A well-formed `HTTP/x.y` that is not 1.0 or 1.1 is a
+/// version we do not support (505); anything else that fails is plain bad syntax (400).
+fn request_syntax_error(e: httparse::Error, buf: &[u8]) -> RequestError {
+    match e {
+        httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
+        httparse::Error::Version if buf.starts_with(HTTP2_PREFACE) => {
+            RequestError::Malformed("HTTP/2 connection preface on an HTTP/1.1 port")
+        }
+        httparse::Error::Version if has_well_formed_version(buf) => {
+            RequestError::UnsupportedVersion
+        }
+        other => RequestError::Malformed(syntax_reason(other)),
+    }
+}
+
+/// What httparse found wrong, in words (its own table is private).
+fn syntax_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid byte in a header field name",
+        httparse::Error::HeaderValue => "invalid byte in a header field value",
+        httparse::Error::NewLine => "invalid line ending (a CR must be followed by LF)",
+        httparse::Error::Status => "invalid status code",
+        httparse::Error::Token => "invalid byte in the method or request-target",
+        httparse::Error::TooManyHeaders => "too many header fields",
+        httparse::Error::Version => "invalid HTTP version",
+    }
+}
+
+/// Whether the request line ends in `HTTP/<digit>.<digit>` (RFC 9112 §2.3).
+fn has_well_formed_version(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.rsplit(|&b| b == b' ').next() {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
+            major.is_ascii_digit() && minor.is_ascii_digit()
+        }
+        _ => false,
+    }
+}
+
+/// A server must accept the absolute-form `http://host/path` too (RFC 9112 §3.2.2); we route
+/// on its path and query, as if it had come in origin-form.
+fn origin_form(target: &str) -> &str {
+    let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    else {
+        return target;
+    };
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        // `http://host?q` has an empty path, which means "/" (RFC 9110 §4.2.3).
+        _ => "/",
+    }
+}
+
+/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 §3.2): 400 otherwise.
+fn check_host(head: &RequestHead) -> Result<(), RequestError> {
+    let hosts = head.headers.get_all("host").count();
+    match (head.version, hosts) {
+        (_, n) if n > 1 => Err(RequestError::Malformed("more than one Host field")),
+        (Version::Http11, 0) => Err(RequestError::Malformed("HTTP/1.1 request without Host")),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the next request head from `conn`, leaving any bytes after it (a body, or a pipelined
+/// request) in the buffer. `Ok(None)`: the peer closed cleanly before sending anything.
+/// The caller bounds the time this may take.
+pub async fn read_request_head<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    limits: &Limits,
+) -> Result<Option<RequestHead>, RequestError> {
+    loop {
+        if !conn.buffered().is_empty() {
+            if let Some((head, len)) = parse_request_head(conn.buffered(), limits)? {
+                conn.consume(len);
+                return Ok(Some(head));
+            }
+        }
+        // The cap was checked by the parse above, so one more read stays bounded.
+        if conn.fill().await? == 0 {
+            return if conn.buffered().is_empty() {
+                Ok(None)
+            } else {
+                Err(RequestError::Closed)
+            };
+        }
+    }
+}
+
+/// What can go wrong reading a response head (the client side).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResponseHeadError {
+    /// Bytes that are not an HTTP/1.x status line and header fields.
+    Malformed(&'static str),
+    /// The head is larger than the client's head limit.
+    TooLarge,
+}
+
+/// Parses a response head from the front of `buf`: `Ok(None)` means "read more".
+pub fn parse_response_head(
+    buf: &[u8],
+    max_head_bytes: usize,
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+    let mut res = httparse::Response::new(&mut slots[..max_headers.min(HEADER_SLOTS)]);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head_bytes => {
+            return Err(ResponseHeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseHeadError::TooLarge),
+        Err(e) => return Err(ResponseHeadError::Malformed(syntax_reason(e))),
+    };
+    if len > max_head_bytes {
+        return Err(ResponseHeadError::TooLarge);
+    }
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return Err(ResponseHeadError::Malformed("incomplete status line"));
+    };
+    let mut headers = Headers::new();
+    for h in res.headers.iter() {
+        headers.push(h.name, h.value);
+    }
+    let head = ResponseHead {
+        version: Version::from_minor(minor),
+        status,
+        reason: res.reason.unwrap_or_default().to_owned(),
+        headers,
+    };
+    Ok(Some((head, len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        parse_request_head(raw, &Limits::default())
+    }
+
+    fn status_of(raw: &[u8]) -> Option<u16> {
+        parse(raw).err().and_then(|e| e.status())
+    }
+
+    fn lines(lines: &[&str]) -> Vec<u8> {
+        let mut raw = lines.join("\r\n");
+        raw.push_str("\r\n\r\n");
+        raw.into_bytes()
+    }
+
+    #[test]
+    fn parses_a_simple_get() {
+        let raw = lines(&["GET /echo?msg=hi HTTP/1.1", "Host: a", "X-Request-Id: r1"]);
+        let (head, len) = parse(&raw).expect("valid").expect("complete");
+        assert_eq!(len, raw.len());
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.path(), "/echo");
+        assert_eq!(head.query(), Some("msg=hi"));
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.headers.get_str("x-request-id"), Some("r1"));
+    }
+
+    #[test]
+    fn every_prefix_is_partial_then_complete() {
+        let raw = lines(&["GET /health HTTP/1.1", "Host: a", "Accept: */*"]);
+        for cut in 0..raw.len() {
+            assert!(parse(&raw[..cut]).expect("prefix is valid").is_none(), "cut {cut}");
+        }
+        assert!(parse(&raw).expect("valid").is_some());
+    }
+
+    #[test]
+    fn leaves_a_pipelined_request_after_the_head() {
+        let mut raw = lines(&["GET /a HTTP/1.1", "Host: a"]);
+        let first = raw.len();
+        raw.extend_from_slice(b"GET /b HTTP/1.1\r\n");
+        let (_, len) = parse(&raw).expect("valid").expect("complete");
+        assert_eq!(len, first);
+    }
+
+    #[test]
+    fn http10_needs_no_host() {
+        let (head, _) = parse(b"GET / HTTP/1.0\r\n\r\n").expect("ok").expect("complete");
+        assert_eq!(head.version, Version::Http10);
+    }
+
+    #[test]
+    fn http11_without_host_or_with_two_is_400() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host: a", "Host: b"])), Some(400));
+    }
+
+    #[test]
+    fn absolute_form_is_routed_on_its_path() {
+        let raw = lines(&["GET http://a:8080/echo?msg=x HTTP/1.1", "Host: a:8080"]);
+        let (head, _) = parse(&raw).expect("ok").expect("complete");
+        assert_eq!(head.target, "/echo?msg=x");
+        assert_eq!(origin_form("http://a?x"), "/");
+    }
+
+    #[test]
+    fn obs_fold_is_400() {
+        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host: a", "X: one", " two"])), Some(400));
+    }
+
+    #[test]
+    fn space_before_colon_is_400() {
+        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host : a"])), Some(400));
+    }
+
+    #[test]
+    fn bare_cr_is_400() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), Some(400));
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn control_bytes_are_400() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"), Some(400));
+        assert_eq!(status_of(b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"), Some(400));
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\x1bb\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn garbage_and_http2_preface_are_400() {
+        assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(400));
+        assert_eq!(status_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Some(400));
+        assert_eq!(status_of(b"hello there\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn other_versions_are_505() {
+        assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(505));
+        assert_eq!(status_of(b"GET / HTTP/3.1\r\nHost: a\r\n\r\n"), Some(505));
+        assert_eq!(status_of(b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut head = vec!["GET / HTTP/1.1".to_owned(), "Host: a".to_owned()];
+        head.extend((0..64).map(|i| format!("X-{i}: v")));
+        let refs: Vec<&str> = head.iter().map(String::as_str).collect();
+        assert_eq!(status_of(&lines(&refs)), Some(431));
+    }
+
+    #[test]
+    fn oversized_head_is_431_and_oversized_target_is_414() {
+        let big_value = "v".repeat(9000);
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.1", "Host: a", &format!("X: {big_value}")])),
+            Some(431)
+        );
+        let mut long_line = b"GET /".to_vec();
+        long_line.extend(std::iter::repeat_n(b'a', 9000));
+        assert_eq!(status_of(&long_line), Some(414));
+        let target = format!("GET /{} HTTP/1.1", "a".repeat(5000));
+        assert_eq!(status_of(&lines(&[&target, "Host: a"])), Some(414));
+    }
+
+    #[test]
+    fn reads_a_head_delivered_one_byte_at_a_time() {
+        let raw = lines(&["GET /health HTTP/1.1", "Host: a"]);
+        let reader = OneByteReader(&raw);
+        let mut conn = Conn::new(reader);
+        let head = smol::block_on(read_request_head(&mut conn, &Limits::default()))
+            .expect("valid")
+            .expect("a request");
+        assert_eq!(head.target, "/health");
+    }
+
+    #[test]
+    fn eof_inside_a_head_is_closed_and_before_it_is_none() {
+        let mut conn = Conn::new(&b"GET / HT"[..]);
+        let err = smol::block_on(read_request_head(&mut conn, &Limits::default()));
+        assert!(matches!(err, Err(RequestError::Closed)));
+        let mut conn = Conn::new(&b""[..]);
+        let none = smol::block_on(read_request_head(&mut conn, &Limits::default()));
+        assert!(matches!(none, Ok(None)));
+    }
+
+    #[test]
+    fn parses_a_response_head() {
+        let raw = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}";
+        let (head, len) = parse_response_head(raw, 1024, 64).expect("ok").expect("complete");
+        assert_eq!(head.status, 500);
+        assert_eq!(head.status_line(), "HTTP/1.1 500 Internal Server Error");
+        assert_eq!(&raw[len..], b"{}");
+    }
+
+    #[test]
+    fn response_head_limits_and_garbage() {
+        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nX: y", 8, 64), Err(ResponseHeadError::TooLarge));
+        assert!(matches!(
+            parse_response_head(b"SSH-2.0-OpenSSH\r\n\r\n", 1024, 64),
+            Err(ResponseHeadError::Malformed(_))
+        ));
+        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64), Ok(None));
+    }
+
+    /// A reader that hands out one byte per read, like the slowest possible client.
+    struct OneByteReader<'a>(&'a [u8]);
+
+    impl AsyncRead for OneByteReader<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return std::task::Poll::Ready(Ok(0));
+            };
+            buf[0] = first;
+            self.0 = rest;
+            std::task::Poll::Ready(Ok(1))
+        }
+    }
+}

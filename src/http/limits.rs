@@ -1,0 +1,97 @@
+//! Every limit of the HTTP layer, in one place, with the reason beside it and the status a
+//! server answers when a peer goes past it (RFC 9110 §15.5 for the 4xx codes).
+//!
+//! A server that accepts input without bounds can be made to hold memory, file descriptors or
+//! tasks forever by a single misbehaving peer. Each number below closes one such door.
+
+use std::time::Duration;
+
+/// Limits of the server side. `Limits::default()` is what both services run with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line + header fields), in bytes. Past it: `431`, or
+    /// `414` when the request line alone has not ended yet. 8 KiB is what most servers use
+    /// (nginx's default large buffer, Apache's `LimitRequestLine`); async-h1 cites
+    /// CVE-2020-7662-style memory floods as the reason to cap it.
+    pub max_head_bytes: usize,
+    /// Longest request-target, in bytes. Past it: `414 URI Too Long`.
+    pub max_target_bytes: usize,
+    /// Most header fields in one request. Past it: `431`.
+    pub max_headers: usize,
+    /// Largest request body we read (and, on these routes, discard). Past it: `413`.
+    pub max_body_bytes: usize,
+    /// Time a request may take to arrive, from its first byte to its last (head and body).
+    /// Past it: `408 Request Timeout`. Stops "slowloris" clients that trickle a head forever.
+    pub request_timeout: Duration,
+    /// Time a kept-alive connection may sit between requests before we close it.
+    pub idle_timeout: Duration,
+    /// Time a response may take to be written. A client that stops reading cannot pin a task.
+    pub write_timeout: Duration,
+    /// Most connections open at once. Past it new ones get a `503` and are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_target_bytes: 4 * 1024,
+            max_headers: 64,
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Limits of the client side (B calling A). Over a size cap the response is `bad_response`
+/// and the connection is dropped: we cannot know where the next response would start.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Largest response head we accept from the upstream.
+    pub max_head_bytes: usize,
+    /// Most header fields in one response.
+    pub max_headers: usize,
+    /// Largest response body we accept from the upstream.
+    pub max_body_bytes: usize,
+    /// Most idle kept-alive connections held per upstream; extras are closed when returned.
+    pub max_idle_per_upstream: usize,
+    /// How long an idle pooled connection is trusted; older ones are closed, not reused.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body_bytes: 64 * 1024,
+            max_idle_per_upstream: 256,
+            idle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Longest line of chunked framing (a chunk-size line or a trailer field) we accept.
+/// A chunk size needs at most 16 hex digits; the rest is room for chunk extensions.
+pub const MAX_CHUNK_LINE_BYTES: usize = 1024;
+
+/// How many bytes one `read` asks the socket for. One page; a request head usually fits.
+pub const READ_CHUNK_BYTES: usize = 4096;
+
+/// Largest trailer section after a chunked body. Trailers are read and discarded, but must
+/// still be bounded: the same reason as the head cap.
+pub const MAX_TRAILER_BYTES: usize = 8 * 1024;
+
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so that our last response is not destroyed by a TCP reset (RFC 9112 §9.6).
+pub const LINGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Pipelined responses are collected and written together; past this many bytes they are
+/// written at once, so a client that pipelines without end cannot grow our buffer.
+pub const PIPELINE_FLUSH_BYTES: usize = 64 * 1024;
+
+/// How much a lingering close reads and throws away before it gives up and closes anyway.
+pub const LINGER_MAX_BYTES: usize = 256 * 1024;

@@ -1,0 +1,94 @@
+//! Serializing messages to bytes (RFC 9112 §3, §4, §5): a start line, header fields, an empty
+//! line, then the body — CRLF after every line. The writer appends to a buffer and never
+//! touches a socket, so a whole response (or several pipelined ones) goes out in one write.
+
+use std::io::Write;
+
+use super::message::{Response, Version, reason_phrase};
+
+/// Appends `response` to `out`.
+///
+/// * `version` is the version of the request being answered: an HTTP/1.0 client gets an
+///   HTTP/1.0 status line, since it may not understand 1.1 features (RFC 9110 §2.5).
+/// * `head_only` answers a `HEAD`: the same head as for `GET`, including its
+///   `Content-Length`, and no body (RFC 9110 §9.3.2).
+/// * `close` announces that we close the connection after this response (RFC 9112 §9.6);
+///   for an HTTP/1.0 client that stays, `keep-alive` is said explicitly.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    response: &Response,
+    version: Version,
+    head_only: bool,
+    close: bool,
+) {
+    // Writing into a Vec cannot fail, so the io::Results below are always Ok.
+    let status = response.status;
+    let _ = write!(out, "{} {status} {}\r\n", version.as_str(), reason_phrase(status));
+    for (name, value) in &response.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", response.body.len());
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&response.body);
+    }
+}
+
+/// Appends a `GET` request with no body to `out` (RFC 9112 §3). `host` is the authority of
+/// the upstream, required in every HTTP/1.1 request (RFC 9112 §3.2).
+pub fn write_get_request(out: &mut Vec<u8>, target: &str, host: &str, headers: &[(&str, &str)]) {
+    let _ = write!(out, "GET {target} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(version: Version, head_only: bool, close: bool) -> String {
+        let mut out = Vec::new();
+        let response = Response::json(200, "{}").with_header("X-Request-Id", "r1");
+        write_response(&mut out, &response, version, head_only, close);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn a_json_response() {
+        assert_eq!(
+            written(Version::Http11, false, false),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: r1\r\n\
+             Content-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn head_keeps_the_length_and_drops_the_body() {
+        assert!(written(Version::Http11, true, false).ends_with("Content-Length: 2\r\n\r\n"));
+    }
+
+    #[test]
+    fn close_and_http10_keep_alive() {
+        assert!(written(Version::Http11, false, true).contains("\r\nConnection: close\r\n"));
+        let http10 = written(Version::Http10, false, false);
+        assert!(http10.starts_with("HTTP/1.0 200 OK\r\n"));
+        assert!(http10.contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn a_get_request() {
+        let mut out = Vec::new();
+        write_get_request(&mut out, "/echo?msg=a", "127.0.0.1:8080", &[("X-Request-Id", "r1")]);
+        assert_eq!(
+            out,
+            b"GET /echo?msg=a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Request-Id: r1\r\n\r\n"
+        );
+    }
+}
