@@ -1,4 +1,11 @@
 //! echo-lab: two small HTTP/1.1 services, A (echo) and B (calls A), on a hand-written
-//! HTTP layer. `http` is the protocol; `services` are the two handlers; `config` reads flags.
+//! HTTP layer.
+//!
+//! * `http` — the protocol, knowing nothing of echo;
+//! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
+//! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary.
 
+pub mod config;
 pub mod http;
+pub mod run;
+pub mod services;

@@ -41,9 +41,7 @@ pub enum FramingError {
 impl fmt::Display for FramingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            FramingError::LengthAndTransferEncoding => {
-                "both Content-Length and Transfer-Encoding"
-            }
+            FramingError::LengthAndTransferEncoding => "both Content-Length and Transfer-Encoding",
             FramingError::ConflictingLengths => "conflicting Content-Length values",
             FramingError::BadLength => "invalid Content-Length",
             FramingError::UnsupportedTransferEncoding => {
@@ -172,8 +170,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
         return None;
     }
     digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit()
-            .then(|| n * 10 + u64::from(d - b'0'))
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
     })
 }
 
@@ -296,30 +293,52 @@ mod tests {
                 &[("Content-Length", "5"), ("Content-Length", "6")],
                 FramingError::ConflictingLengths,
             ),
-            (&[("Content-Length", "5, 6")], FramingError::ConflictingLengths),
+            (
+                &[("Content-Length", "5, 6")],
+                FramingError::ConflictingLengths,
+            ),
             (&[("Content-Length", "+5")], FramingError::BadLength),
             (&[("Content-Length", "")], FramingError::BadLength),
             (&[("Content-Length", "0x10")], FramingError::BadLength),
-            (&[("Content-Length", "99999999999999999999")], FramingError::BadLength),
-            (&[("Transfer-Encoding", "gzip")], FramingError::UnsupportedTransferEncoding),
+            (
+                &[("Content-Length", "99999999999999999999")],
+                FramingError::BadLength,
+            ),
+            (
+                &[("Transfer-Encoding", "gzip")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
             (
                 &[("Transfer-Encoding", "chunked, gzip")],
                 FramingError::UnsupportedTransferEncoding,
             ),
             (
-                &[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
                 FramingError::UnsupportedTransferEncoding,
             ),
-            (&[("Transfer-Encoding", "xchunked")], FramingError::UnsupportedTransferEncoding),
+            (
+                &[("Transfer-Encoding", "xchunked")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
         ];
         for (fields, expected) in cases {
-            assert_eq!(request_framing(&request_with(fields)), Err(*expected), "{fields:?}");
+            assert_eq!(
+                request_framing(&request_with(fields)),
+                Err(*expected),
+                "{fields:?}"
+            );
         }
     }
 
     #[test]
     fn response_framing_rules() {
-        assert_eq!(response_framing(&response_with(200, &[]), false), Ok(BodyFraming::UntilClose));
+        assert_eq!(
+            response_framing(&response_with(200, &[]), false),
+            Ok(BodyFraming::UntilClose)
+        );
         assert_eq!(
             response_framing(&response_with(200, &[("Content-Length", "7")]), true),
             Ok(BodyFraming::Empty)
@@ -333,7 +352,10 @@ mod tests {
             Ok(BodyFraming::UntilClose)
         );
         assert_eq!(
-            response_framing(&response_with(200, &[("Transfer-Encoding", "chunked")]), false),
+            response_framing(
+                &response_with(200, &[("Transfer-Encoding", "chunked")]),
+                false
+            ),
             Ok(BodyFraming::Chunked)
         );
     }

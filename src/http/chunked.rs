@@ -221,26 +221,45 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_errors() {
-        for raw in [&b"zz\r\n"[..], b"-1\r\n", b"\r\n", b"5 x\r\n", b"+5\r\n", b"11111111111111111\r\n"] {
-            assert!(matches!(decode_all(raw), Err(BodyError::BadChunk(_))), "{raw:?}");
+        for raw in [
+            &b"zz\r\n"[..],
+            b"-1\r\n",
+            b"\r\n",
+            b"5 x\r\n",
+            b"+5\r\n",
+            b"11111111111111111\r\n",
+        ] {
+            assert!(
+                matches!(decode_all(raw), Err(BodyError::BadChunk(_))),
+                "{raw:?}"
+            );
         }
     }
 
     #[test]
     fn missing_crlf_after_data_is_an_error() {
-        assert!(matches!(decode_all(b"3\r\nabcX\r\n0\r\n\r\n"), Err(BodyError::BadChunk(_))));
+        assert!(matches!(
+            decode_all(b"3\r\nabcX\r\n0\r\n\r\n"),
+            Err(BodyError::BadChunk(_))
+        ));
     }
 
     #[test]
     fn bare_lf_is_an_error() {
-        assert!(matches!(decode_all(b"3\nabc\r\n0\r\n\r\n"), Err(BodyError::BadChunk(_))));
+        assert!(matches!(
+            decode_all(b"3\nabc\r\n0\r\n\r\n"),
+            Err(BodyError::BadChunk(_))
+        ));
     }
 
     #[test]
     fn body_over_the_cap_is_too_large() {
         let mut dec = ChunkedDecoder::new(4);
         let mut out = Vec::new();
-        assert!(matches!(dec.decode(b"5\r\nhello\r\n", &mut out), Err(BodyError::TooLarge)));
+        assert!(matches!(
+            dec.decode(b"5\r\nhello\r\n", &mut out),
+            Err(BodyError::TooLarge)
+        ));
     }
 
     #[test]

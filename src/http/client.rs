@@ -314,9 +314,10 @@ impl Client {
             return Ok(SocketAddr::new(ip, self.upstream.port));
         }
         let addrs = smol::net::resolve((self.upstream.host.as_str(), self.upstream.port)).await?;
-        addrs.into_iter().next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "name resolved to no address")
-        })
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "name resolved to no address"))
     }
 
     /// One request/response on one connection. On success the connection goes back to the
@@ -432,7 +433,14 @@ mod tests {
         let up = Upstream::from_url("http://[::1]:9000").expect("valid");
         assert_eq!((up.host.as_str(), up.port), ("::1", 9000));
         assert_eq!(up.authority(), "[::1]:9000");
-        for bad in ["https://a:1", "a:1", "http://", "http://a:x", "http://a:1/path", "http://:80"] {
+        for bad in [
+            "https://a:1",
+            "a:1",
+            "http://",
+            "http://a:x",
+            "http://a:1/path",
+            "http://:80",
+        ] {
             assert!(Upstream::from_url(bad).is_err(), "{bad}");
         }
     }

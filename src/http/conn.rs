@@ -114,7 +114,12 @@ mod tests {
     #[test]
     fn the_buffer_is_reused_not_grown_when_messages_are_consumed() {
         let message = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        let stream: Vec<u8> = message.iter().copied().cycle().take(message.len() * 1000).collect();
+        let stream: Vec<u8> = message
+            .iter()
+            .copied()
+            .cycle()
+            .take(message.len() * 1000)
+            .collect();
         let mut conn = Conn::new(&stream[..]);
         let mut seen = 0;
         while smol::block_on(conn.fill()).expect("slice") > 0 {
@@ -125,6 +130,10 @@ mod tests {
             }
         }
         assert_eq!(seen, 1000);
-        assert!(conn.buf.len() <= 2 * READ_CHUNK_BYTES, "grew to {}", conn.buf.len());
+        assert!(
+            conn.buf.len() <= 2 * READ_CHUNK_BYTES,
+            "grew to {}",
+            conn.buf.len()
+        );
     }
 }

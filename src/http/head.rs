@@ -238,7 +238,10 @@ mod tests {
     fn every_prefix_is_partial_then_complete() {
         let raw = lines(&["GET /health HTTP/1.1", "Host: a", "Accept: */*"]);
         for cut in 0..raw.len() {
-            assert!(parse(&raw[..cut]).expect("prefix is valid").is_none(), "cut {cut}");
+            assert!(
+                parse(&raw[..cut]).expect("prefix is valid").is_none(),
+                "cut {cut}"
+            );
         }
         assert!(parse(&raw).expect("valid").is_some());
     }
@@ -254,14 +257,19 @@ mod tests {
 
     #[test]
     fn http10_needs_no_host() {
-        let (head, _) = parse(b"GET / HTTP/1.0\r\n\r\n").expect("ok").expect("complete");
+        let (head, _) = parse(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
         assert_eq!(head.version, Version::Http10);
     }
 
     #[test]
     fn http11_without_host_or_with_two_is_400() {
         assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), Some(400));
-        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host: a", "Host: b"])), Some(400));
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.1", "Host: a", "Host: b"])),
+            Some(400)
+        );
     }
 
     #[test]
@@ -274,31 +282,52 @@ mod tests {
 
     #[test]
     fn obs_fold_is_400() {
-        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host: a", "X: one", " two"])), Some(400));
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.1", "Host: a", "X: one", " two"])),
+            Some(400)
+        );
     }
 
     #[test]
     fn space_before_colon_is_400() {
-        assert_eq!(status_of(&lines(&["GET / HTTP/1.1", "Host : a"])), Some(400));
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.1", "Host : a"])),
+            Some(400)
+        );
     }
 
     #[test]
     fn bare_cr_is_400() {
         assert_eq!(status_of(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), Some(400));
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), Some(400));
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"),
+            Some(400)
+        );
     }
 
     #[test]
     fn control_bytes_are_400() {
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"), Some(400));
-        assert_eq!(status_of(b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"), Some(400));
-        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\x1bb\r\n\r\n"), Some(400));
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\x1bb\r\n\r\n"),
+            Some(400)
+        );
     }
 
     #[test]
     fn garbage_and_http2_preface_are_400() {
         assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(400));
-        assert_eq!(status_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Some(400));
+        assert_eq!(
+            status_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            Some(400)
+        );
         assert_eq!(status_of(b"hello there\r\n\r\n"), Some(400));
     }
 
@@ -321,7 +350,11 @@ mod tests {
     fn oversized_head_is_431_and_oversized_target_is_414() {
         let big_value = "v".repeat(9000);
         assert_eq!(
-            status_of(&lines(&["GET / HTTP/1.1", "Host: a", &format!("X: {big_value}")])),
+            status_of(&lines(&[
+                "GET / HTTP/1.1",
+                "Host: a",
+                &format!("X: {big_value}")
+            ])),
             Some(431)
         );
         let mut long_line = b"GET /".to_vec();
@@ -355,7 +388,9 @@ mod tests {
     #[test]
     fn parses_a_response_head() {
         let raw = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}";
-        let (head, len) = parse_response_head(raw, 1024, 64).expect("ok").expect("complete");
+        let (head, len) = parse_response_head(raw, 1024, 64)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(head.status, 500);
         assert_eq!(head.status_line(), "HTTP/1.1 500 Internal Server Error");
         assert_eq!(&raw[len..], b"{}");
@@ -363,12 +398,18 @@ mod tests {
 
     #[test]
     fn response_head_limits_and_garbage() {
-        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nX: y", 8, 64), Err(ResponseHeadError::TooLarge));
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\nX: y", 8, 64),
+            Err(ResponseHeadError::TooLarge)
+        );
         assert!(matches!(
             parse_response_head(b"SSH-2.0-OpenSSH\r\n\r\n", 1024, 64),
             Err(ResponseHeadError::Malformed(_))
         ));
-        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64), Ok(None));
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64),
+            Ok(None)
+        );
     }
 
     /// A reader that hands out one byte per read, like the slowest possible client.

@@ -278,8 +278,7 @@ async fn serve_connection<H: Handler>(
             }
             return;
         }
-        if out.len() >= PIPELINE_FLUSH_BYTES && flush(&mut conn, &mut out, &limits).await.is_err()
-        {
+        if out.len() >= PIPELINE_FLUSH_BYTES && flush(&mut conn, &mut out, &limits).await.is_err() {
             return;
         }
     }

@@ -23,7 +23,12 @@ pub fn write_response(
 ) {
     // Writing into a Vec cannot fail, so the io::Results below are always Ok.
     let status = response.status;
-    let _ = write!(out, "{} {status} {}\r\n", version.as_str(), reason_phrase(status));
+    let _ = write!(
+        out,
+        "{} {status} {}\r\n",
+        version.as_str(),
+        reason_phrase(status)
+    );
     for (name, value) in &response.headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -85,7 +90,12 @@ mod tests {
     #[test]
     fn a_get_request() {
         let mut out = Vec::new();
-        write_get_request(&mut out, "/echo?msg=a", "127.0.0.1:8080", &[("X-Request-Id", "r1")]);
+        write_get_request(
+            &mut out,
+            "/echo?msg=a",
+            "127.0.0.1:8080",
+            &[("X-Request-Id", "r1")],
+        );
         assert_eq!(
             out,
             b"GET /echo?msg=a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Request-Id: r1\r\n\r\n"

@@ -1,0 +1,243 @@
+//! Command-line flags and their environment variables. A flag wins over its variable, the
+//! variable over the default. Each service lists its flags in a table; `--help` prints it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// One setting: `--name VALUE` (or `--name=VALUE`), or the variable `env`.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    pub name: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    /// A switch: `--name` alone means `true` (its variable takes `1`/`true`/`0`/`false`).
+    pub switch: bool,
+}
+
+impl Flag {
+    pub const fn value(
+        name: &'static str,
+        env: &'static str,
+        default: &'static str,
+        help: &'static str,
+    ) -> Flag {
+        Flag {
+            name,
+            env,
+            default,
+            help,
+            switch: false,
+        }
+    }
+
+    pub const fn switch(name: &'static str, env: &'static str, help: &'static str) -> Flag {
+        Flag {
+            name,
+            env,
+            default: "false",
+            help,
+            switch: true,
+        }
+    }
+}
+
+/// Flags both services take.
+pub const COMMON_FLAGS: &[Flag] = &[
+    Flag::value("host", "HOST", "127.0.0.1", "address to listen on"),
+    Flag::value("port", "PORT", "", "port to listen on; 0 picks a free one"),
+    Flag::value(
+        "max-connections",
+        "MAX_CONNECTIONS",
+        "10000",
+        "open connections at most; past it new ones get 503 and are closed",
+    ),
+    Flag::value(
+        "shutdown-grace-ms",
+        "SHUTDOWN_GRACE_MS",
+        "10000",
+        "on SIGTERM/SIGINT, how long requests in flight may take to finish",
+    ),
+];
+
+/// Why the flags could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `--help` was asked for; carries the text to print.
+    Help(String),
+    /// An unknown flag, a missing value, or a value of the wrong form.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Help(text) => f.write_str(text),
+            ConfigError::Invalid(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The settled value of every flag.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: HashMap<&'static str, String>,
+}
+
+impl Settings {
+    /// Reads `args` (without the program name) and the environment through `lookup_env`.
+    pub fn parse(
+        usage: &str,
+        flags: &[Flag],
+        args: impl IntoIterator<Item = String>,
+        lookup_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut values: HashMap<&'static str, String> = flags
+            .iter()
+            .map(|f| {
+                (
+                    f.name,
+                    lookup_env(f.env).unwrap_or_else(|| f.default.to_owned()),
+                )
+            })
+            .collect();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                return Err(ConfigError::Help(help_text(usage, flags)));
+            }
+            let (name, inline) = match arg.strip_prefix("--") {
+                Some(rest) => rest
+                    .split_once('=')
+                    .map_or((rest, None), |(n, v)| (n, Some(v))),
+                None => return Err(invalid(format!("unexpected argument {arg:?} (try --help)"))),
+            };
+            let flag = flags
+                .iter()
+                .find(|f| f.name == name)
+                .ok_or_else(|| invalid(format!("unknown flag --{name} (try --help)")))?;
+            let value = match (inline, flag.switch) {
+                (Some(v), _) => v.to_owned(),
+                (None, true) => "true".to_owned(),
+                (None, false) => args
+                    .next()
+                    .ok_or_else(|| invalid(format!("--{name} needs a value")))?,
+            };
+            values.insert(flag.name, value);
+        }
+        Ok(Settings { values })
+    }
+
+    /// The value of flag `name`, parsed; an error names the flag and the bad value.
+    pub fn get<T: FromStr>(&self, name: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let raw = self.raw(name);
+        raw.parse()
+            .map_err(|e| invalid(format!("--{name}: invalid value {raw:?}: {e}")))
+    }
+
+    /// A switch's value.
+    pub fn switch(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.raw(name) {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" | "" => Ok(false),
+            other => Err(invalid(format!(
+                "--{name}: expected true or false, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The value of flag `name` as text.
+    pub fn raw(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+}
+
+fn invalid(text: String) -> ConfigError {
+    ConfigError::Invalid(text)
+}
+
+fn help_text(usage: &str, flags: &[Flag]) -> String {
+    let mut text = format!("{usage}\n\nFlags (each also read from its environment variable):\n");
+    for f in flags {
+        let arg = if f.switch {
+            String::new()
+        } else {
+            " VALUE".into()
+        };
+        let default = if f.default.is_empty() {
+            String::new()
+        } else {
+            format!(" [default: {}]", f.default)
+        };
+        text.push_str(&format!(
+            "  --{}{arg}  ({})\n      {}{default}\n",
+            f.name, f.env, f.help
+        ));
+    }
+    text.push_str("  --help\n      print this text\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLAGS: &[Flag] = &[
+        Flag::value("port", "PORT", "8080", "port"),
+        Flag::switch("trace", "TRACE", "trace"),
+    ];
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::parse("usage", FLAGS, args.iter().map(|s| s.to_string()), |k| {
+            env.get(k).cloned()
+        })
+    }
+
+    #[test]
+    fn flag_beats_env_beats_default() {
+        let s = parse(&[], &[]).expect("ok");
+        assert_eq!(s.get::<u16>("port"), Ok(8080));
+        let s = parse(&[], &[("PORT", "9000")]).expect("ok");
+        assert_eq!(s.get::<u16>("port"), Ok(9000));
+        let s = parse(&["--port", "7000"], &[("PORT", "9000")]).expect("ok");
+        assert_eq!(s.get::<u16>("port"), Ok(7000));
+        let s = parse(&["--port=6000"], &[]).expect("ok");
+        assert_eq!(s.get::<u16>("port"), Ok(6000));
+    }
+
+    #[test]
+    fn switches() {
+        assert_eq!(
+            parse(&["--trace"], &[]).expect("ok").switch("trace"),
+            Ok(true)
+        );
+        assert_eq!(
+            parse(&[], &[("TRACE", "1")]).expect("ok").switch("trace"),
+            Ok(true)
+        );
+        assert_eq!(parse(&[], &[]).expect("ok").switch("trace"), Ok(false));
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        assert!(
+            matches!(parse(&["--nope"], &[]), Err(ConfigError::Invalid(t)) if t.contains("--nope"))
+        );
+        assert!(
+            matches!(parse(&["--port"], &[]), Err(ConfigError::Invalid(t)) if t.contains("needs a value"))
+        );
+        let s = parse(&["--port", "http"], &[]).expect("parsed");
+        assert!(s.get::<u16>("port").is_err());
+        assert!(
+            matches!(parse(&["--help"], &[]), Err(ConfigError::Help(t)) if t.contains("--port"))
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Starting a service: read flags, start logging, bind, announce the real address, serve
+//! until SIGINT or SIGTERM, drain, exit. Shared by both binaries so they stay thin.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_signal::{Signal, Signals};
+use futures_lite::StreamExt;
+
+use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
+use crate::http::server::{self, Handler, ServerConfig};
+
+/// Parses flags from the process's arguments and environment. `Err(code)`: the process
+/// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
+pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
+    let flags: Vec<Flag> = COMMON_FLAGS.iter().chain(own_flags).copied().collect();
+    match Settings::parse(usage, &flags, std::env::args().skip(1), |k| {
+        std::env::var(k).ok()
+    }) {
+        Ok(settings) => Ok(settings),
+        Err(ConfigError::Help(text)) => {
+            println!("{text}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(fail(&e.to_string())),
+    }
+}
+
+/// Prints one clear line on stderr; the exit code for a bad start.
+pub fn fail(text: &str) -> ExitCode {
+    eprintln!("error: {text}");
+    ExitCode::from(2)
+}
+
+/// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stderr.
+pub fn init_logging() {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .env()
+        .with_utc_timestamps()
+        .init();
+}
+
+/// The listening address and server configuration from the common flags.
+pub fn server_setup(
+    settings: &Settings,
+    default_port: u16,
+) -> Result<(SocketAddr, ServerConfig), ConfigError> {
+    let host: IpAddr = settings.get("host")?;
+    let port = match settings.raw("port") {
+        "" => default_port,
+        _ => settings.get("port")?,
+    };
+    let mut config = ServerConfig::default();
+    config.limits.max_connections = settings.get("max-connections")?;
+    config.shutdown_grace = Duration::from_millis(settings.get("shutdown-grace-ms")?);
+    Ok((SocketAddr::new(host, port), config))
+}
+
+/// Binds, logs `service=<name> listening on <addr>`, and serves until a signal; then drains.
+pub fn serve(
+    name: &str,
+    addr: SocketAddr,
+    config: ServerConfig,
+    handler: impl Handler,
+) -> ExitCode {
+    let listener = match server::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("service={name} cannot listen on {addr}: {e}")),
+    };
+    let signals = match Signals::new([Signal::Term, Signal::Int]) {
+        Ok(signals) => signals,
+        Err(e) => return fail(&format!("cannot watch for signals: {e}")),
+    };
+    let local = listener.get_ref().local_addr().unwrap_or(addr);
+    log::info!("service={name} listening on {local}");
+    let shutdown = async move {
+        let mut signals = signals;
+        if let Some(Ok(signal)) = signals.next().await {
+            let name = if signal == Signal::Term {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
+            log::info!("shutdown: received {name}");
+        }
+    };
+    server::serve(listener, handler, config, shutdown);
+    log::info!("service={name} stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,150 @@
+//! Service B: `/health`, and `/call-echo?msg=X`, which asks A's `/echo` under one deadline
+//! and turns every way that can fail into a `503` that says what went wrong.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use super::query::{encode, query_param};
+use super::{Exchange, Failure, health, log_rejected, route};
+use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
+use crate::http::error::RequestError;
+use crate::http::message::{Request, Response};
+use crate::http::server::Handler;
+
+/// The caller service's handler: a client for A and the deadline for each call.
+pub struct CallerService {
+    client: Client,
+    timeout: Duration,
+}
+
+/// Why a call to A did not produce an answer we can pass on.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// The exchange itself failed (connect, timeout, closed, broken HTTP).
+    Client(ClientError),
+    /// A answered, but not with 2xx; carries its status line.
+    Status(String),
+    /// A answered 2xx with a body that is not a JSON object.
+    NotJson(String),
+}
+
+impl UpstreamError {
+    /// The contract's `error_kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Client(e) => e.kind(),
+            UpstreamError::Status(_) => "upstream_status",
+            UpstreamError::NotJson(_) => "bad_response",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Client(e) => write!(f, "service A: {e}"),
+            UpstreamError::Status(line) => write!(f, "service A answered {line}"),
+            UpstreamError::NotJson(what) => write!(f, "service A sent a body that is {what}"),
+        }
+    }
+}
+
+impl CallerService {
+    pub fn new(client: Client, timeout: Duration) -> CallerService {
+        CallerService { client, timeout }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn respond(&self, request: &Request, request_id: &str) -> (Response, Option<Failure>) {
+        match route(&request.head, &["/health", "/call-echo"]) {
+            Ok("/call-echo") => self.call_echo(request.head.query(), request_id).await,
+            Ok(_) => (health(), None),
+            Err(response) => (response, None),
+        }
+    }
+
+    async fn call_echo(
+        &self,
+        query: Option<&str>,
+        request_id: &str,
+    ) -> (Response, Option<Failure>) {
+        let msg = match query_param(query, "msg") {
+            Ok(msg) => msg.unwrap_or_default(),
+            Err(e) => {
+                let text = e.to_string();
+                let failure = Failure {
+                    kind: None,
+                    text: text.clone(),
+                };
+                return (Response::json_error(400, &text), Some(failure));
+            }
+        };
+        match self.ask_a(&msg, request_id).await {
+            Ok(body) => (Response::json(200, body), None),
+            Err(e) => {
+                let failure = Failure {
+                    kind: Some(e.kind()),
+                    text: e.to_string(),
+                };
+                (unavailable(&e), Some(failure))
+            }
+        }
+    }
+
+    /// Calls A and returns B's success body, with A's JSON object inside it.
+    async fn ask_a(&self, msg: &str, request_id: &str) -> Result<String, UpstreamError> {
+        let target = format!("/echo?msg={}", encode(msg));
+        let headers = [("X-Request-Id", request_id)];
+        let deadline = Deadline::after(self.timeout);
+        let response = self
+            .client
+            .get(&target, &headers, deadline)
+            .await
+            .map_err(UpstreamError::Client)?;
+        let object = json_object(&response)?;
+        Ok(format!(
+            r#"{{"service_b":"ok","service_a":{}}}"#,
+            object.get()
+        ))
+    }
+}
+
+/// A's body as raw JSON, checked to be one object but not taken apart: we pass it on as is.
+fn json_object(response: &ClientResponse) -> Result<&RawValue, UpstreamError> {
+    if !(200..300).contains(&response.head.status) {
+        return Err(UpstreamError::Status(response.head.status_line()));
+    }
+    let raw: &RawValue = serde_json::from_slice(&response.body)
+        .map_err(|e| UpstreamError::NotJson(format!("not JSON ({e})")))?;
+    if !raw.get().starts_with('{') {
+        return Err(UpstreamError::NotJson("JSON but not an object".into()));
+    }
+    Ok(raw)
+}
+
+/// The contract's 503 body.
+fn unavailable(error: &UpstreamError) -> Response {
+    let body = format!(
+        r#"{{"service_b":"ok","service_a":"unavailable","error":{},"error_kind":"{}"}}"#,
+        serde_json::Value::from(error.to_string()),
+        error.kind()
+    );
+    Response::json(503, body)
+}
+
+impl Handler for CallerService {
+    async fn handle(&self, request: Request) -> Response {
+        let exchange = Exchange::begin("B", &request);
+        let (response, failure) = self.respond(&request, &exchange.request_id).await;
+        exchange.finish(response, failure)
+    }
+
+    fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
+        log_rejected("B", peer, error, status);
+    }
+}

@@ -1,0 +1,54 @@
+//! Service A: `/health` and `/echo?msg=X` → `{"echo":"X"}`.
+
+use std::net::SocketAddr;
+
+use super::query::query_param;
+use super::{Exchange, Failure, health, log_rejected, route};
+use crate::http::error::RequestError;
+use crate::http::message::{Request, Response};
+use crate::http::server::Handler;
+
+/// The echo service's handler.
+#[derive(Debug, Default)]
+pub struct EchoService;
+
+impl EchoService {
+    /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
+    fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
+        match route(&request.head, &["/health", "/echo"]) {
+            Ok("/echo") => echo(request.head.query()),
+            Ok(_) => (health(), None),
+            Err(response) => (response, None),
+        }
+    }
+}
+
+/// `{"echo":"<msg>"}`, or a 400 naming what is wrong with `msg`.
+fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
+    match query_param(query, "msg") {
+        Ok(msg) => {
+            let body = serde_json::json!({ "echo": msg.unwrap_or_default() }).to_string();
+            (Response::json(200, body), None)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let failure = Failure {
+                kind: None,
+                text: text.clone(),
+            };
+            (Response::json_error(400, &text), Some(failure))
+        }
+    }
+}
+
+impl Handler for EchoService {
+    async fn handle(&self, request: Request) -> Response {
+        let exchange = Exchange::begin("A", &request);
+        let (response, failure) = self.respond(&request);
+        exchange.finish(response, failure)
+    }
+
+    fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
+        log_rejected("A", peer, error, status);
+    }
+}

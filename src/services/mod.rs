@@ -1,0 +1,174 @@
+//! What both services share on top of the HTTP layer: routing to a fixed set of paths,
+//! `X-Request-Id`, and the one log line per request.
+
+pub mod caller;
+pub mod echo;
+pub mod query;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http::error::RequestError;
+use crate::http::message::{Request, RequestHead, Response};
+
+/// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
+const ALLOW: &str = "GET, HEAD";
+
+/// Longest `X-Request-Id` we accept from a client; longer ones are replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Finds the route for `head` among `paths`: `Ok(path)` for a known path and GET or HEAD,
+/// otherwise the 404 or 405 response to send.
+pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Response> {
+    let Some(path) = paths.iter().find(|p| **p == head.path()) else {
+        return Err(Response::json_error(404, "not found"));
+    };
+    if head.method != "GET" && head.method != "HEAD" {
+        let text = format!("method {} not allowed; use {ALLOW}", head.method);
+        return Err(Response::json_error(405, &text).with_header("Allow", ALLOW));
+    }
+    Ok(path)
+}
+
+/// `{"status":"ok"}`: the answer to `/health` on both services.
+pub fn health() -> Response {
+    Response::json(200, r#"{"status":"ok"}"#)
+}
+
+/// A failure worth naming in the log line: `error_kind` (when there is one) and the text.
+pub struct Failure {
+    pub kind: Option<&'static str>,
+    pub text: String,
+}
+
+/// One request being served: when it started and its id. `finish` logs and tags the response.
+pub struct Exchange {
+    service: &'static str,
+    started: Instant,
+    method: String,
+    endpoint: String,
+    pub request_id: String,
+}
+
+impl Exchange {
+    pub fn begin(service: &'static str, request: &Request) -> Exchange {
+        let request_id = request
+            .head
+            .headers
+            .get_str("x-request-id")
+            .filter(|id| is_sane_request_id(id))
+            .map_or_else(new_request_id, str::to_owned);
+        Exchange {
+            service,
+            started: Instant::now(),
+            method: request.head.method.clone(),
+            endpoint: request.head.path().to_owned(),
+            request_id,
+        }
+    }
+
+    /// Logs the request's one line and returns the response with its `X-Request-Id`.
+    pub fn finish(self, response: Response, failure: Option<Failure>) -> Response {
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let line = format!(
+            "service={} method={} endpoint={} status={} latency_ms={latency_ms:.1} request_id={}",
+            self.service, self.method, self.endpoint, response.status, self.request_id
+        );
+        match failure {
+            None => log::info!("{line}"),
+            Some(Failure {
+                kind: Some(kind),
+                text,
+            }) => {
+                log::warn!("{line} error_kind={kind} error={text:?}")
+            }
+            Some(Failure { kind: None, text }) => log::info!("{line} error={text:?}"),
+        }
+        response.with_header("X-Request-Id", self.request_id)
+    }
+}
+
+/// Logs a request the HTTP layer could not read, in the same form as every other line.
+pub fn log_rejected(service: &str, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
+    let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+    log::warn!(
+        "service={service} peer={peer} status={status} error={:?}",
+        error.to_string()
+    );
+}
+
+/// A client's id is kept if it is short and made of characters that are safe in a log line
+/// and a header: letters, digits and `-_.:/+=`.
+fn is_sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+}
+
+/// A new id: 16 hex digits, unique within this process and unlikely to repeat across
+/// processes (a per-process seed from the clock and pid, mixed with a counter).
+fn new_request_id() -> String {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ u64::from(std::process::id()).rotate_left(32)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", mix(seed.wrapping_add(n)))
+}
+
+/// SplitMix64's finaliser: spreads consecutive numbers over all 64 bits. Invertible, so
+/// distinct inputs give distinct ids.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::message::{Headers, Version};
+
+    fn head(method: &str, target: &str) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            target: target.into(),
+            version: Version::Http11,
+            headers: Headers::new(),
+        }
+    }
+
+    #[test]
+    fn routes_404_and_405() {
+        assert_eq!(
+            route(&head("GET", "/echo?msg=x"), &["/health", "/echo"]),
+            Ok("/echo")
+        );
+        assert_eq!(route(&head("HEAD", "/health"), &["/health"]), Ok("/health"));
+        let not_found = route(&head("GET", "/nope"), &["/health"]).expect_err("404");
+        assert_eq!(not_found.status, 404);
+        let not_allowed = route(&head("POST", "/health"), &["/health"]).expect_err("405");
+        assert_eq!(not_allowed.status, 405);
+        assert!(not_allowed.headers.contains(&("Allow", ALLOW.to_owned())));
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(is_sane_request_id("abc-123_x.y:z"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id("quote\""));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+    }
+}
