@@ -58,11 +58,13 @@ pub fn server_setup(
     Ok((SocketAddr::new(host, port), config))
 }
 
-/// Binds, logs `service=<name> listening on <addr>`, and serves until a signal; then drains.
+/// Binds, logs `service=<name> listening on <addr>` (always the first line, tests read it) and
+/// then each of `notes`, and serves until a signal; then drains.
 pub fn serve(
     name: &str,
     addr: SocketAddr,
     config: ServerConfig,
+    notes: &[String],
     handler: impl Handler,
 ) -> ExitCode {
     let listener = match server::bind(addr) {
@@ -75,6 +77,9 @@ pub fn serve(
     };
     let local = listener.get_ref().local_addr().unwrap_or(addr);
     log::info!("service={name} listening on {local}");
+    for note in notes {
+        log::warn!("service={name} {note}");
+    }
     let shutdown = async move {
         let mut signals = signals;
         if let Some(Ok(signal)) = signals.next().await {

@@ -1,21 +1,69 @@
 //! Service A: answers `/health` and `/echo?msg=...`. Run with `--help` for its flags.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::run;
+use echo_lab::services::chaos::Chaos;
 use echo_lab::services::echo::EchoService;
 
-const USAGE: &str = "service-a: the echo service\n\nusage: service-a [--host ADDR] [--port PORT]";
+const USAGE: &str = "service-a: the echo service\n\n\
+    usage: service-a [--host ADDR] [--port PORT] [chaos flags]";
+
+const FLAGS: &[Flag] = &[
+    Flag::value(
+        "delay-ms",
+        "DELAY_MS",
+        "0",
+        "chaos: delay added to every /echo",
+    ),
+    Flag::value(
+        "jitter-ms",
+        "JITTER_MS",
+        "0",
+        "chaos: further random delay, 0..N ms",
+    ),
+    Flag::value(
+        "fail-rate",
+        "FAIL_RATE",
+        "0",
+        "chaos: fraction of /echo answered 500",
+    ),
+    Flag::value(
+        "drop-rate",
+        "DROP_RATE",
+        "0",
+        "chaos: fraction of /echo closed unanswered",
+    ),
+];
+
+fn chaos(settings: &Settings) -> Result<Chaos, ConfigError> {
+    let chaos = Chaos {
+        delay: Duration::from_millis(settings.get("delay-ms")?),
+        jitter: Duration::from_millis(settings.get("jitter-ms")?),
+        fail_rate: settings.get("fail-rate")?,
+        drop_rate: settings.get("drop-rate")?,
+    };
+    chaos.validate().map_err(ConfigError::Invalid)?;
+    Ok(chaos)
+}
 
 fn main() -> ExitCode {
-    let settings = match run::settings(USAGE, &[]) {
+    let settings = match run::settings(USAGE, FLAGS) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let (addr, config) = match run::server_setup(&settings, 8080) {
+    let setup = run::server_setup(&settings, 8080).and_then(|s| Ok((s, chaos(&settings)?)));
+    let ((addr, config), chaos) = match setup {
         Ok(setup) => setup,
         Err(e) => return run::fail(&e.to_string()),
     };
     run::init_logging();
-    run::serve("A", addr, config, EchoService)
+    let notes: Vec<String> = if chaos.is_off() {
+        Vec::new()
+    } else {
+        vec![format!("chaos on: {chaos}")]
+    };
+    run::serve("A", addr, config, &notes, EchoService::new(chaos))
 }

@@ -50,5 +50,5 @@ fn main() -> ExitCode {
         Err(e) => return run::fail(&e.to_string()),
     };
     run::init_logging();
-    run::serve("B", addr, config, service)
+    run::serve("B", addr, config, &[], service)
 }

@@ -291,13 +291,13 @@ impl Client {
 
     /// Puts a connection back for reuse, unless the pool is full.
     fn checkin(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.limits.max_idle_per_upstream {
-                idle.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limits.max_idle_per_upstream
+        {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 

@@ -142,11 +142,11 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
     limits: &Limits,
 ) -> Result<Option<RequestHead>, RequestError> {
     loop {
-        if !conn.buffered().is_empty() {
-            if let Some((head, len)) = parse_request_head(conn.buffered(), limits)? {
-                conn.consume(len);
-                return Ok(Some(head));
-            }
+        if !conn.buffered().is_empty()
+            && let Some((head, len)) = parse_request_head(conn.buffered(), limits)?
+        {
+            conn.consume(len);
+            return Ok(Some(head));
         }
         // The cap was checked by the parse above, so one more read stays bounded.
         if conn.fill().await? == 0 {

@@ -138,6 +138,9 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Close the connection without writing this response, as a crashing server would.
+    /// Only for fault injection; the server logs nothing more for it.
+    pub hang_up: bool,
 }
 
 impl Response {
@@ -147,6 +150,7 @@ impl Response {
             status,
             headers: vec![("Content-Type", "application/json".to_owned())],
             body: body.into(),
+            hang_up: false,
         }
     }
 

@@ -271,6 +271,9 @@ async fn serve_connection<H: Handler>(
         let version = request.head.version;
         let head_only = request.head.method == "HEAD";
         let response = handler.handle(request).await;
+        if response.hang_up {
+            return;
+        }
         write_response(&mut out, &response, version, head_only, close);
         if close {
             if flush(&mut conn, &mut out, &limits).await.is_ok() {

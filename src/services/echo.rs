@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use super::chaos::Chaos;
 use super::query::query_param;
 use super::{Exchange, Failure, health, log_rejected, route};
 use crate::http::error::RequestError;
@@ -10,9 +11,15 @@ use crate::http::server::Handler;
 
 /// The echo service's handler.
 #[derive(Debug, Default)]
-pub struct EchoService;
+pub struct EchoService {
+    chaos: Chaos,
+}
 
 impl EchoService {
+    pub fn new(chaos: Chaos) -> EchoService {
+        EchoService { chaos }
+    }
+
     /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
     fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
         match route(&request.head, &["/health", "/echo"]) {
@@ -44,6 +51,21 @@ fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
 impl Handler for EchoService {
     async fn handle(&self, request: Request) -> Response {
         let exchange = Exchange::begin("A", &request);
+        if !self.chaos.is_off()
+            && request.head.path() == "/echo"
+            && let Some(response) = self.chaos.strike().await
+        {
+            let failure = Failure {
+                kind: Some("chaos"),
+                text: if response.hang_up {
+                    "dropped"
+                } else {
+                    "failed"
+                }
+                .to_owned(),
+            };
+            return exchange.finish(response, Some(failure));
+        }
         let (response, failure) = self.respond(&request);
         exchange.finish(response, failure)
     }

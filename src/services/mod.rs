@@ -2,6 +2,7 @@
 //! `X-Request-Id`, and the one log line per request.
 
 pub mod caller;
+pub mod chaos;
 pub mod echo;
 pub mod query;
 
@@ -112,16 +113,28 @@ fn is_sane_request_id(id: &str) -> bool {
 /// A new id: 16 hex digits, unique within this process and unlikely to repeat across
 /// processes (a per-process seed from the clock and pid, mixed with a counter).
 fn new_request_id() -> String {
-    static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", mix(process_seed().wrapping_add(n)))
+}
+
+/// A number in `0.0..1.0`, different on every call (SplitMix64 over a counter). Good enough
+/// for fault injection; not for anything secret.
+pub fn random_unit() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let n = STATE.fetch_add(1, Ordering::Relaxed);
+    (mix(process_seed().wrapping_add(n)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A per-process seed from the clock and pid.
+fn process_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         nanos ^ u64::from(std::process::id()).rotate_left(32)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", mix(seed.wrapping_add(n)))
+    })
 }
 
 /// SplitMix64's finaliser: spreads consecutive numbers over all 64 bits. Invertible, so

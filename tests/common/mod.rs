@@ -1,0 +1,387 @@
+//! Test harness shared by the integration tests: start the real binaries on `--port 0`, talk
+//! raw HTTP over real sockets, and run small fake upstreams for B.
+//!
+//! Every wait here is bounded, so a broken service fails a test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single socket read in a test may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running service binary, killed when dropped.
+pub struct Service {
+    pub child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts `service-a` on a free port with extra arguments.
+    pub fn a(args: &[&str]) -> Service {
+        Service::start(env!("CARGO_BIN_EXE_service-a"), args, &[])
+    }
+
+    /// Starts `service-b` on a free port, pointed at `a_url`.
+    pub fn b(a_url: &str, args: &[&str]) -> Service {
+        let mut all = vec!["--service-a-url", a_url];
+        all.extend_from_slice(args);
+        Service::start(env!("CARGO_BIN_EXE_service-b"), &all, &[])
+    }
+
+    /// Starts `bin --host 127.0.0.1 --port 0 args...` and waits for its startup line,
+    /// `service=X listening on ADDR`, to learn the port.
+    pub fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Service {
+        let mut command = Command::new(bin);
+        command
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Service::spawn(command)
+    }
+
+    /// Spawns a prepared command (stderr must be piped) and waits for its startup line.
+    pub fn spawn(mut command: Command) -> Service {
+        let mut child = command.spawn().expect("spawn service");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = addr_tx.send(addr.trim().to_owned());
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => addr.parse().expect("startup line names an address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "service did not start: {:?}",
+                    logs.lock().expect("log lock")
+                );
+            }
+        };
+        Service { child, addr, logs }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Waits up to `within` for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code, or `None` if it did not.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status_line: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first value of header `name`, compared without case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the body if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Connects with read and write timeouts set.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream
+}
+
+/// `GET target` with `Connection: close` and extra header lines; the one response.
+pub fn get(addr: SocketAddr, target: &str) -> Reply {
+    get_with(addr, target, &[])
+}
+
+pub fn get_with(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let raw = exchange(addr, request.as_bytes());
+    let (replies, _) = parse_replies(&raw, false);
+    replies.into_iter().next().unwrap_or_else(|| {
+        panic!(
+            "no response to {target}: {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+/// Writes `bytes` on a new connection, then reads until the server closes (or `IO_TIMEOUT`).
+pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).expect("write request");
+    read_to_close(&mut stream)
+}
+
+/// Reads until EOF, a reset, or the read timeout; returns what arrived.
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `within`, reading and dropping
+/// anything that arrives meanwhile.
+pub fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Reads exactly one response from a kept-alive stream (framed by Content-Length).
+pub fn read_reply(stream: &mut TcpStream, head_only: bool) -> Reply {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (replies, _) = parse_replies(&raw, head_only);
+        if let Some(reply) = replies.into_iter().next() {
+            return reply;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before a full response: {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "read failed ({e}) after {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+    }
+}
+
+/// Parses every complete response in `raw` (bodies framed by Content-Length, or absent when
+/// `head_only`). Returns them and the number of bytes they used.
+pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
+    let mut replies = Vec::new();
+    let mut used = 0;
+    loop {
+        let rest = &raw[used..];
+        let Some(head_end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (replies, used);
+        };
+        let head = String::from_utf8_lossy(&rest[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_owned();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let body_len = if head_only || status == 100 {
+            0
+        } else {
+            length
+        };
+        let body_start = head_end + 4;
+        if rest.len() < body_start + body_len {
+            return (replies, used);
+        }
+        if status != 100 {
+            replies.push(Reply {
+                status_line,
+                status,
+                headers,
+                body: rest[body_start..body_start + body_len].to_vec(),
+            });
+        }
+        used += body_start + body_len;
+    }
+}
+
+/// A fake upstream for B: a listener on a free port whose every connection is handed to
+/// `behave` on its own thread. Stops accepting when dropped.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeUpstream {
+    pub fn start(behave: impl Fn(TcpStream) + Send + Sync + 'static) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
+        FakeUpstream::serve(listener, behave)
+    }
+
+    /// Serves on an already bound listener (e.g. to restart on a known port).
+    pub fn serve(
+        listener: TcpListener,
+        behave: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> FakeUpstream {
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let behave = Arc::new(behave);
+        listener.set_nonblocking(true).expect("nonblocking");
+        thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let behave = behave.clone();
+                        thread::spawn(move || behave(stream));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeUpstream { addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Reads one request head (up to the blank line) from a fake upstream's connection.
+/// Returns `None` if the client closed first.
+pub fn read_request_head(stream: &mut TcpStream) -> Option<String> {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Answers every request on the connection with `response` (raw bytes), keeping it open.
+pub fn answer_each_with(mut stream: TcpStream, response: &[u8]) {
+    while read_request_head(&mut stream).is_some() {
+        if stream.write_all(response).is_err() {
+            return;
+        }
+    }
+}
+
+/// Closes both directions of a stream, ignoring errors.
+pub fn hang_up(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Both);
+}
