@@ -53,6 +53,11 @@ pub const COMMON_FLAGS: &[Flag] = &[
         "10000",
         "open connections at most; past it new ones get 503 and are closed",
     ),
+    Flag::switch(
+        "trace-wire",
+        "TRACE_WIRE",
+        "log every HTTP head as it crossed the wire, both directions, and each body's start",
+    ),
     Flag::value(
         "shutdown-grace-ms",
         "SHUTDOWN_GRACE_MS",

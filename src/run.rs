@@ -10,6 +10,7 @@ use futures_lite::StreamExt;
 
 use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
 use crate::http::server::{self, Handler, ServerConfig};
+use crate::http::trace;
 
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
@@ -55,6 +56,9 @@ pub fn server_setup(
     let mut config = ServerConfig::default();
     config.limits.max_connections = settings.get("max-connections")?;
     config.shutdown_grace = Duration::from_millis(settings.get("shutdown-grace-ms")?);
+    if settings.switch("trace-wire")? {
+        trace::enable();
+    }
     Ok((SocketAddr::new(host, port), config))
 }
 
@@ -77,6 +81,9 @@ pub fn serve(
     };
     let local = listener.get_ref().local_addr().unwrap_or(addr);
     log::info!("service={name} listening on {local}");
+    if trace::enabled() {
+        log::info!("service={name} wire trace on: heads and the first bytes of bodies follow");
+    }
     for note in notes {
         log::warn!("service={name} {note}");
     }

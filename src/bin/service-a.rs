@@ -1,12 +1,14 @@
 //! Service A: answers `/health` and `/echo?msg=...`. Run with `--help` for its flags.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::run;
 use echo_lab::services::chaos::Chaos;
 use echo_lab::services::echo::EchoService;
+use echo_lab::services::metrics::Metrics;
 
 const USAGE: &str = "service-a: the echo service\n\n\
     usage: service-a [--host ADDR] [--port PORT] [chaos flags]";
@@ -65,5 +67,6 @@ fn main() -> ExitCode {
     } else {
         vec![format!("chaos on: {chaos}")]
     };
-    run::serve("A", addr, config, &notes, EchoService::new(chaos))
+    let metrics = Arc::new(Metrics::for_server(&config));
+    run::serve("A", addr, config, &notes, EchoService::new(chaos, metrics))
 }

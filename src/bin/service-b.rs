@@ -2,13 +2,16 @@
 //! Run with `--help` for its flags.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::http::client::{Client, Upstream};
 use echo_lab::http::limits::ClientLimits;
+use echo_lab::http::server::ServerConfig;
 use echo_lab::run;
 use echo_lab::services::caller::CallerService;
+use echo_lab::services::metrics::Metrics;
 
 const USAGE: &str = "service-b: calls service A's /echo\n\n\
     usage: service-b [--host ADDR] [--port PORT] [--service-a-url URL] [--timeout-ms MS]";
@@ -28,15 +31,14 @@ const FLAGS: &[Flag] = &[
     ),
 ];
 
-fn caller(settings: &Settings) -> Result<CallerService, ConfigError> {
+fn caller(settings: &Settings, config: &ServerConfig) -> Result<CallerService, ConfigError> {
     let url = settings.raw("service-a-url");
     let upstream = Upstream::from_url(url)
         .map_err(|e| ConfigError::Invalid(format!("--service-a-url: {e}")))?;
     let timeout = Duration::from_millis(settings.get("timeout-ms")?);
-    Ok(CallerService::new(
-        Client::new(upstream, ClientLimits::default()),
-        timeout,
-    ))
+    let client = Client::new(upstream, ClientLimits::default());
+    let metrics = Arc::new(Metrics::for_server(config));
+    Ok(CallerService::new(client, timeout, metrics))
 }
 
 fn main() -> ExitCode {
@@ -44,8 +46,9 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let setup = run::server_setup(&settings, 8081).and_then(|s| Ok((s, caller(&settings)?)));
-    let ((addr, config), service) = match setup {
+    let setup = run::server_setup(&settings, 8081)
+        .and_then(|(addr, config)| Ok((addr, caller(&settings, &config)?, config)));
+    let (addr, service, config) = match setup {
         Ok(setup) => setup,
         Err(e) => return run::fail(&e.to_string()),
     };

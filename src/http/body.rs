@@ -11,6 +11,7 @@ use futures_lite::AsyncRead;
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
 use super::message::{Headers, RequestHead, ResponseHead};
+use super::trace::{self, Direction};
 
 /// How the body of one message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,12 +182,14 @@ pub async fn read_body<S: AsyncRead + Unpin>(
     framing: BodyFraming,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    match framing {
-        BodyFraming::Empty => Ok(Vec::new()),
-        BodyFraming::Length(n) => read_length(conn, n, max_bytes).await,
-        BodyFraming::Chunked => read_chunked(conn, max_bytes).await,
-        BodyFraming::UntilClose => read_until_close(conn, max_bytes).await,
-    }
+    let body = match framing {
+        BodyFraming::Empty => Vec::new(),
+        BodyFraming::Length(n) => read_length(conn, n, max_bytes).await?,
+        BodyFraming::Chunked => read_chunked(conn, max_bytes).await?,
+        BodyFraming::UntilClose => read_until_close(conn, max_bytes).await?,
+    };
+    trace::body(conn.id, Direction::Received, &body);
+    Ok(body)
 }
 
 async fn read_length<S: AsyncRead + Unpin>(

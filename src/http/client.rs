@@ -24,6 +24,7 @@ use super::conn::Conn;
 use super::head::{ResponseHeadError, parse_response_head};
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
+use super::trace::{self, Direction};
 use super::write::write_get_request;
 
 /// Where an upstream lives, from a URL like `http://127.0.0.1:8080`.
@@ -305,7 +306,7 @@ impl Client {
         let addr = self.resolve().await?;
         let stream = Async::<TcpStream>::connect(addr).await?;
         stream.get_ref().set_nodelay(true)?;
-        Ok(Conn::new(stream))
+        Ok(Conn::outbound(stream))
     }
 
     /// An IP literal is used as is; a name is looked up (on smol's blocking thread pool).
@@ -329,6 +330,7 @@ impl Client {
         phase: &AtomicU8,
     ) -> Result<ClientResponse, Failure> {
         phase.store(Phase::Send as u8, Ordering::Relaxed);
+        trace::message(conn.id, Direction::Sent, request);
         if let Err(e) = conn.stream.write_all(request).await {
             return Err(closed(Phase::Send, e.to_string(), false));
         }
@@ -378,6 +380,7 @@ impl Client {
             );
             match parsed {
                 Ok(Some((head, len))) => {
+                    trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
                     conn.consume(len);
                     return Ok(head);
                 }

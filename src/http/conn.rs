@@ -16,11 +16,14 @@ use std::task::Poll;
 use futures_lite::AsyncRead;
 
 use super::limits::READ_CHUNK_BYTES;
+use super::trace::{ConnId, Side};
 
 /// A stream and the bytes read from it that nobody has consumed yet.
 #[derive(Debug)]
 pub struct Conn<S> {
     pub stream: S,
+    /// The connection's name in the wire trace.
+    pub id: ConnId,
     /// Storage; only `buf[start..end]` holds live bytes.
     buf: Vec<u8>,
     start: usize,
@@ -28,9 +31,20 @@ pub struct Conn<S> {
 }
 
 impl<S> Conn<S> {
+    /// A connection a client opened to us.
     pub fn new(stream: S) -> Self {
+        Conn::with_id(stream, ConnId::next(Side::Inbound))
+    }
+
+    /// A connection we opened to an upstream.
+    pub fn outbound(stream: S) -> Self {
+        Conn::with_id(stream, ConnId::next(Side::Outbound))
+    }
+
+    fn with_id(stream: S, id: ConnId) -> Self {
         Conn {
             stream,
+            id,
             buf: Vec::new(),
             start: 0,
             end: 0,

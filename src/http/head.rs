@@ -11,6 +11,7 @@ use super::conn::Conn;
 use super::error::RequestError;
 use super::limits::Limits;
 use super::message::{Headers, RequestHead, ResponseHead, Version};
+use super::trace::{self, Direction};
 
 /// The most header slots httparse is ever given; `Limits::max_headers` picks how many are used.
 const HEADER_SLOTS: usize = 128;
@@ -145,6 +146,7 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
         if !conn.buffered().is_empty()
             && let Some((head, len)) = parse_request_head(conn.buffered(), limits)?
         {
+            trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
             conn.consume(len);
             return Ok(Some(head));
         }

@@ -16,4 +16,5 @@ pub mod head;
 pub mod limits;
 pub mod message;
 pub mod server;
+pub mod trace;
 pub mod write;

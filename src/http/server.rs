@@ -32,6 +32,7 @@ use super::error::RequestError;
 use super::head::read_request_head;
 use super::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
 use super::message::{Request, Response, Version};
+use super::trace::{self, ConnId, Direction};
 use super::write::write_response;
 
 /// What a service plugs into the server: a function from request to response.
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long requests in flight may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Connections open right now. Shared, so a service can report it (e.g. in metrics).
+    pub open_connections: Arc<AtomicUsize>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
+            open_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -98,7 +102,7 @@ pub fn serve<H: Handler>(
         ex: ex.clone(),
         handler: Arc::new(handler),
         limits: Arc::new(config.limits),
-        open: Arc::new(AtomicUsize::new(0)),
+        open: config.open_connections.clone(),
         stop: stop_rx,
     };
     future::block_on(ex.run(async {
@@ -274,7 +278,7 @@ async fn serve_connection<H: Handler>(
         if response.hang_up {
             return;
         }
-        write_response(&mut out, &response, version, head_only, close);
+        queue_response(&mut out, conn.id, &response, version, head_only, close);
         if close {
             if flush(&mut conn, &mut out, &limits).await.is_ok() {
                 linger_close(conn).await;
@@ -327,7 +331,9 @@ async fn read_request(
         if matches!(framing, BodyFraming::Length(n) if n > limits.max_body_bytes as u64) {
             return Err(RequestError::BodyTooLarge);
         }
-        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        trace::head(conn.id, Direction::Sent, interim);
+        out.extend_from_slice(interim);
         flush(conn, out, limits).await?;
     }
     // Our routes take no body, but it must still be read so the next request on this
@@ -370,10 +376,24 @@ async fn reject<H: Handler>(
     handler.rejected(peer, &error, status);
     let Some(status) = status else { return };
     let response = Response::json_error(status, &error.to_string());
-    write_response(&mut out, &response, Version::Http11, false, true);
+    queue_response(&mut out, conn.id, &response, Version::Http11, false, true);
     if flush(&mut conn, &mut out, limits).await.is_ok() {
         linger_close(conn).await;
     }
+}
+
+/// Appends a response to the pending output (see `write_response`), and to the wire trace.
+fn queue_response(
+    out: &mut Vec<u8>,
+    id: ConnId,
+    response: &Response,
+    version: Version,
+    head_only: bool,
+    close: bool,
+) {
+    let start = out.len();
+    write_response(out, response, version, head_only, close);
+    trace::message(id, Direction::Sent, &out[start..]);
 }
 
 /// Writes everything pending in `out`, within the write timeout.

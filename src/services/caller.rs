@@ -2,12 +2,14 @@
 //! and turns every way that can fail into a `503` that says what went wrong.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+use super::metrics::Metrics;
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, log_rejected, route};
+use super::{Exchange, Failure, health, log_rejected, metrics_response, route};
 use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
@@ -17,6 +19,7 @@ use crate::http::server::Handler;
 pub struct CallerService {
     client: Client,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a call to A did not produce an answer we can pass on.
@@ -52,8 +55,12 @@ impl std::fmt::Display for UpstreamError {
 }
 
 impl CallerService {
-    pub fn new(client: Client, timeout: Duration) -> CallerService {
-        CallerService { client, timeout }
+    pub fn new(client: Client, timeout: Duration, metrics: Arc<Metrics>) -> CallerService {
+        CallerService {
+            client,
+            timeout,
+            metrics,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -61,8 +68,12 @@ impl CallerService {
     }
 
     async fn respond(&self, request: &Request, request_id: &str) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/call-echo"]) {
+        match route(&request.head, &["/health", "/call-echo", "/metrics"]) {
             Ok("/call-echo") => self.call_echo(request.head.query(), request_id).await,
+            Ok("/metrics") => {
+                let idle = self.client.idle_connections();
+                (metrics_response(&self.metrics, Some(idle)), None)
+            }
             Ok(_) => (health(), None),
             Err(response) => (response, None),
         }
@@ -101,16 +112,17 @@ impl CallerService {
         let target = format!("/echo?msg={}", encode(msg));
         let headers = [("X-Request-Id", request_id)];
         let deadline = Deadline::after(self.timeout);
-        let response = self
-            .client
-            .get(&target, &headers, deadline)
-            .await
-            .map_err(UpstreamError::Client)?;
-        let object = json_object(&response)?;
-        Ok(format!(
-            r#"{{"service_b":"ok","service_a":{}}}"#,
-            object.get()
-        ))
+        let result = self.client.get(&target, &headers, deadline).await;
+        let body = result.map_err(UpstreamError::Client).and_then(|response| {
+            let object = json_object(&response)?;
+            Ok(format!(
+                r#"{{"service_b":"ok","service_a":{}}}"#,
+                object.get()
+            ))
+        });
+        let outcome = body.as_ref().map_or_else(UpstreamError::kind, |_| "ok");
+        self.metrics.record_upstream(outcome, deadline.elapsed());
+        body
     }
 }
 
@@ -139,12 +151,12 @@ fn unavailable(error: &UpstreamError) -> Response {
 
 impl Handler for CallerService {
     async fn handle(&self, request: Request) -> Response {
-        let exchange = Exchange::begin("B", &request);
+        let exchange = Exchange::begin("B", &self.metrics, &request);
         let (response, failure) = self.respond(&request, &exchange.request_id).await;
         exchange.finish(response, failure)
     }
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
-        log_rejected("B", peer, error, status);
+        log_rejected("B", &self.metrics, peer, error, status);
     }
 }

@@ -1,10 +1,12 @@
 //! Service A: `/health` and `/echo?msg=X` → `{"echo":"X"}`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::chaos::Chaos;
+use super::metrics::Metrics;
 use super::query::query_param;
-use super::{Exchange, Failure, health, log_rejected, route};
+use super::{Exchange, Failure, health, log_rejected, metrics_response, route};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
 use crate::http::server::Handler;
@@ -13,17 +15,19 @@ use crate::http::server::Handler;
 #[derive(Debug, Default)]
 pub struct EchoService {
     chaos: Chaos,
+    metrics: Arc<Metrics>,
 }
 
 impl EchoService {
-    pub fn new(chaos: Chaos) -> EchoService {
-        EchoService { chaos }
+    pub fn new(chaos: Chaos, metrics: Arc<Metrics>) -> EchoService {
+        EchoService { chaos, metrics }
     }
 
     /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
     fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/echo"]) {
+        match route(&request.head, &["/health", "/echo", "/metrics"]) {
             Ok("/echo") => echo(request.head.query()),
+            Ok("/metrics") => (metrics_response(&self.metrics, None), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),
         }
@@ -50,7 +54,7 @@ fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
 
 impl Handler for EchoService {
     async fn handle(&self, request: Request) -> Response {
-        let exchange = Exchange::begin("A", &request);
+        let exchange = Exchange::begin("A", &self.metrics, &request);
         if !self.chaos.is_off()
             && request.head.path() == "/echo"
             && let Some(response) = self.chaos.strike().await
@@ -71,6 +75,6 @@ impl Handler for EchoService {
     }
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
-        log_rejected("A", peer, error, status);
+        log_rejected("A", &self.metrics, peer, error, status);
     }
 }

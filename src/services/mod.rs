@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod chaos;
 pub mod echo;
+pub mod metrics;
 pub mod query;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::error::RequestError;
 use crate::http::message::{Request, RequestHead, Response};
+use metrics::Metrics;
 
 /// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
 const ALLOW: &str = "GET, HEAD";
@@ -33,6 +35,13 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
     Ok(path)
 }
 
+/// The metrics exposition, as a response.
+pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Response {
+    let mut response = Response::json(200, metrics.render(idle_upstream));
+    response.headers = vec![("Content-Type", metrics::CONTENT_TYPE.to_owned())];
+    response
+}
+
 /// `{"status":"ok"}`: the answer to `/health` on both services.
 pub fn health() -> Response {
     Response::json(200, r#"{"status":"ok"}"#)
@@ -44,17 +53,19 @@ pub struct Failure {
     pub text: String,
 }
 
-/// One request being served: when it started and its id. `finish` logs and tags the response.
-pub struct Exchange {
+/// One request being served: when it started and its id. `finish` logs, counts, and tags the
+/// response.
+pub struct Exchange<'m> {
     service: &'static str,
+    metrics: &'m Metrics,
     started: Instant,
     method: String,
     endpoint: String,
     pub request_id: String,
 }
 
-impl Exchange {
-    pub fn begin(service: &'static str, request: &Request) -> Exchange {
+impl<'m> Exchange<'m> {
+    pub fn begin(service: &'static str, metrics: &'m Metrics, request: &Request) -> Exchange<'m> {
         let request_id = request
             .head
             .headers
@@ -63,6 +74,7 @@ impl Exchange {
             .map_or_else(new_request_id, str::to_owned);
         Exchange {
             service,
+            metrics,
             started: Instant::now(),
             method: request.head.method.clone(),
             endpoint: request.head.path().to_owned(),
@@ -72,7 +84,10 @@ impl Exchange {
 
     /// Logs the request's one line and returns the response with its `X-Request-Id`.
     pub fn finish(self, response: Response, failure: Option<Failure>) -> Response {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .record_request(&self.endpoint, response.status, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let line = format!(
             "service={} method={} endpoint={} status={} latency_ms={latency_ms:.1} request_id={}",
             self.service, self.method, self.endpoint, response.status, self.request_id
@@ -91,8 +106,17 @@ impl Exchange {
     }
 }
 
-/// Logs a request the HTTP layer could not read, in the same form as every other line.
-pub fn log_rejected(service: &str, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
+/// Logs and counts a request the HTTP layer could not read.
+pub fn log_rejected(
+    service: &str,
+    metrics: &Metrics,
+    peer: SocketAddr,
+    error: &RequestError,
+    status: Option<u16>,
+) {
+    if let Some(status) = status {
+        metrics.record_rejected(status);
+    }
     let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
     log::warn!(
         "service={service} peer={peer} status={status} error={:?}",

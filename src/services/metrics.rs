@@ -1,0 +1,237 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), written by hand: it is
+//! a small line format — `# HELP`, `# TYPE`, then `name{label="value"} number` lines.
+//!
+//! Kept cheap on the hot path: every count is an atomic in a fixed array, indexed by endpoint
+//! and status, so recording a request takes no lock and allocates nothing.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::http::server::ServerConfig;
+
+/// The endpoints we count separately; anything else is `other`.
+const ENDPOINTS: [&str; 5] = ["/health", "/echo", "/call-echo", "/metrics", "other"];
+
+/// The statuses we count separately; anything else is `other`.
+const STATUSES: [u16; 14] = [
+    200, 400, 404, 405, 408, 413, 414, 417, 431, 500, 501, 503, 505, 0,
+];
+
+/// Outcomes of B's calls to A: `ok` and every contract `error_kind`.
+pub const UPSTREAM_OUTCOMES: [&str; 6] = [
+    "ok",
+    "connect",
+    "timeout",
+    "upstream_status",
+    "bad_response",
+    "closed",
+];
+
+/// Histogram bucket bounds, in seconds (Prometheus's `le`). From sub-millisecond echoes up to
+/// the 1 s deadline and a little past it.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A Prometheus histogram: a count per bucket (not cumulative; summed when rendered),
+/// the total count and the sum of observed seconds (kept in nanoseconds).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (le, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Everything one service counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; ENDPOINTS.len()],
+    request_duration: Histogram,
+    /// Requests the HTTP layer rejected before any handler saw them, by status.
+    rejected: [AtomicU64; STATUSES.len()],
+    /// Connections open now; the server keeps it current.
+    pub open_connections: Arc<AtomicUsize>,
+    upstream_calls: [AtomicU64; UPSTREAM_OUTCOMES.len()],
+    upstream_duration: Histogram,
+}
+
+impl Metrics {
+    /// Metrics whose open-connection gauge is the one `config`'s server keeps current.
+    pub fn for_server(config: &ServerConfig) -> Metrics {
+        Metrics {
+            open_connections: config.open_connections.clone(),
+            ..Metrics::default()
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn record_request(&self, endpoint: &str, status: u16, elapsed: Duration) {
+        let e = ENDPOINTS
+            .iter()
+            .position(|&x| x == endpoint)
+            .unwrap_or(ENDPOINTS.len() - 1);
+        self.requests[e][status_index(status)].fetch_add(1, Ordering::Relaxed);
+        self.request_duration.observe(elapsed);
+    }
+
+    /// Counts a request rejected by the HTTP layer (400, 408, 431...).
+    pub fn record_rejected(&self, status: u16) {
+        self.rejected[status_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one call to the upstream by outcome (`ok` or an error kind).
+    pub fn record_upstream(&self, outcome: &str, elapsed: Duration) {
+        if let Some(i) = UPSTREAM_OUTCOMES.iter().position(|&x| x == outcome) {
+            self.upstream_calls[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.upstream_duration.observe(elapsed);
+    }
+
+    /// The whole exposition. `idle_upstream` is B's count of idle pooled connections (`None`
+    /// on A, which has no upstream).
+    pub fn render(&self, idle_upstream: Option<usize>) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str(
+            "# HELP echo_lab_requests_total Requests answered, by endpoint and status.\n\
+             # TYPE echo_lab_requests_total counter\n",
+        );
+        for (endpoint, row) in ENDPOINTS.iter().zip(&self.requests) {
+            for (status, n) in STATUSES.iter().zip(row) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = status_label(*status);
+                    let _ = writeln!(
+                        out,
+                        "echo_lab_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP echo_lab_rejected_requests_total Requests refused by the HTTP layer \
+             (malformed, too large, too slow), by status.\n\
+             # TYPE echo_lab_rejected_requests_total counter\n",
+        );
+        for (status, n) in STATUSES.iter().zip(&self.rejected) {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                let status = status_label(*status);
+                let _ = writeln!(
+                    out,
+                    "echo_lab_rejected_requests_total{{status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        self.request_duration.render(
+            &mut out,
+            "echo_lab_request_duration_seconds",
+            "Time from a request's arrival to its response.",
+        );
+        let open = self.open_connections.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP echo_lab_open_connections Client connections open now.\n\
+             # TYPE echo_lab_open_connections gauge\necho_lab_open_connections {open}"
+        );
+        if let Some(idle) = idle_upstream {
+            self.render_upstream(&mut out, idle);
+        }
+        out
+    }
+
+    fn render_upstream(&self, out: &mut String, idle: usize) {
+        out.push_str(
+            "# HELP echo_lab_upstream_calls_total Calls to service A, by outcome.\n\
+             # TYPE echo_lab_upstream_calls_total counter\n",
+        );
+        for (outcome, n) in UPSTREAM_OUTCOMES.iter().zip(&self.upstream_calls) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "echo_lab_upstream_calls_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        self.upstream_duration.render(
+            out,
+            "echo_lab_upstream_duration_seconds",
+            "Time of a whole call to service A, failures included.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP echo_lab_upstream_idle_connections Kept-alive connections to A waiting in \
+             the pool.\n# TYPE echo_lab_upstream_idle_connections gauge\n\
+             echo_lab_upstream_idle_connections {idle}"
+        );
+    }
+}
+
+fn status_index(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len() - 1)
+}
+
+fn status_label(status: u16) -> String {
+    if status == 0 {
+        "other".to_owned()
+    } else {
+        status.to_string()
+    }
+}
+
+/// The `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_renders() {
+        let m = Metrics::default();
+        m.record_request("/echo", 200, Duration::from_micros(300));
+        m.record_request("/echo", 200, Duration::from_millis(3));
+        m.record_request("/nope", 404, Duration::from_micros(50));
+        m.record_rejected(431);
+        m.record_upstream("timeout", Duration::from_millis(1000));
+        let text = m.render(Some(3));
+        assert!(text.contains("echo_lab_requests_total{endpoint=\"/echo\",status=\"200\"} 2\n"));
+        assert!(text.contains("echo_lab_requests_total{endpoint=\"other\",status=\"404\"} 1\n"));
+        assert!(text.contains("echo_lab_rejected_requests_total{status=\"431\"} 1\n"));
+        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"0.0005\"} 2\n"));
+        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("echo_lab_request_duration_seconds_count 3\n"));
+        assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"timeout\"} 1\n"));
+        assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"ok\"} 0\n"));
+        assert!(text.contains("echo_lab_upstream_idle_connections 3\n"));
+        assert!(!m.render(None).contains("upstream"));
+    }
+}
