@@ -182,7 +182,9 @@ fn split_url(url: &str) -> Result<(Upstream, String), String> {
 fn parse_count(flag: &str, text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{flag}: expected a whole number >= 1, got {text:?}")),
+        _ => Err(format!(
+            "{flag}: expected a whole number >= 1, got {text:?}"
+        )),
     }
 }
 
@@ -425,10 +427,7 @@ async fn progress(plan: &Plan) -> Tally {
         second += 1;
         let done = plan.live.responses.load(Ordering::Relaxed);
         let errors = plan.live.errors.load(Ordering::Relaxed);
-        eprintln!(
-            "[{second}s] {} req/s, errors so far: {errors}",
-            done - last
-        );
+        eprintln!("[{second}s] {} req/s, errors so far: {errors}", done - last);
         last = done;
     }
 }
@@ -470,7 +469,9 @@ async fn one_request(plan: &Plan, intended: Instant, tally: &mut Tally) {
     match plan.client.get(&plan.target, &[], deadline).await {
         Ok(response) => {
             let micros = intended.elapsed().as_micros();
-            tally.latency.record(u64::try_from(micros).unwrap_or(u64::MAX));
+            tally
+                .latency
+                .record(u64::try_from(micros).unwrap_or(u64::MAX));
             *tally.statuses.entry(response.head.status).or_default() += 1;
             plan.live.responses.fetch_add(1, Ordering::Relaxed);
         }
@@ -482,6 +483,8 @@ async fn one_request(plan: &Plan, intended: Instant, tally: &mut Tally) {
                 .entry(kind)
                 .or_insert_with(|| e.to_string());
             plan.live.errors.fetch_add(1, Ordering::Relaxed);
+            // A refused connection can fail without ever waiting; let other tasks run.
+            futures_lite::future::yield_now().await;
         }
     }
 }
@@ -652,7 +655,13 @@ mod tests {
         assert_eq!(split_url("http://localhost:80").expect("ok").1, "/");
         assert_eq!(split_url("http://h:1?x=1").expect("ok").1, "/?x=1");
         assert_eq!(split_url("http://[::1]:9/a").expect("ok").0.host, "::1");
-        for bad in ["https://h:1/", "h:1/", "http://h:x/", "http://:1/", "http://h:1/a#b"] {
+        for bad in [
+            "https://h:1/",
+            "h:1/",
+            "http://h:x/",
+            "http://:1/",
+            "http://h:1/a#b",
+        ] {
             assert!(split_url(bad).is_err(), "{bad}");
         }
     }
@@ -701,7 +710,10 @@ mod tests {
             assert!(i == last || i == last + 1, "gap at {v}");
             assert!(Histogram::highest_in(i) >= v, "{v} above its bucket");
             // At most ~3 % wide.
-            assert!(Histogram::highest_in(i) - v <= v / 32, "{v} bucket too wide");
+            assert!(
+                Histogram::highest_in(i) - v <= v / 32,
+                "{v} bucket too wide"
+            );
             last = i;
         }
         assert_eq!(Histogram::index(u64::MAX), 1919);

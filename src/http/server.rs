@@ -373,6 +373,7 @@ async fn reject<H: Handler>(
     error: RequestError,
 ) {
     let status = error.status();
+    trace::unparsed(conn.id, conn.buffered());
     handler.rejected(peer, &error, status);
     let Some(status) = status else { return };
     let response = Response::json_error(status, &error.to_string());

@@ -104,6 +104,15 @@ pub fn body(id: ConnId, dir: Direction, bytes: &[u8]) {
     log::info!(target: "wire", "{id} {} [body] {}{more}", dir.arrow(), visible(shown));
 }
 
+/// Traces bytes received that could not be parsed (a rejected head), as far as they got.
+pub fn unparsed(id: ConnId, bytes: &[u8]) {
+    if !enabled() || bytes.is_empty() {
+        return;
+    }
+    let shown = &bytes[..bytes.len().min(TRACE_BODY_BYTES)];
+    log::info!(target: "wire", "{id} <- [unparsed] {}", visible(shown));
+}
+
 /// Traces a whole serialized message (head, then body) as it is about to be written.
 pub fn message(id: ConnId, dir: Direction, bytes: &[u8]) {
     if !enabled() {
