@@ -10,7 +10,7 @@ use futures_lite::AsyncRead;
 
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
-use super::message::{Headers, RequestHead, ResponseHead};
+use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::trace::{self, Direction};
 
 /// How the body of one message is delimited.
@@ -37,6 +37,8 @@ pub enum FramingError {
     BadLength,
     /// A `Transfer-Encoding` that is not exactly one final `chunked`.
     UnsupportedTransferEncoding,
+    /// A `Transfer-Encoding` in an HTTP/1.0 request, which RFC 9112 §6.1 calls faulty framing.
+    TransferEncodingInHttp10,
 }
 
 impl fmt::Display for FramingError {
@@ -48,6 +50,7 @@ impl fmt::Display for FramingError {
             FramingError::UnsupportedTransferEncoding => {
                 "Transfer-Encoding other than a single final chunked"
             }
+            FramingError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
         })
     }
 }
@@ -95,9 +98,16 @@ impl From<io::Error> for BodyError {
 /// 5. `Content-Length` values that disagree, or are not digits: reject (400).
 /// 6. A valid `Content-Length`: that many bytes.
 /// 7. Neither: the request has no body.
+///
+/// Before all of these, §6.1: `Transfer-Encoding` in an HTTP/1.0 message is faulty framing.
+/// A 1.0 intermediary may not know the field and read the chunked body as the next request,
+/// so we reject it (400) rather than decode it.
 pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> {
     let length = content_length(&head.headers)?;
     let has_te = head.headers.get("transfer-encoding").is_some();
+    if has_te && head.version == Version::Http10 {
+        return Err(FramingError::TransferEncodingInHttp10);
+    }
     match (has_te, length) {
         (true, Some(_)) => Err(FramingError::LengthAndTransferEncoding),
         (true, None) if is_only_chunked(&head.headers) => Ok(BodyFraming::Chunked),
@@ -244,7 +254,6 @@ async fn read_until_close<S: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::message::Version;
 
     fn request_with(fields: &[(&str, &str)]) -> RequestHead {
         let mut headers = Headers::new();
@@ -334,6 +343,19 @@ mod tests {
                 "{fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn transfer_encoding_in_http10_request_is_refused() {
+        let mut head = request_with(&[("Transfer-Encoding", "chunked")]);
+        head.version = Version::Http10;
+        assert_eq!(
+            request_framing(&head),
+            Err(FramingError::TransferEncodingInHttp10)
+        );
+        let mut head = request_with(&[("Content-Length", "3")]);
+        head.version = Version::Http10;
+        assert_eq!(request_framing(&head), Ok(BodyFraming::Length(3)));
     }
 
     #[test]

@@ -97,12 +97,21 @@ fn syntax_reason(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Whether the request line ends in `HTTP/<digit>.<digit>` (RFC 9112 §2.3).
+/// Whether the request line is `method SP target SP HTTP/<digit>.<digit>` (RFC 9112 §2.3,
+/// §3) with a version other than the 1.0 and 1.1 we speak. Exactly three parts: in
+/// `GET /a b HTTP/1.1` httparse stumbles on `b`, which is bad syntax (400), not a version.
 fn has_well_formed_version(buf: &[u8]) -> bool {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match line.rsplit(|&b| b == b' ').next() {
-        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1'] => false,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
             major.is_ascii_digit() && minor.is_ascii_digit()
         }
         _ => false,
@@ -338,6 +347,18 @@ mod tests {
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(505));
         assert_eq!(status_of(b"GET / HTTP/3.1\r\nHost: a\r\n\r\n"), Some(505));
         assert_eq!(status_of(b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn space_inside_the_target_is_400_not_505() {
+        assert_eq!(
+            status_of(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
     }
 
     #[test]

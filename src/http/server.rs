@@ -256,6 +256,12 @@ async fn serve_connection<H: Handler>(
             if !next_request_starts(&mut conn, &limits, &stop).await {
                 return;
             }
+        } else if !out.is_empty() && !holds_a_head(conn.buffered()) {
+            // Only the start of the next pipelined request is here. Send the answers before
+            // it now: its rest may be slow to come, or the client may wait for them first.
+            if flush(&mut conn, &mut out, &limits).await.is_err() {
+                return;
+            }
         }
         // 2. The request, from its first byte to its last, within the request timeout.
         let deadline = Instant::now() + limits.request_timeout;
@@ -289,6 +295,12 @@ async fn serve_connection<H: Handler>(
             return;
         }
     }
+}
+
+/// Whether `buffered` holds a whole request head (up to its empty line). If it does not,
+/// reading that request must wait for the network, and pending answers go out first.
+fn holds_a_head(buffered: &[u8]) -> bool {
+    buffered.windows(4).any(|w| w == b"\r\n\r\n") || buffered.windows(2).any(|w| w == b"\n\n")
 }
 
 /// Waits for the first byte of a next request. `false`: the peer closed, stayed idle past the

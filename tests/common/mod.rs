@@ -46,26 +46,37 @@ impl Service {
             .env_remove("RUST_LOG")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Service::spawn(command)
     }
 
-    /// Spawns a prepared command (stderr must be piped) and waits for its startup line.
+    /// Spawns a prepared command and waits for its startup line. Logs go to stdout (errors
+    /// before logging starts to stderr); whichever of the two is piped is collected.
     pub fn spawn(mut command: Command) -> Service {
         let mut child = command.spawn().expect("spawn service");
-        let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
-        let sink = logs.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(addr.trim().to_owned());
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let sink = logs.clone();
+            let addr_tx = addr_tx.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        let _ = addr_tx.send(addr.trim().to_owned());
+                    }
+                    sink.lock().expect("log lock").push(line);
                 }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+            });
+        }
         let addr = match addr_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(addr) => addr.parse().expect("startup line names an address"),
             Err(_) => {
