@@ -112,11 +112,7 @@ impl Options {
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
-            // `--flag=value` is the same as `--flag value`.
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-                _ => (arg.clone(), None),
-            };
+            let (flag, inline) = split_flag(&arg);
             let mut value = || {
                 inline
                     .clone()
@@ -124,6 +120,9 @@ impl Options {
                     .ok_or_else(|| format!("{flag} needs a value"))
             };
             match flag.as_str() {
+                "-h" | "--help" | "--json" if inline.is_some() => {
+                    return Err(format!("{flag} takes no value"));
+                }
                 "-h" | "--help" => return Ok(Parsed::Help),
                 "--json" => json = true,
                 "-c" | "--connections" => connections = parse_count(&flag, &value()?)?,
@@ -153,6 +152,20 @@ impl Options {
             json,
         }))
     }
+}
+
+/// Splits an argument into a flag and a value given with it: `--flag=value` and, as wrk
+/// writes them, `-c64` are the same as `--flag value` and `-c 64`.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    if arg.starts_with("--") {
+        if let Some((flag, value)) = arg.split_once('=') {
+            return (flag.to_owned(), Some(value.to_owned()));
+        }
+    } else if arg.starts_with('-') && arg.len() > 2 && arg.is_char_boundary(2) {
+        let (flag, value) = arg.split_at(2);
+        return (flag.to_owned(), Some(value.to_owned()));
+    }
+    (arg.to_owned(), None)
 }
 
 /// Splits `http://host:port/path?query` into the upstream and the request-target (`/` when
@@ -676,8 +689,7 @@ mod tests {
             "--rate",
             "100",
             "--json",
-            "-t",
-            "3",
+            "-t3",
         ]) else {
             panic!("should parse");
         };
@@ -692,6 +704,8 @@ mod tests {
             (&["http://h:1", "--rate", "-5"][..], "--rate"),
             (&["http://h:1", "-d", "0s"][..], "more than zero"),
             (&["http://h:1", "--nope"][..], "unknown flag"),
+            (&["http://h:1", "-x5"][..], "unknown flag -x"),
+            (&["http://h:1", "--json=yes"][..], "--json takes no value"),
             (&[][..], "missing URL"),
             (&["http://h:1", "http://h:2"][..], "unexpected argument"),
         ] {

@@ -2,8 +2,6 @@
 //! line, then the body — CRLF after every line. The writer appends to a buffer and never
 //! touches a socket, so a whole response (or several pipelined ones) goes out in one write.
 
-use std::io::Write;
-
 use super::message::{Response, Version, reason_phrase};
 
 /// Appends `response` to `out`.
@@ -21,18 +19,20 @@ pub fn write_response(
     head_only: bool,
     close: bool,
 ) {
-    // Writing into a Vec cannot fail, so the io::Results below are always Ok.
-    let status = response.status;
-    let _ = write!(
-        out,
-        "{} {status} {}\r\n",
-        version.as_str(),
-        reason_phrase(status)
-    );
+    // Plain byte appends rather than `write!`: this runs once per response, and the
+    // formatting machinery costs more than the bytes themselves.
+    out.extend_from_slice(version.as_str().as_bytes());
+    out.push(b' ');
+    push_decimal(out, u64::from(response.status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(response.status).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in &response.headers {
-        let _ = write!(out, "{name}: {value}\r\n");
+        push_field(out, name, value);
     }
-    let _ = write!(out, "Content-Length: {}\r\n", response.body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, response.body.len() as u64);
+    out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if version == Version::Http10 {
@@ -44,12 +44,38 @@ pub fn write_response(
     }
 }
 
+/// Appends `name: value` and CRLF.
+fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Appends a `GET` request with no body to `out` (RFC 9112 §3). `host` is the authority of
 /// the upstream, required in every HTTP/1.1 request (RFC 9112 §3.2).
 pub fn write_get_request(out: &mut Vec<u8>, target: &str, host: &str, headers: &[(&str, &str)]) {
-    let _ = write!(out, "GET {target} HTTP/1.1\r\nHost: {host}\r\n");
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    push_field(out, "Host", host);
     for (name, value) in headers {
-        let _ = write!(out, "{name}: {value}\r\n");
+        push_field(out, name, value);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -85,6 +111,15 @@ mod tests {
         let http10 = written(Version::Http10, false, false);
         assert!(http10.starts_with("HTTP/1.0 200 OK\r\n"));
         assert!(http10.contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn statuses_and_lengths_in_decimal() {
+        for n in [0u64, 7, 10, 200, 65536, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

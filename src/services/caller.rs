@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, log_rejected, metrics_response, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
 use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
@@ -143,7 +143,7 @@ fn json_object(response: &ClientResponse) -> Result<&RawValue, UpstreamError> {
 fn unavailable(error: &UpstreamError) -> Response {
     let body = format!(
         r#"{{"service_b":"ok","service_a":"unavailable","error":{},"error_kind":"{}"}}"#,
-        serde_json::Value::from(error.to_string()),
+        json_string(&error.to_string()),
         error.kind()
     );
     Response::json(503, body)

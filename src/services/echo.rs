@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::chaos::Chaos;
 use super::metrics::Metrics;
 use super::query::query_param;
-use super::{Exchange, Failure, health, log_rejected, metrics_response, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
 use crate::http::server::Handler;
@@ -38,7 +38,8 @@ impl EchoService {
 fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
     match query_param(query, "msg") {
         Ok(msg) => {
-            let body = serde_json::json!({ "echo": msg.unwrap_or_default() }).to_string();
+            let msg = msg.unwrap_or_default();
+            let body = format!(r#"{{"echo":{}}}"#, json_string(&msg));
             (Response::json(200, body), None)
         }
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod echo;
 pub mod metrics;
 pub mod query;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,17 +56,22 @@ pub struct Failure {
 
 /// One request being served: when it started and its id. `finish` logs, counts, and tags the
 /// response.
-pub struct Exchange<'m> {
+/// It borrows the request, which outlives it inside the handler.
+pub struct Exchange<'a> {
     service: &'static str,
-    metrics: &'m Metrics,
+    metrics: &'a Metrics,
     started: Instant,
-    method: String,
-    endpoint: String,
+    method: &'a str,
+    endpoint: &'a str,
     pub request_id: String,
 }
 
-impl<'m> Exchange<'m> {
-    pub fn begin(service: &'static str, metrics: &'m Metrics, request: &Request) -> Exchange<'m> {
+impl<'a> Exchange<'a> {
+    pub fn begin(
+        service: &'static str,
+        metrics: &'a Metrics,
+        request: &'a Request,
+    ) -> Exchange<'a> {
         let request_id = request
             .head
             .headers
@@ -76,8 +82,8 @@ impl<'m> Exchange<'m> {
             service,
             metrics,
             started: Instant::now(),
-            method: request.head.method.clone(),
-            endpoint: request.head.path().to_owned(),
+            method: &request.head.method,
+            endpoint: request.head.path(),
             request_id,
         }
     }
@@ -86,12 +92,12 @@ impl<'m> Exchange<'m> {
     pub fn finish(self, response: Response, failure: Option<Failure>) -> Response {
         let elapsed = self.started.elapsed();
         self.metrics
-            .record_request(&self.endpoint, response.status, elapsed);
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        let line = format!(
-            "service={} method={} endpoint={} status={} latency_ms={latency_ms:.1} request_id={}",
-            self.service, self.method, self.endpoint, response.status, self.request_id
-        );
+            .record_request(self.endpoint, response.status, elapsed);
+        let line = LogLine {
+            exchange: &self,
+            status: response.status,
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+        };
         match failure {
             None => log::info!("{line}"),
             Some(Failure {
@@ -104,6 +110,32 @@ impl<'m> Exchange<'m> {
         }
         response.with_header("X-Request-Id", self.request_id)
     }
+}
+
+/// The common part of a request's log line. Formatted once, straight into the logger's line:
+/// building it as a `String` first would cost an allocation and a copy per request.
+struct LogLine<'e, 'a> {
+    exchange: &'e Exchange<'a>,
+    status: u16,
+    latency_ms: f64,
+}
+
+impl fmt::Display for LogLine<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.exchange;
+        write!(
+            f,
+            "service={} method={} endpoint={} status={} latency_ms={:.1} request_id={}",
+            e.service, e.method, e.endpoint, self.status, self.latency_ms, e.request_id
+        )
+    }
+}
+
+/// `s` as a JSON string literal, quotes and escapes included (RFC 8259 §7).
+pub fn json_string(s: &str) -> String {
+    // Serializing a `str` cannot fail: serde_json only fails on non-string map keys and
+    // on I/O errors, and a String is not I/O.
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
 /// Logs and counts a request the HTTP layer could not read.
