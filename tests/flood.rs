@@ -1,0 +1,158 @@
+//! Connection flood: thousands of idle TCP connections must neither stop the service from
+//! answering nor leak file descriptors once they are gone.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Reply, Service, parse_replies};
+
+/// Idle connections to open, when the file-descriptor limit allows.
+const WANTED: usize = 2_000;
+/// Descriptors the service may hold beyond its starting count once the flood is gone.
+const SLACK: usize = 4;
+
+/// Open file descriptors of process `pid` (entries in `/proc/<pid>/fd`).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`.
+fn nofile_soft_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    if soft == "unlimited" {
+        return Some(usize::MAX);
+    }
+    soft.parse().ok()
+}
+
+/// Polls `open_fds(pid)` for up to `within` until `done` holds; the last count.
+fn poll_fds(pid: u32, within: Duration, done: impl Fn(usize) -> bool) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let n = open_fds(pid);
+        if done(n) || Instant::now() >= end {
+            return n;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET target` with `Connection: close`, everything bounded by `within`.
+fn timed_get(addr: SocketAddr, target: &str, within: Duration) -> Result<Reply, String> {
+    let start = Instant::now();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_write_timeout(Some(within))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
+            return Ok(reply);
+        }
+        let left = within
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("no full response within {within:?}"))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+#[test]
+fn a_survives_2000_idle_connections_and_releases_their_fds() {
+    let wanted = match nofile_soft_limit() {
+        Some(limit) if limit < 4_500 => {
+            // Each connection costs one descriptor here and one in the service (which inherits
+            // our limit); keep room for everything else.
+            let fit = limit.saturating_sub(200) / 2;
+            println!(
+                "NOTE: RLIMIT_NOFILE soft limit is {limit} (< 4500); opening {fit} connections \
+                 instead of {WANTED}"
+            );
+            fit.min(WANTED)
+        }
+        Some(_) => WANTED,
+        None => {
+            println!("NOTE: could not read RLIMIT_NOFILE; trying {WANTED} connections");
+            WANTED
+        }
+    };
+
+    let mut a = Service::a(&[]);
+    let pid = a.child.id();
+    // One request first, so whatever the service opens lazily is in the starting count.
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2)).expect("first /health");
+    assert_eq!(reply.status, 200);
+    // Its connection is closed by now or about to be (the service lingers briefly).
+    thread::sleep(Duration::from_millis(300));
+    let before = open_fds(pid);
+
+    let opening = Instant::now();
+    let deadline = opening + Duration::from_secs(60);
+    let mut idle = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        assert!(
+            Instant::now() < deadline,
+            "opening the flood took over 60 s ({i} of {wanted} open)"
+        );
+        let stream = TcpStream::connect_timeout(&a.addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("idle connection {i} of {wanted}: {e}"));
+        idle.push(stream);
+    }
+    let during = poll_fds(pid, Duration::from_secs(5), |n| n >= before + wanted);
+    println!(
+        "A fds: before={before} during={during} with {wanted} idle connections (opened and \
+         accepted in {:?})",
+        opening.elapsed()
+    );
+    assert!(
+        during >= before + wanted,
+        "the service holds {during} fds, expected at least {before} + {wanted}: did it accept them all?"
+    );
+
+    for i in 0..5 {
+        let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("/health #{i} during the flood: {e}"));
+        assert_eq!(
+            reply.status, 200,
+            "/health #{i} during the flood: {reply:?}"
+        );
+        assert_eq!(reply.json(), serde_json::json!({"status": "ok"}));
+    }
+    assert!(a.is_running(), "A died during the flood");
+
+    drop(idle);
+    let closing = Instant::now();
+    let after = poll_fds(pid, Duration::from_secs(5), |n| n <= before + SLACK);
+    println!(
+        "A fds: after={after} (slack {SLACK}), {:?} after closing them",
+        closing.elapsed()
+    );
+    assert!(
+        after <= before + SLACK,
+        "fds did not return to the starting count: before={before} during={during} after={after}"
+    );
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2)).expect("/health after");
+    assert_eq!(reply.status, 200);
+    assert!(a.is_running(), "A died after the flood");
+}

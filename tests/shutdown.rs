@@ -1,0 +1,229 @@
+//! Graceful shutdown: on SIGTERM or SIGINT a service stops accepting, lets the requests in
+//! flight finish within the grace period, closes idle connections, and exits 0.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Reply, Service, closed_within, connect, parse_replies, read_reply};
+
+/// Requests in flight when the signal arrives.
+const IN_FLIGHT: usize = 20;
+/// The grace period given to the signalled service.
+const GRACE_MS: u64 = 5_000;
+const GRACE: Duration = Duration::from_millis(GRACE_MS);
+
+/// `GET target` with `Connection: close`, everything bounded by `within`.
+fn timed_get(addr: SocketAddr, target: &str, within: Duration) -> Result<Reply, String> {
+    let start = Instant::now();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_write_timeout(Some(within))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
+            return Ok(reply);
+        }
+        let left = within
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("no full response within {within:?}: {raw:?}"))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read after {:?}: {e}", start.elapsed())),
+        }
+    }
+}
+
+/// Whether a new TCP connection to `addr` is refused.
+fn refused(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+}
+
+/// Sends `IN_FLIGHT` concurrent requests (`target(i)`) to `service`, sends it SIGTERM about
+/// 150 ms later, while they are in flight, and checks: every one gets its 200 (checked by
+/// `check`), the service stops accepting, logs the drain, and exits 0 within the grace period.
+fn drains_in_flight_on_sigterm(
+    service: &mut Service,
+    name: &str,
+    target: impl Fn(usize) -> String,
+    check: impl Fn(usize, &Reply),
+) {
+    let addr = service.addr;
+    let start = Instant::now();
+    let calls: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let target = target(i);
+            thread::spawn(move || {
+                let reply = timed_get(addr, &target, Duration::from_secs(10));
+                (reply, start.elapsed())
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(150));
+    let signalled = start.elapsed();
+    service.signal("TERM");
+
+    // Stop accepting: once the service says so, nobody can connect any more.
+    let stopped = service
+        .wait_for_log("shutdown: stopped accepting", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("{name}: no 'stopped accepting' line: {:?}", service.logs()));
+    println!("{name}: {stopped}");
+    if service.is_running() {
+        assert!(
+            refused(addr),
+            "{name}: a new connection was accepted while draining"
+        );
+    }
+
+    for (i, call) in calls.into_iter().enumerate() {
+        let (reply, done) = call.join().expect("request thread");
+        let reply = reply.unwrap_or_else(|e| {
+            panic!(
+                "{name}: request {i} in flight at SIGTERM failed: {e}; logs: {:?}",
+                service.logs()
+            )
+        });
+        assert_eq!(reply.status, 200, "{name}: request {i}: {reply:?}");
+        check(i, &reply);
+        assert!(
+            done > signalled,
+            "{name}: request {i} finished at {done:?}, before SIGTERM at {signalled:?}: \
+             it was not in flight"
+        );
+    }
+
+    let code = service.wait_exit(GRACE);
+    assert_eq!(
+        code,
+        Some(0),
+        "{name}: did not exit 0 within the grace period ({GRACE:?}) after SIGTERM; logs: {:?}",
+        service.logs()
+    );
+    println!(
+        "{name}: exited 0 {:?} after SIGTERM",
+        start.elapsed() - signalled
+    );
+    let logs = service.logs();
+    assert!(
+        logs.iter().any(|l| l.contains("shutdown: drain complete")),
+        "{name}: no 'drain complete' line: {logs:?}"
+    );
+    assert!(
+        refused(addr),
+        "{name}: a new connection succeeded after exit"
+    );
+}
+
+#[test]
+fn b_finishes_20_calls_in_flight_on_sigterm() {
+    let a = Service::a(&["--delay-ms", "500"]);
+    let grace = GRACE_MS.to_string();
+    let mut b = Service::b(&a.url(), &["--shutdown-grace-ms", &grace]);
+    drains_in_flight_on_sigterm(
+        &mut b,
+        "B",
+        |i| format!("/call-echo?msg=m{i}"),
+        |i, reply| {
+            assert_eq!(
+                reply.json(),
+                serde_json::json!({"service_b": "ok", "service_a": {"echo": format!("m{i}")}})
+            );
+        },
+    );
+}
+
+#[test]
+fn a_finishes_20_echoes_in_flight_on_sigterm() {
+    let grace = GRACE_MS.to_string();
+    let mut a = Service::a(&["--delay-ms", "500", "--shutdown-grace-ms", &grace]);
+    drains_in_flight_on_sigterm(
+        &mut a,
+        "A",
+        |i| format!("/echo?msg=m{i}"),
+        |i, reply| {
+            assert_eq!(reply.json(), serde_json::json!({"echo": format!("m{i}")}));
+        },
+    );
+}
+
+/// Makes one kept-alive request on a new connection and returns the connection, now idle.
+fn idle_keep_alive(addr: SocketAddr) -> TcpStream {
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write");
+    let reply = read_reply(&mut stream, false);
+    assert_eq!(reply.status, 200);
+    stream
+}
+
+#[test]
+fn sigterm_with_an_idle_keep_alive_connection_exits_promptly() {
+    for name in ["A", "B"] {
+        let a = Service::a(&[]);
+        let mut service = if name == "A" {
+            a
+        } else {
+            Service::b(&a.url(), &[])
+        };
+        let mut stream = idle_keep_alive(service.addr);
+        let start = Instant::now();
+        service.signal("TERM");
+        let code = service.wait_exit(Duration::from_secs(2));
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: with one idle keep-alive connection, no exit 0 within 2 s of SIGTERM; \
+             logs: {:?}",
+            service.logs()
+        );
+        println!("{name}: exited 0 {:?} after SIGTERM", start.elapsed());
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(1)),
+            "{name}: the idle connection was not closed"
+        );
+        assert!(refused(service.addr), "{name}: still accepting after exit");
+    }
+}
+
+#[test]
+fn sigint_exits_zero() {
+    for name in ["A", "B"] {
+        let a = Service::a(&[]);
+        let mut service = if name == "A" {
+            a
+        } else {
+            Service::b(&a.url(), &[])
+        };
+        let reply = timed_get(service.addr, "/health", Duration::from_secs(2)).expect("/health");
+        assert_eq!(reply.status, 200);
+        service.signal("INT");
+        let code = service.wait_exit(Duration::from_secs(2));
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: no exit 0 within 2 s of SIGINT; logs: {:?}",
+            service.logs()
+        );
+        assert!(
+            service.logs().iter().any(|l| l.contains("received SIGINT")),
+            "{name}: {:?}",
+            service.logs()
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Slowloris: many connections that send half a request head and then stall must not stop the
+//! service from answering everybody else promptly.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Reply, Service, parse_replies};
+
+/// Stalled connections held open at once.
+const STALLED: usize = 200;
+/// Normal requests made while they are stalled, spread over about `PROBE_SPAN`.
+const PROBES: u32 = 20;
+const PROBE_SPAN: Duration = Duration::from_secs(3);
+/// Each normal request must be answered within this.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// `GET target` with `Connection: close`, the whole exchange bounded by `within`.
+/// The reply and how long it took, or what went wrong.
+fn timed_get(
+    addr: SocketAddr,
+    target: &str,
+    within: Duration,
+) -> Result<(Reply, Duration), String> {
+    let start = Instant::now();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .set_write_timeout(Some(within))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
+            return Ok((reply, start.elapsed()));
+        }
+        let left = within
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("no full response within {within:?}: {raw:?}"))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read after {:?}: {e}", start.elapsed())),
+        }
+    }
+}
+
+/// Opens `n` connections to `addr` that each send half a request head and then stall.
+fn stall(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    (0..n)
+        .map(|i| {
+            assert!(
+                Instant::now() < deadline,
+                "opening stalled connections took too long ({i} of {n})"
+            );
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("stalled connection {i}: connect: {e}"));
+            stream
+                .set_write_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHo")
+                .unwrap_or_else(|e| panic!("stalled connection {i}: write: {e}"));
+            stream
+        })
+        .collect()
+}
+
+/// Holds `STALLED` half-sent requests open against `service` and checks `/health` is answered
+/// within `ANSWER_WITHIN`, `PROBES` times over about `PROBE_SPAN`.
+fn survives_slowloris(service: &mut Service, name: &str) {
+    let stalled = stall(service.addr, STALLED);
+    // Let the service accept them all (and start waiting on each) before probing.
+    thread::sleep(Duration::from_millis(200));
+    let pause = PROBE_SPAN / PROBES;
+    let mut slowest = Duration::ZERO;
+    for i in 0..PROBES {
+        let (reply, took) = timed_get(service.addr, "/health", ANSWER_WITHIN).unwrap_or_else(|e| {
+            panic!("{name}: /health #{i} with {STALLED} stalled connections open: {e}")
+        });
+        assert_eq!(reply.status, 200, "{name}: /health #{i}: {reply:?}");
+        assert_eq!(reply.json(), serde_json::json!({"status": "ok"}));
+        assert!(
+            took < ANSWER_WITHIN,
+            "{name}: /health #{i} took {took:?}, over {ANSWER_WITHIN:?}"
+        );
+        slowest = slowest.max(took);
+        thread::sleep(pause);
+    }
+    println!(
+        "{name}: {PROBES} /health answered while {STALLED} connections stalled; slowest {slowest:?}"
+    );
+    // The stalled connections must still be open: the request timeout (10 s) has not passed,
+    // so the service has neither answered nor dropped them.
+    let mut open = 0;
+    for mut stream in stalled {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+            other => println!("{name}: a stalled connection ended early: {other:?}"),
+        }
+    }
+    assert_eq!(
+        open, STALLED,
+        "{name}: stalled connections closed before the request timeout"
+    );
+    assert!(service.is_running(), "{name} died");
+}
+
+#[test]
+fn a_answers_health_while_200_connections_stall() {
+    let mut a = Service::a(&[]);
+    survives_slowloris(&mut a, "A");
+}
+
+#[test]
+fn b_answers_health_while_200_connections_stall() {
+    let a = Service::a(&[]);
+    let mut b = Service::b(&a.url(), &[]);
+    survives_slowloris(&mut b, "B");
+    // And B still does its real job afterwards.
+    let (reply, _) = timed_get(b.addr, "/call-echo?msg=still", Duration::from_secs(2))
+        .expect("call-echo after slowloris");
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
