@@ -53,6 +53,12 @@ pub const COMMON_FLAGS: &[Flag] = &[
         "10000",
         "open connections at most; past it new ones get 503 and are closed",
     ),
+    Flag::value(
+        "threads",
+        "THREADS",
+        "",
+        "threads serving connections [default: one per core]",
+    ),
     Flag::switch(
         "trace-wire",
         "TRACE_WIRE",

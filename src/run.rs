@@ -56,6 +56,9 @@ pub fn server_setup(
     let mut config = ServerConfig::default();
     config.limits.max_connections = settings.get("max-connections")?;
     config.shutdown_grace = Duration::from_millis(settings.get("shutdown-grace-ms")?);
+    if !settings.raw("threads").is_empty() {
+        config.threads = settings.get("threads")?;
+    }
     if settings.switch("trace-wire")? {
         trace::enable();
     }

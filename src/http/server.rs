@@ -111,7 +111,10 @@ pub fn serve<H: Handler>(
             drop(stop_tx);
         })
         .detach();
-        server.run(listener, config.shutdown_grace).await;
+        // The accept loop is a task of its own, polled only when its listener is ready.
+        // (As the future given to `run` it would be polled on every wake-up of this thread,
+        // each time trying a pointless `accept`.)
+        ex.spawn(server.run(listener, config.shutdown_grace)).await;
     }));
     drop(threads_done_tx);
     for worker in workers {
@@ -247,13 +250,14 @@ async fn serve_connection<H: Handler>(
     let mut conn = Conn::new(stream);
     // Responses waiting to be written. Pipelined requests' answers are sent in one write.
     let mut out = Vec::new();
+    let mut idle_timer = IdleTimer::new(limits.idle_timeout);
     loop {
         // 1. Between requests: send what is pending, then wait for the next first byte.
         if conn.buffered().is_empty() {
             if flush(&mut conn, &mut out, &limits).await.is_err() {
                 return;
             }
-            if !next_request_starts(&mut conn, &limits, &stop).await {
+            if !next_request_starts(&mut conn, &mut idle_timer, &stop).await {
                 return;
             }
         } else if !out.is_empty() && !holds_a_head(conn.buffered()) {
@@ -307,14 +311,14 @@ fn holds_a_head(buffered: &[u8]) -> bool {
 /// idle timeout, or shutdown began — in every case the connection simply ends.
 async fn next_request_starts(
     conn: &mut Conn<Async<TcpStream>>,
-    limits: &Limits,
+    idle_timer: &mut IdleTimer,
     stop: &Receiver<()>,
 ) -> bool {
     if stop.is_closed() {
         return false;
     }
     let idle = async {
-        Timer::after(limits.idle_timeout).await;
+        idle_timer.expired().await;
         false
     };
     let stopped = async {
@@ -325,6 +329,39 @@ async fn next_request_starts(
         .or(idle)
         .or(stopped)
         .await
+}
+
+/// The idle timeout of one connection, with one timer for the connection's whole life.
+///
+/// A new `Timer` per request would register with the reactor each time, and every
+/// registration wakes the reactor thread: a syscall and a context switch per request. Instead
+/// the timer stays armed at the end of some earlier idle period; when it fires it is only
+/// re-armed if the connection has been busy since. It fires at most once per idle timeout.
+struct IdleTimer {
+    timer: Timer,
+    timeout: Duration,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        IdleTimer {
+            timer: Timer::after(timeout),
+            timeout,
+        }
+    }
+
+    /// Completes once the connection has been idle for the whole timeout, counted from now.
+    async fn expired(&mut self) {
+        let idle_until = Instant::now() + self.timeout;
+        loop {
+            (&mut self.timer).await;
+            if Instant::now() >= idle_until {
+                return;
+            }
+            // It fired for an earlier idle period; this one ends later.
+            self.timer.set_at(idle_until);
+        }
+    }
 }
 
 /// Reads one request: head, framing, `Expect`, body. `Ok(None)`: clean end of stream.
