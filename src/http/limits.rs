@@ -95,3 +95,8 @@ pub const PIPELINE_FLUSH_BYTES: usize = 64 * 1024;
 
 /// How much a lingering close reads and throws away before it gives up and closes anyway.
 pub const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Connections the kernel may hold, handshake done, waiting for our `accept` (`listen(2)`).
+/// Past it new SYNs are dropped and the client waits a second to retry. The kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: i32 = 1024;

@@ -25,12 +25,15 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt, future};
 use smol::Executor;
 use smol::channel::{self, Receiver, Sender};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::body::{BodyFraming, read_body, request_framing};
 use super::conn::Conn;
 use super::error::RequestError;
 use super::head::read_request_head;
-use super::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
+use super::limits::{
+    LINGER_MAX_BYTES, LINGER_TIMEOUT, LISTEN_BACKLOG, Limits, PIPELINE_FLUSH_BYTES,
+};
 use super::message::{Request, Response, Version};
 use super::trace::{self, ConnId, Direction};
 use super::write::write_response;
@@ -72,8 +75,17 @@ impl Default for ServerConfig {
 
 /// Binds a listening socket. Separate from `serve`, so the caller can log the real address
 /// (useful with port 0) before serving.
+///
+/// Built with socket2 rather than `TcpListener::bind` for one setting: the listen backlog.
+/// std always asks for 128, and a burst of new connections past that makes the kernel drop
+/// SYNs; the client retries only after a second.
 pub fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
-    Async::<TcpListener>::bind(addr)
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted service take its port back while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Async::new(TcpListener::from(socket))
 }
 
 /// Serves connections on `listener` until `shutdown` completes, then drains: stops accepting
