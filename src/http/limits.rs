@@ -68,7 +68,7 @@ impl Default for ClientLimits {
             max_head_bytes: 16 * 1024,
             max_headers: 64,
             max_body_bytes: 64 * 1024,
-            max_idle_per_upstream: 256,
+            max_idle_per_upstream: 1024,
             idle_timeout: Duration::from_secs(20),
         }
     }

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use futures_lite::{AsyncWriteExt, FutureExt, future};
+use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::Executor;
 use smol::channel::{self, Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -106,7 +106,7 @@ pub fn serve<H: Handler>(
         .map(|_| {
             let ex = ex.clone();
             let done = threads_done_rx.clone();
-            thread::spawn(move || future::block_on(ex.run(done.recv())))
+            thread::spawn(move || async_io::block_on(ex.run(done.recv())))
         })
         .collect();
 
@@ -117,7 +117,10 @@ pub fn serve<H: Handler>(
         open: config.open_connections.clone(),
         stop: stop_rx,
     };
-    future::block_on(ex.run(async {
+    // `async_io::block_on`, not `futures_lite`'s: while a thread has no task to run it waits
+    // in epoll itself, so I/O readiness wakes the thread that will handle it. Otherwise
+    // async-io's own background thread does all the waiting and hands every event over.
+    async_io::block_on(ex.run(async {
         ex.spawn(async move {
             shutdown.await;
             drop(stop_tx);
