@@ -1,0 +1,144 @@
+//! The `loadgen` binary end to end: against a real service A, closed and open loop, against a
+//! port nobody listens on, and with bad arguments.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use common::Service;
+use serde_json::Value;
+
+/// Runs `loadgen` with `args`; its output.
+fn loadgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("run loadgen")
+}
+
+/// Runs `loadgen ... --json`, checks it succeeded, and returns the JSON summary (the last line
+/// of stdout).
+fn loadgen_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = loadgen(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn count(summary: &Value, pointer: &str) -> u64 {
+    summary
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no {pointer} in {summary}"))
+}
+
+/// Sum of every error kind.
+fn errors(summary: &Value) -> u64 {
+    summary["errors"]
+        .as_object()
+        .expect("errors object")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum()
+}
+
+#[test]
+fn closed_loop_against_a_gets_only_200s() {
+    let a = Service::a(&[]);
+    let url = format!("{}/echo?msg=load", a.url());
+    let summary = loadgen_json(&[&url, "-d", "1s", "-c", "4", "--timeout", "2s"]);
+    let requests = count(&summary, "/requests");
+    assert!(requests > 0, "{summary}");
+    assert_eq!(count(&summary, "/status/200"), requests, "{summary}");
+    assert_eq!(summary["status"].as_object().map(|s| s.len()), Some(1));
+    assert_eq!(errors(&summary), 0, "{summary}");
+    assert!(
+        summary["rps"].as_f64().is_some_and(|r| r > 0.0),
+        "{summary}"
+    );
+    let p50 = summary["latency_ms"]["p50"].as_f64().expect("p50");
+    let p99 = summary["latency_ms"]["p99"].as_f64().expect("p99");
+    let max = summary["latency_ms"]["max"].as_f64().expect("max");
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{summary}");
+}
+
+#[test]
+fn open_loop_sends_at_the_given_rate() {
+    let a = Service::a(&[]);
+    let url = format!("{}/echo?msg=paced", a.url());
+    // As many workers as requests: even a debug build on a busy machine, stalling for a few
+    // hundred milliseconds, cannot leave a request unsent.
+    let summary = loadgen_json(&[&url, "--rate", "200", "-d", "1s", "-c", "200"]);
+    let requests = count(&summary, "/requests");
+    assert!((150..=250).contains(&requests), "{summary}");
+    assert_eq!(count(&summary, "/status/200"), requests, "{summary}");
+    // The schedule itself is exact: request i is due at i/200 s, for i in 0..200.
+    assert_eq!(requests + count(&summary, "/unsent"), 200, "{summary}");
+}
+
+#[test]
+fn refused_connections_are_counted_by_kind() {
+    // A port that was free a moment ago: nobody listens there now.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/echo");
+    let summary = loadgen_json(&[&url, "-d", "300ms", "-c", "2"]);
+    assert_eq!(count(&summary, "/responses"), 0, "{summary}");
+    assert!(count(&summary, "/errors/connect") > 0, "{summary}");
+    let text =
+        String::from_utf8_lossy(&loadgen(&[&url, "-d", "100ms", "-c", "1"]).stdout).into_owned();
+    assert!(
+        text.contains("first connect error: cannot connect"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_arguments_fail_with_one_clear_line() {
+    for (args, says) in [
+        (&[][..], "missing URL"),
+        (&["http://127.0.0.1:1/echo", "-c", "0"][..], "-c"),
+        (
+            &["http://127.0.0.1:1/echo", "-d", "10x"][..],
+            "bad duration",
+        ),
+        (&["http://127.0.0.1:1/echo", "--rate", "fast"][..], "--rate"),
+        (
+            &["http://127.0.0.1:1/echo", "--bogus"][..],
+            "unknown flag --bogus",
+        ),
+        (&["https://127.0.0.1:1/echo"][..], "only http://"),
+        (&["http://127.0.0.1:99999/echo"][..], "bad port"),
+    ] {
+        let out = loadgen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("loadgen: error:") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_prints_usage() {
+    let out = loadgen(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("usage: loadgen URL") && text.contains("--rate"),
+        "{text}"
+    );
+}
