@@ -1,6 +1,7 @@
 //! Starting a service: read flags, start logging, bind, announce the real address, serve
 //! until SIGINT or SIGTERM, drain, exit. Shared by both binaries so they stay thin.
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,7 +22,8 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
     }) {
         Ok(settings) => Ok(settings),
         Err(ConfigError::Help(text)) => {
-            println!("{text}");
+            // Not `println!`, which panics when the reader has gone (`--help | head`).
+            let _ = writeln!(std::io::stdout(), "{text}");
             Err(ExitCode::SUCCESS)
         }
         Err(e) => Err(fail(&e.to_string())),
@@ -34,7 +36,9 @@ pub fn fail(text: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stderr.
+/// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout:
+/// stdout is line-buffered, so a log line costs one `write`, where unbuffered stderr
+/// costs two. Errors before logging starts (bad flags) go to stderr.
 pub fn init_logging() {
     let _ = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)

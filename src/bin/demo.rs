@@ -8,11 +8,12 @@
 //! step 4  A back, normal          B /call-echo → 200 again
 //! ```
 //!
-//! The services are the real binaries, found next to this one (`cargo build --release` builds
-//! all of them; `cargo run --bin demo` alone builds only the demo). Their logs are shown as they
-//! come, prefixed `A |` and `B |`. The demo talks to B with the project's own HTTP client, checks
+//! The services are the real binaries, found next to this one. `cargo run --bin demo` builds only
+//! the demo, so when cargo runs it, the demo first asks the same cargo to build the two services
+//! (a no-op when they are fresh). Their logs are shown as they come, prefixed `A |` and `B |`. The demo talks to B with the project's own HTTP client, checks
 //! every step, and exits non-zero naming the first step that did not behave. Children are killed
-//! when the demo ends, however it ends (`Child` guards with a `Drop`).
+//! when the demo ends, however it ends: a `Drop` guard on each (failure, panic), and a watcher
+//! for SIGINT and SIGTERM sent to the demo alone.
 
 use std::env::consts::EXE_SUFFIX;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,17 +25,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_signal::{Signal, Signals};
+use futures_lite::StreamExt;
+
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::http::client::{Client, Deadline, Upstream};
 use echo_lab::http::limits::ClientLimits;
 
-const USAGE: &str = "demo: starts service A and service B and plays four steps of a failure story\n\
-    (success, A stopped, A slow, A back), checking what B answers at each one.\n\n\
-    usage: demo [--bin-dir DIR]\n\n\
-    The services are the sibling binaries service-a and service-b; build them first:\n    \
-    cargo build --release && cargo run --release --bin demo\n\n\
-    Exit status: 0 when every step behaved, 1 when one did not (it is named), 2 when the\n\
-    demo could not start.";
+const USAGE: &str = "\
+demo: starts service A and service B and plays four steps of a failure story
+(success, A stopped, A slow, A back), checking what B answers at each one.
+
+usage: cargo run --release --bin demo   builds service-a and service-b, then runs the demo
+       demo [--bin-dir DIR]             runs the service-a and service-b next to it (or in DIR)
+
+Exit status: 0 when every step behaved, 1 when one did not (it is named), 2 when the demo
+could not start, 130/143 when interrupted (SIGINT/SIGTERM).";
 
 const FLAGS: &[Flag] = &[Flag::value(
     "bin-dir",
@@ -73,15 +79,15 @@ fn main() -> ExitCode {
         }
         Err(e) => return cannot_start(&e.to_string()),
     };
+    say("echo-lab demo: B calls A; we stop A, slow it down, bring it back, and watch B.");
     let bins = match Binaries::find(settings.raw("bin-dir")) {
         Ok(bins) => bins,
         Err(text) => return cannot_start(&text),
     };
-    say(&format!(
-        "echo-lab demo: B calls A; we stop A, slow it down, bring it back, and watch B.\n\
-         service binaries: {}",
-        bins.dir.display()
-    ));
+    if let Err(e) = kill_children_on_signal() {
+        return cannot_start(&format!("cannot watch for signals: {e}"));
+    }
+    say(&format!("service binaries: {}", bins.dir.display()));
     match play(&bins) {
         Ok(()) => {
             say("\nDemo complete: all 4 steps behaved as expected.");
@@ -207,7 +213,7 @@ fn play(bins: &Binaries) -> Result<(), StepFailed> {
     Ok(())
 }
 
-/// A's flags: loopback, `port` (0 for a free one), a short drain, then `extra`.
+/// A's flags: `port` (0 for a free one), a short drain, then `extra` (`start` adds the host).
 fn a_args(port: u16, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "--port".to_owned(),
@@ -228,7 +234,7 @@ struct Binaries {
 
 impl Binaries {
     /// `bin_dir` if given, else the directory of this program: cargo puts every binary of the
-    /// package in the same `target/<profile>/`.
+    /// package in the same `target/<profile>/` (and under `cargo run`, builds them there first).
     fn find(bin_dir: &str) -> Result<Binaries, String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot tell where the demo binary is ({e}); use --bin-dir"))?;
@@ -239,6 +245,7 @@ impl Binaries {
                 .ok_or("the demo binary has no parent directory; use --bin-dir")?,
             dir => PathBuf::from(dir),
         };
+        let built = bin_dir.is_empty() && build_with_cargo(&dir)?;
         let a = dir.join(format!("service-a{EXE_SUFFIX}"));
         let b = dir.join(format!("service-b{EXE_SUFFIX}"));
         let missing: Vec<&str> = [(&a, "service-a"), (&b, "service-b")]
@@ -254,15 +261,15 @@ impl Binaries {
             let build = cargo_build_command(&dir);
             return Err(format!(
                 "{missing} not found next to the demo, in {}.\n\
-                 `cargo run --bin demo` builds only the demo. Build the services too, then run it:\n    \
-                 {build} && cargo run{} --bin demo\n\
+                 Build them ({build}), or run the demo through cargo, which builds them first:\n    \
+                 cargo run{} --bin demo\n\
                  (or point --bin-dir at a directory that holds service-a and service-b)",
                 dir.display(),
                 build.trim_start_matches("cargo build"),
             ));
         }
         for (path, name) in [(&a, "service-a"), (&b, "service-b")] {
-            if let Some(behind) = older_than(path, &exe) {
+            if let Some(behind) = older_than(path, &exe).filter(|_| !built) {
                 say(&format!(
                     "note: {name} was built {}s before this demo. If you changed the library \
                      since, rebuild it: {}",
@@ -275,13 +282,57 @@ impl Binaries {
     }
 }
 
-/// The `cargo build` that fills `dir`, guessed from its name (`target/<profile>`).
-fn cargo_build_command(dir: &Path) -> String {
-    match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "cargo build".to_owned(),
-        Some("release") | None => "cargo build --release".to_owned(),
-        Some(profile) => format!("cargo build --profile {profile}"),
+/// Under `cargo run`, which builds only the demo, builds the two services first, with the same
+/// cargo, profile and target directory: so `cargo run --release --bin demo` works on a fresh
+/// clone and never plays the story with stale services. Whether it ran (not under cargo: no).
+fn build_with_cargo(dir: &Path) -> Result<bool, String> {
+    let var = |name| std::env::var_os(name);
+    let (Some(cargo), Some(manifest_dir), Some(package)) = (
+        var("CARGO"),
+        var("CARGO_MANIFEST_DIR"),
+        var("CARGO_PKG_NAME"),
+    ) else {
+        return Ok(false);
+    };
+    let Some(target_dir) = dir.parent().filter(|_| package == env!("CARGO_PKG_NAME")) else {
+        return Ok(false);
+    };
+    let mut args = vec!["build".to_owned()];
+    args.extend(profile_args(dir));
+    args.extend(["--bin", "service-a", "--bin", "service-b"].map(String::from));
+    say(&format!("$ cargo {}", args.join(" ")));
+    let status = Command::new(cargo)
+        .args(&args)
+        .arg("--manifest-path")
+        .arg(Path::new(&manifest_dir).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the services: {e}"))?;
+    if status.success() {
+        Ok(true)
+    } else {
+        Err(format!("building the services failed ({status})"))
     }
+}
+
+/// The profile flags of the `cargo build` that fills `dir`, from its name (`target/<profile>`).
+fn profile_args(dir: &Path) -> Vec<String> {
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => Vec::new(),
+        Some("release") | None => vec!["--release".to_owned()],
+        Some(profile) => vec!["--profile".to_owned(), profile.to_owned()],
+    }
+}
+
+/// The `cargo build` that fills `dir`, as the user would type it.
+fn cargo_build_command(dir: &Path) -> String {
+    ["cargo".to_owned(), "build".to_owned()]
+        .into_iter()
+        .chain(profile_args(dir))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// How long before `reference` the file `path` was last written, when that is more than a few
@@ -291,6 +342,35 @@ fn older_than(path: &Path, reference: &Path) -> Option<Duration> {
     let modified = |p: &Path| -> Option<SystemTime> { p.metadata().ok()?.modified().ok() };
     let behind = modified(reference)?.duration_since(modified(path)?).ok()?;
     (behind > SAME_BUILD).then_some(behind)
+}
+
+/// The process ids of the running children, for the signal watcher.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// On SIGINT or SIGTERM, kills every child and exits. (Ctrl-C in a terminal reaches the children
+/// too, but `kill <demo>` does not, and `Drop` guards do not run when a signal ends a process.)
+fn kill_children_on_signal() -> std::io::Result<()> {
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    thread::spawn(move || {
+        if let Some(signal) = smol::block_on(signals.next()) {
+            // Holding stdout keeps the main thread from reporting the failures that the
+            // killing is about to cause: the interruption is the end of the story.
+            let mut out = std::io::stdout().lock();
+            for pid in lock(&CHILDREN).iter() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            let _ = writeln!(out, "\ndemo interrupted: services killed");
+            let _ = out.flush();
+            // The shell's convention for "ended by a signal": 128 + its number.
+            std::process::exit(match signal {
+                Ok(Signal::Term) => 128 + 15,
+                _ => 128 + 2,
+            });
+        }
+    });
+    Ok(())
 }
 
 /// One running service binary, with its output shown line by line and kept for searching.
@@ -321,6 +401,7 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        lock(&CHILDREN).push(child.id());
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         // The log goes to stdout; a bad flag or port is reported on stderr before logging
@@ -401,6 +482,7 @@ impl Service {
         let end = Instant::now() + within;
         while Instant::now() < end {
             if let Ok(Some(status)) = self.child.try_wait() {
+                self.forget();
                 return Some(status);
             }
             thread::sleep(Duration::from_millis(20));
@@ -421,6 +503,12 @@ impl Service {
             thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// Takes the child off the signal watcher's list, once it has exited.
+    fn forget(&self) {
+        let pid = self.child.id();
+        lock(&CHILDREN).retain(|p| *p != pid);
+    }
 }
 
 impl Drop for Service {
@@ -429,6 +517,7 @@ impl Drop for Service {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        self.forget();
     }
 }
 

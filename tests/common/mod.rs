@@ -77,6 +77,9 @@ impl Service {
                 }
             });
         }
+        // Only the reader threads hold senders now: if the service dies before announcing
+        // its address, the wait below ends at once instead of at its timeout.
+        drop(addr_tx);
         let addr = match addr_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(addr) => addr.parse().expect("startup line names an address"),
             Err(_) => {
