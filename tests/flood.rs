@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, parse_replies};
+use common::{Service, timed_get};
 
 /// Idle connections to open, when the file-descriptor limit allows.
 const WANTED: usize = 2_000;
@@ -45,39 +44,6 @@ fn poll_fds(pid: u32, within: Duration, done: impl Fn(usize) -> bool) -> usize {
     }
 }
 
-/// `GET target` with `Connection: close`, everything bounded by `within`.
-fn timed_get(addr: SocketAddr, target: &str, within: Duration) -> Result<Reply, String> {
-    let start = Instant::now();
-    let mut stream =
-        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_write_timeout(Some(within))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
-            return Ok(reply);
-        }
-        let left = within
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("no full response within {within:?}"))?;
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
 #[test]
 fn a_survives_2000_idle_connections_and_releases_their_fds() {
     let wanted = match nofile_soft_limit() {
@@ -101,7 +67,9 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
     let mut a = Service::a(&[]);
     let pid = a.child.id();
     // One request first, so whatever the service opens lazily is in the starting count.
-    let reply = timed_get(a.addr, "/health", Duration::from_secs(2)).expect("first /health");
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+        .map(|(reply, _)| reply)
+        .expect("first /health");
     assert_eq!(reply.status, 200);
     // Its connection is closed by now or about to be (the service lingers briefly).
     thread::sleep(Duration::from_millis(300));
@@ -132,6 +100,7 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
 
     for i in 0..5 {
         let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+            .map(|(reply, _)| reply)
             .unwrap_or_else(|e| panic!("/health #{i} during the flood: {e}"));
         assert_eq!(
             reply.status, 200,
@@ -152,7 +121,9 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
         after <= before + SLACK,
         "fds did not return to the starting count: before={before} during={during} after={after}"
     );
-    let reply = timed_get(a.addr, "/health", Duration::from_secs(2)).expect("/health after");
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+        .map(|(reply, _)| reply)
+        .expect("/health after");
     assert_eq!(reply.status, 200);
     assert!(a.is_running(), "A died after the flood");
 }

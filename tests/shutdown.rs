@@ -3,51 +3,18 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, closed_within, connect, parse_replies, read_reply};
+use common::{Reply, Service, closed_within, connect, read_reply, timed_get};
 
 /// Requests in flight when the signal arrives.
 const IN_FLIGHT: usize = 20;
 /// The grace period given to the signalled service.
 const GRACE_MS: u64 = 5_000;
 const GRACE: Duration = Duration::from_millis(GRACE_MS);
-
-/// `GET target` with `Connection: close`, everything bounded by `within`.
-fn timed_get(addr: SocketAddr, target: &str, within: Duration) -> Result<Reply, String> {
-    let start = Instant::now();
-    let mut stream =
-        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_write_timeout(Some(within))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
-            return Ok(reply);
-        }
-        let left = within
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("no full response within {within:?}: {raw:?}"))?;
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("read after {:?}: {e}", start.elapsed())),
-        }
-    }
-}
 
 /// Whether a new TCP connection to `addr` is refused.
 fn refused(addr: SocketAddr) -> bool {
@@ -69,7 +36,8 @@ fn drains_in_flight_on_sigterm(
         .map(|i| {
             let target = target(i);
             thread::spawn(move || {
-                let reply = timed_get(addr, &target, Duration::from_secs(10));
+                let reply =
+                    timed_get(addr, &target, Duration::from_secs(10)).map(|(reply, _)| reply);
                 (reply, start.elapsed())
             })
         })
@@ -210,7 +178,9 @@ fn sigint_exits_zero() {
         } else {
             Service::b(&a.url(), &[])
         };
-        let reply = timed_get(service.addr, "/health", Duration::from_secs(2)).expect("/health");
+        let reply = timed_get(service.addr, "/health", Duration::from_secs(2))
+            .map(|(reply, _)| reply)
+            .expect("/health");
         assert_eq!(reply.status, 200);
         service.signal("INT");
         let code = service.wait_exit(Duration::from_secs(2));

@@ -210,6 +210,44 @@ pub fn get_with(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Rep
     })
 }
 
+/// `GET target` with `Connection: close`, the whole exchange bounded by `within`.
+/// The reply and how long it took, or what went wrong.
+pub fn timed_get(
+    addr: SocketAddr,
+    target: &str,
+    within: Duration,
+) -> Result<(Reply, Duration), String> {
+    let start = Instant::now();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .set_write_timeout(Some(within))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
+            return Ok((reply, start.elapsed()));
+        }
+        let left = within
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("no full response within {within:?}: {raw:?}"))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read after {:?}: {e}", start.elapsed())),
+        }
+    }
+}
+
 /// Writes `bytes` on a new connection, then reads until the server closes (or `IO_TIMEOUT`).
 pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut stream = connect(addr);
