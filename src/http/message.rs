@@ -144,14 +144,19 @@ pub struct Response {
 }
 
 impl Response {
-    /// A response with a JSON body, already serialized.
-    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    /// A response with a body of the given media type (RFC 9110 §8.3).
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type", "application/json".to_owned())],
+            headers: vec![("Content-Type", content_type.to_owned())],
             body: body.into(),
             hang_up: false,
         }
+    }
+
+    /// A response with a JSON body, already serialized.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "application/json", body)
     }
 
     /// A JSON error body: `{"error":"<text>"}`.

@@ -38,9 +38,7 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
 
 /// The metrics exposition, as a response.
 pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Response {
-    let mut response = Response::json(200, metrics.render(idle_upstream));
-    response.headers = vec![("Content-Type", metrics::CONTENT_TYPE.to_owned())];
-    response
+    Response::new(200, metrics::CONTENT_TYPE, metrics.render(idle_upstream))
 }
 
 /// `{"status":"ok"}`: the answer to `/health` on both services.
