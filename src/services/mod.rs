@@ -236,6 +236,31 @@ mod tests {
     }
 
     #[test]
+    fn log_line_has_the_contract_form() {
+        let metrics = Metrics::default();
+        let mut request = Request {
+            head: head("GET", "/call-echo?msg=x"),
+            body: Vec::new(),
+        };
+        request.head.headers.push("X-Request-Id", b"abc-1");
+        let exchange = Exchange::begin("B", &metrics, &request);
+        for (latency, shown) in [(1_000_849, "1000.8"), (50, "0.0"), (123_456, "123.4")] {
+            let line = LogLine {
+                exchange: &exchange,
+                status: 503,
+                latency: Duration::from_micros(latency),
+            };
+            assert_eq!(
+                line.to_string(),
+                format!(
+                    "service=B method=GET endpoint=/call-echo status=503 latency_ms={shown} \
+                     request_id=abc-1"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn request_ids() {
         assert!(is_sane_request_id("abc-123_x.y:z"));
         assert!(!is_sane_request_id(""));
