@@ -242,9 +242,14 @@ async fn read_until_close<S: AsyncRead + Unpin>(
     conn: &mut Conn<S>,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    while conn.fill().await? != 0 {
+    // The cap is checked before every read, not only after one: bytes that arrived with the
+    // head are already buffered, and the stream may have nothing more to add.
+    loop {
         if conn.buffered().len() > max_bytes {
             return Err(BodyError::TooLarge);
+        }
+        if conn.fill().await? == 0 {
+            break;
         }
     }
     let len = conn.buffered().len();

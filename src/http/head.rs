@@ -202,6 +202,10 @@ pub fn parse_response_head(
     let (Some(minor), Some(status)) = (res.version, res.code) else {
         return Err(ResponseHeadError::Malformed("incomplete status line"));
     };
+    // httparse takes any three digits; RFC 9110 §15 defines only 100 to 599.
+    if !(100..=599).contains(&status) {
+        return Err(ResponseHeadError::Malformed("status code outside 100..599"));
+    }
     let mut headers = Headers::new();
     for h in res.headers.iter() {
         headers.push(h.name, h.value);
@@ -433,6 +437,20 @@ mod tests {
             parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn status_codes_outside_100_to_599_are_malformed() {
+        for status in ["097", "000", "600", "999"] {
+            let raw = format!("HTTP/1.1 {status} X\r\n\r\n");
+            assert!(
+                matches!(
+                    parse_response_head(raw.as_bytes(), 1024, 64),
+                    Err(ResponseHeadError::Malformed(_))
+                ),
+                "{status}"
+            );
+        }
     }
 
     /// A reader that hands out one byte per read, like the slowest possible client.
