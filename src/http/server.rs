@@ -283,6 +283,8 @@ async fn serve_connection<H: Handler>(
             }
         }
         // 2. The request, from its first byte to its last, within the request timeout.
+        // (`or` polls the read first; the timer only registers with the reactor if the
+        // request is not here whole yet, so the usual request costs no timer at all.)
         let deadline = Instant::now() + limits.request_timeout;
         let read = read_request(&mut conn, &limits, &mut out)
             .or(async {
