@@ -100,3 +100,11 @@ pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// Past it new SYNs are dropped and the client waits a second to retry. The kernel caps it at
 /// `net.core.somaxconn` (4096 on current Linux).
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long requests in flight may take to finish once shutdown begins (the default of
+/// `--shutdown-grace-ms`). Kubernetes waits 30 s by default before it kills; ours stays below.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the accept loop pauses after a failed `accept`, usually EMFILE (out of file
+/// descriptors): retrying at once would spin; closing connections will free descriptors.
+pub const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);

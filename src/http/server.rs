@@ -33,7 +33,8 @@ use super::conn::Conn;
 use super::error::RequestError;
 use super::head::read_request_head;
 use super::limits::{
-    LINGER_MAX_BYTES, LINGER_TIMEOUT, LISTEN_BACKLOG, Limits, PIPELINE_FLUSH_BYTES,
+    ACCEPT_ERROR_PAUSE, LINGER_MAX_BYTES, LINGER_TIMEOUT, LISTEN_BACKLOG, Limits,
+    PIPELINE_FLUSH_BYTES, SHUTDOWN_GRACE,
 };
 use super::message::{Request, Response, Version};
 use super::trace::{self, ConnId, Direction};
@@ -68,7 +69,7 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: Limits::default(),
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: SHUTDOWN_GRACE,
             open_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -188,7 +189,7 @@ impl<H: Handler> Server<H> {
                     // Usually EMFILE (out of file descriptors). Pause instead of spinning;
                     // closing connections will free descriptors.
                     log::error!("accept failed: {e}");
-                    Timer::after(Duration::from_millis(50)).await;
+                    Timer::after(ACCEPT_ERROR_PAUSE).await;
                 }
             }
         }
