@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Service, parse_replies};
+use common::{Service, timed_get};
 
 /// Environment of the client mode: the address of B and the request target.
 const CLIENT_ADDR_VAR: &str = "ECHO_PARTITION_CLIENT_ADDR";
@@ -40,46 +40,15 @@ fn partition_client_helper() {
         return;
     };
     let addr: SocketAddr = addr.parse().expect("client address");
-    let result = match one_get(addr, &target) {
-        Ok((status, ms, body)) => serde_json::json!({"status": status, "ms": ms, "body": body}),
+    let result = match timed_get(addr, &target, CLIENT_HANG) {
+        Ok((reply, took)) => serde_json::json!({
+            "status": reply.status,
+            "ms": took.as_secs_f64() * 1000.0,
+            "body": reply.text(),
+        }),
         Err(error) => serde_json::json!({"error": error}),
     };
     println!("{REPLY_MARK}{result}");
-}
-
-/// `GET target` with `Connection: close`, bounded by `CLIENT_HANG`: status, milliseconds from
-/// sending the request to having the whole response, and the body.
-fn one_get(addr: SocketAddr, target: &str) -> Result<(u16, f64, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect to B: {e}"))?;
-    let start = Instant::now();
-    stream
-        .set_write_timeout(Some(CLIENT_HANG))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(reply) = parse_replies(&raw, false).0.into_iter().next() {
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
-            return Ok((reply.status, ms, reply.text()));
-        }
-        let left = CLIENT_HANG
-            .checked_sub(start.elapsed())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("no response within {CLIENT_HANG:?} (hang)"))?;
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(format!("closed before a full response: {raw:?}")),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("read after {:?}: {e}", start.elapsed())),
-        }
-    }
 }
 
 /// What B answered, as seen from inside its namespace.
