@@ -285,3 +285,23 @@ fn a_response_is_not_held_back_by_the_start_of_the_next_request() {
         .expect("write the rest");
     assert_echo(&read_reply(&mut stream, false), "second");
 }
+
+#[test]
+fn a_response_is_not_held_back_by_the_body_of_the_next_request() {
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    stream.set_nodelay(true).expect("nodelay");
+    // A complete request, then the whole head of the next and only part of its body.
+    stream
+        .write_all(
+            b"GET /echo?msg=first HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /echo?msg=second HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nhello",
+        )
+        .expect("write");
+    // The request timeout is 10 s; the first answer must not wait for it, or for the body.
+    let first = read_reply(&mut stream, false);
+    assert_echo(&first, "first");
+    stream.write_all(b"world").expect("write the rest");
+    assert_echo(&read_reply(&mut stream, false), "second");
+    assert_still_open(&mut stream, "third");
+}

@@ -411,10 +411,25 @@ async fn read_request(
         out.extend_from_slice(interim);
         flush(conn, out, limits).await?;
     }
+    // Answers to earlier pipelined requests go out before we wait for this body: the client
+    // may hold the rest of it back until it has them.
+    if !body_is_buffered(framing, conn.buffered().len()) {
+        flush(conn, out, limits).await?;
+    }
     // Our routes take no body, but it must still be read so the next request on this
     // connection starts at the right byte.
     let body = read_body(conn, framing, limits.max_body_bytes).await?;
     Ok(Some(Request { head, body }))
+}
+
+/// Whether the whole body is already in the buffer, so reading it cannot wait for the
+/// network. A chunked body's end is only known by decoding it, so it counts as not there.
+fn body_is_buffered(framing: BodyFraming, buffered: usize) -> bool {
+    match framing {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) => buffered as u64 >= n,
+        BodyFraming::Chunked | BodyFraming::UntilClose => false,
+    }
 }
 
 /// `Expect: 100-continue` is the only expectation there is; any other is answered 417
