@@ -56,7 +56,7 @@ CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || t
 {
     echo "# Benchmark $STAMP"
     echo
-    echo "- command: \`bench/run.sh ${ARGS[*]-} ${IMPLS[*]}\`"
+    echo "- command: \`${THREADS:+THREADS=$THREADS }bench/run.sh ${ARGS[*]-} ${IMPLS[*]}\`"
     echo "- commit: \`$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "- machine: $(nproc) cores${CPU:+, $CPU}, load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- raw wrk output and log tails: \`$SHARED_BENCH/results/last-run/\`"
