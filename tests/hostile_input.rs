@@ -512,7 +512,8 @@ fn tls_client_hello_is_400() {
     let a = Service::a(&[]);
     // The first bytes of a TLS 1.2 ClientHello record: handshake, version, length, hello.
     let hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x8a\x11\x00\xff\xee\x42";
-    assert_rejected(a.addr, hello, 400);
+    let reply = assert_rejected(a.addr, hello, 400);
+    assert!(error_of(&reply).contains("TLS handshake"), "{reply:?}");
 }
 
 #[test]

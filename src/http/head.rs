@@ -19,6 +19,10 @@ const HEADER_SLOTS: usize = 128;
 /// The first bytes of an HTTP/2 connection (RFC 9113 §3.4). We speak HTTP/1.x only.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
+/// The first byte of a TLS record that carries a handshake, such as the ClientHello a client
+/// sends first when it was told `https://` (RFC 8446 §5.1). No HTTP/1.x request starts with it.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// Parses a request head from the front of `buf`. `Ok(None)` means "not complete yet, read
 /// more"; `Ok(Some((head, n)))` means the head used the first `n` bytes of `buf`.
 pub fn parse_request_head(
@@ -76,6 +80,9 @@ fn request_syntax_error(e: httparse::Error, buf: &[u8]) -> RequestError {
         httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
         httparse::Error::Version if buf.starts_with(HTTP2_PREFACE) => {
             RequestError::Malformed("HTTP/2 connection preface on an HTTP/1.1 port")
+        }
+        httparse::Error::Token if buf.first() == Some(&TLS_HANDSHAKE_RECORD) => {
+            RequestError::Malformed("TLS handshake on a plain-HTTP port (https:// for http://?)")
         }
         httparse::Error::Version if has_well_formed_version(buf) => {
             RequestError::UnsupportedVersion
@@ -339,10 +346,9 @@ mod tests {
     #[test]
     fn garbage_and_http2_preface_are_400() {
         assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(400));
-        assert_eq!(
-            status_of(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
-            Some(400)
-        );
+        let tls = parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").err();
+        assert_eq!(tls.as_ref().and_then(|e| e.status()), Some(400));
+        assert!(tls.is_some_and(|e| e.to_string().contains("TLS handshake")));
         assert_eq!(status_of(b"hello there\r\n\r\n"), Some(400));
     }
 
