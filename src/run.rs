@@ -3,7 +3,9 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
@@ -40,11 +42,45 @@ pub fn fail(text: &str) -> ExitCode {
 /// stdout is line-buffered, so a log line costs one `write`, where unbuffered stderr
 /// costs two. Errors before logging starts (bad flags) go to stderr.
 pub fn init_logging() {
-    let _ = simple_logger::SimpleLogger::new()
+    let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
         .env()
-        .with_utc_timestamps()
-        .init();
+        .with_utc_timestamps();
+    log::set_max_level(logger.max_level());
+    let _ = log::set_boxed_logger(Box::new(OutputMayVanish {
+        logger,
+        gone: AtomicBool::new(false),
+    }));
+}
+
+/// simple_logger writes each line with `println!`, which panics when stdout has gone: its
+/// reader exited (`service-a | head`, a log collector that died). A log line is not worth a
+/// request, so the first such panic is caught here (the panic message still goes to stderr,
+/// once), and from then on log lines are dropped while the service keeps answering.
+struct OutputMayVanish {
+    logger: simple_logger::SimpleLogger,
+    gone: AtomicBool,
+}
+
+impl log::Log for OutputMayVanish {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !self.gone.load(Ordering::Relaxed) && self.logger.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.gone.load(Ordering::Relaxed) {
+            return;
+        }
+        if catch_unwind(AssertUnwindSafe(|| self.logger.log(record))).is_err() {
+            self.gone.store(true, Ordering::Relaxed);
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: the log output (stdout) is gone; log lines are dropped from now on"
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// The listening address and server configuration from the common flags.
