@@ -34,7 +34,7 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
 
 /// Prints one clear line on stderr; the exit code for a bad start.
 pub fn fail(text: &str) -> ExitCode {
-    eprintln!("error: {text}");
+    let _ = writeln!(std::io::stderr(), "error: {text}");
     ExitCode::from(2)
 }
 
