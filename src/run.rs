@@ -12,6 +12,7 @@ use async_signal::{Signal, Signals};
 use futures_lite::StreamExt;
 
 use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
+use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
 use crate::http::trace;
 
@@ -130,6 +131,9 @@ pub fn serve(
     for note in notes {
         log::warn!("service={name} {note}");
     }
+    if let Some(note) = raise_open_file_limit(config.limits.max_connections) {
+        log::warn!("service={name} {note}");
+    }
     let shutdown = async move {
         let mut signals = signals;
         if let Some(Ok(signal)) = signals.next().await {
@@ -144,4 +148,30 @@ pub fn serve(
     server::serve(listener, handler, config, shutdown);
     log::info!("service={name} stopped");
     ExitCode::SUCCESS
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does, and says so
+/// when even that is too low for `max_connections`. Every connection is a file descriptor, and
+/// shells often start programs with a soft limit of 1024 while the hard limit allows far more:
+/// left alone, `accept` would fail (EMFILE) long before the connection cap.
+fn raise_open_file_limit(max_connections: usize) -> Option<String> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        // Refused only where the hard limit is above what the kernel allows (`nr_open`).
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    // `None` is unlimited.
+    let soft = usize::try_from(getrlimit(Resource::Nofile).current?).unwrap_or(usize::MAX);
+    let usable = soft.saturating_sub(OPEN_FILES_RESERVE);
+    (usable < max_connections).then(|| {
+        format!(
+            "open-file limit is {soft}: about {usable} connections fit, not --max-connections \
+             {max_connections}; past that, new connections fail (raise it: ulimit -n)"
+        )
+    })
 }

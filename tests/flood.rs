@@ -1,9 +1,11 @@
 //! Connection flood: thousands of idle TCP connections must neither stop the service from
-//! answering nor leak file descriptors once they are gone.
+//! answering nor leak file descriptors once they are gone. And the open-file limit, which
+//! bounds how many connections fit at all: raised at start-up, and reported when too low.
 
 mod common;
 
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,13 +25,39 @@ fn open_fds(pid: u32) -> usize {
 
 /// The soft limit on open files of this process, from `/proc/self/limits`.
 fn nofile_soft_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    nofile_limits("self").map(|(soft, _)| soft)
+}
+
+/// The soft and hard limits on open files of process `pid` ("self" for this one).
+fn nofile_limits(pid: &str) -> Option<(usize, usize)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line.split_whitespace().nth(3)?;
-    if soft == "unlimited" {
-        return Some(usize::MAX);
-    }
-    soft.parse().ok()
+    let mut fields = line.split_whitespace().skip(3);
+    let mut parse = || match fields.next()? {
+        "unlimited" => Some(usize::MAX),
+        n => n.parse().ok(),
+    };
+    Some((parse()?, parse()?))
+}
+
+/// Starts service A from a shell that first runs `ulimit_args` (e.g. `-Sn 256`).
+fn a_under_ulimit(ulimit_args: &str) -> Service {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""))
+        .args([
+            env!("CARGO_BIN_EXE_service-a"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Service::spawn(command)
 }
 
 /// Polls `open_fds(pid)` for up to `within` until `done` holds; the last count.
@@ -126,4 +154,41 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
         .expect("/health after");
     assert_eq!(reply.status, 200);
     assert!(a.is_running(), "A died after the flood");
+}
+
+#[test]
+fn a_raises_its_soft_open_file_limit_to_the_hard_limit() {
+    let Some((_, hard)) = nofile_limits("self") else {
+        println!("SKIP: cannot read /proc/self/limits");
+        return;
+    };
+    if hard <= 256 {
+        println!("SKIP: the hard open-file limit is only {hard}");
+        return;
+    }
+    // Started with a soft limit of 256, like a shell with a low default.
+    let a = a_under_ulimit("-Sn 256");
+    let (soft, a_hard) = nofile_limits(&a.child.id().to_string()).expect("A's limits");
+    assert_eq!(a_hard, hard, "the hard limit is inherited unchanged");
+    assert_eq!(soft, hard, "A left its soft limit at {soft}");
+    assert!(
+        a.logs().iter().all(|l| !l.contains("open-file limit")),
+        "no warning when the limit is high enough: {:?}",
+        a.logs()
+    );
+}
+
+#[test]
+fn a_warns_when_its_open_file_limit_is_below_the_connection_cap() {
+    // Both limits at 512: nothing to raise, and far below the default cap of 10 000.
+    let a = a_under_ulimit("-n 512");
+    let line = a
+        .wait_for_log("open-file limit is 512", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no warning: {:?}", a.logs()));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("--max-connections 10000"), "{line}");
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+        .map(|(reply, _)| reply)
+        .expect("/health");
+    assert_eq!(reply.status, 200);
 }

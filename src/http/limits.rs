@@ -101,6 +101,11 @@ pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// `net.core.somaxconn` (4096 on current Linux).
 pub const LISTEN_BACKLOG: i32 = 1024;
 
+/// File descriptors kept aside for everything that is not a client's connection: the
+/// listener, the reactor, logs, and B's connections to A. With an open-file limit below
+/// `max_connections` plus this, `accept` fails (EMFILE) before the connection cap is reached.
+pub const OPEN_FILES_RESERVE: usize = 64;
+
 /// How long requests in flight may take to finish once shutdown begins (the default of
 /// `--shutdown-grace-ms`). Kubernetes waits 30 s by default before it kills; ours stays below.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
