@@ -3,6 +3,7 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,10 +96,11 @@ pub fn server_setup(
         _ => settings.get("port")?,
     };
     let mut config = ServerConfig::default();
-    config.limits.max_connections = settings.get("max-connections")?;
+    // Zero connections or threads would be a service that cannot serve: refused as a value.
+    config.limits.max_connections = settings.get::<NonZeroUsize>("max-connections")?.get();
     config.shutdown_grace = Duration::from_millis(settings.get("shutdown-grace-ms")?);
     if !settings.raw("threads").is_empty() {
-        config.threads = settings.get("threads")?;
+        config.threads = settings.get::<NonZeroUsize>("threads")?.get();
     }
     if settings.switch("trace-wire")? {
         trace::enable();

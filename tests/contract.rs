@@ -763,6 +763,22 @@ fn b_bad_service_a_url_is_one_line_and_non_zero() {
 }
 
 #[test]
+fn zero_where_zero_would_make_a_useless_service_is_refused() {
+    // No connections, no threads, or a deadline that has passed before the call starts.
+    for (bin, flag) in [
+        (A_BIN, "--max-connections"),
+        (A_BIN, "--threads"),
+        (B_BIN, "--max-connections"),
+        (B_BIN, "--threads"),
+        (B_BIN, "--timeout-ms"),
+    ] {
+        let out = run_bin(bin, &["--port", "0", flag, "0"], &[]);
+        let line = assert_one_line_failure(&out, &format!("{flag} 0"));
+        assert!(line.contains(flag) && line.contains("\"0\""), "{line:?}");
+    }
+}
+
+#[test]
 fn b_bad_timeout_value_is_one_line_and_non_zero() {
     let out = run_bin(B_BIN, &["--port", "0", "--timeout-ms", "soon"], &[]);
     let line = assert_one_line_failure(&out, "--timeout-ms soon");

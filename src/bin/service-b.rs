@@ -1,6 +1,7 @@
 //! Service B: answers `/health` and `/call-echo?msg=...` by calling service A.
 //! Run with `--help` for its flags.
 
+use std::num::NonZeroU64;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,8 @@ fn caller(settings: &Settings, config: &ServerConfig) -> Result<CallerService, C
     let url = settings.raw("service-a-url");
     let upstream = Upstream::from_url(url)
         .map_err(|e| ConfigError::Invalid(format!("--service-a-url: {e}")))?;
-    let timeout = Duration::from_millis(settings.get("timeout-ms")?);
+    // A deadline of 0 ms would fail every call before it starts.
+    let timeout = Duration::from_millis(settings.get::<NonZeroU64>("timeout-ms")?.get());
     let client = Client::new(upstream, ClientLimits::default());
     let metrics = Arc::new(Metrics::for_server(config));
     Ok(CallerService::new(client, timeout, metrics))
