@@ -117,6 +117,8 @@ pub fn serve(
     notes: &[String],
     handler: impl Handler,
 ) -> ExitCode {
+    // Before the first connection can arrive; said after the startup line, which comes first.
+    let open_files_note = raise_open_file_limit(config.limits.max_connections);
     let listener = match server::bind(addr) {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("service={name} cannot listen on {addr}: {e}")),
@@ -133,7 +135,7 @@ pub fn serve(
     for note in notes {
         log::warn!("service={name} {note}");
     }
-    if let Some(note) = raise_open_file_limit(config.limits.max_connections) {
+    if let Some(note) = &open_files_note {
         log::warn!("service={name} {note}");
     }
     let shutdown = async move {
