@@ -284,6 +284,8 @@ async fn serve_connection<H: Handler>(
         } else if !out.is_empty() && !holds_a_head(conn.buffered()) {
             // Only the start of the next pipelined request is here. Send the answers before
             // it now: its rest may be slow to come, or the client may wait for them first.
+            // The rule (RFC 9112 §9.3.2): answers we owe go out before any wait on the
+            // network. This is its half for a head; `read_request` has the half for a body.
             if flush(&mut conn, &mut out, &limits).await.is_err() {
                 return;
             }
@@ -412,7 +414,7 @@ async fn read_request(
         flush(conn, out, limits).await?;
     }
     // Answers to earlier pipelined requests go out before we wait for this body: the client
-    // may hold the rest of it back until it has them.
+    // may hold the rest of it back until it has them (the same rule as in `serve_connection`).
     if !body_is_buffered(framing, conn.buffered().len()) {
         flush(conn, out, limits).await?;
     }
