@@ -198,15 +198,24 @@ struct Failure {
 
 type Connection = Conn<Async<TcpStream>>;
 
+/// A connection and when it was opened: pooled connections have a maximum age.
+struct Aged {
+    conn: Connection,
+    opened: Instant,
+}
+
 /// An idle kept-alive connection and when it was put back.
 struct Idle {
-    conn: Connection,
+    conn: Aged,
     since: Instant,
 }
 
 /// An HTTP/1.1 client for one upstream, with a bounded pool of kept-alive connections.
 pub struct Client {
     upstream: Upstream,
+    /// Where to connect when the caller already resolved the name (one replica of several);
+    /// `None` looks `upstream.host` up on every new connection.
+    address: Option<SocketAddr>,
     authority: String,
     limits: ClientLimits,
     idle: Mutex<Vec<Idle>>,
@@ -217,8 +226,18 @@ impl Client {
         Client {
             authority: upstream.authority(),
             upstream,
+            address: None,
             limits,
             idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A client for one address of `upstream` (a replica): it connects to `address` and
+    /// still names `upstream` in the `Host` field.
+    pub fn to_address(upstream: Upstream, address: SocketAddr, limits: ClientLimits) -> Client {
+        Client {
+            address: Some(address),
+            ..Client::new(upstream, limits)
         }
     }
 
@@ -280,7 +299,7 @@ impl Client {
     }
 
     /// A connection from the pool, newest first; ones idle for too long are closed.
-    fn checkout(&self) -> Option<Connection> {
+    fn checkout(&self) -> Option<Aged> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() < self.limits.idle_timeout {
@@ -290,8 +309,12 @@ impl Client {
         None
     }
 
-    /// Puts a connection back for reuse, unless the pool is full.
-    fn checkin(&self, conn: Connection) {
+    /// Puts a connection back for reuse, unless the pool is full or the connection has
+    /// reached its maximum age (see `ClientLimits::max_connection_age`).
+    fn checkin(&self, conn: Aged) {
+        if conn.opened.elapsed() >= self.limits.max_connection_age {
+            return;
+        }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.limits.max_idle_per_upstream
         {
@@ -302,15 +325,22 @@ impl Client {
         }
     }
 
-    async fn connect(&self) -> io::Result<Connection> {
+    async fn connect(&self) -> io::Result<Aged> {
         let addr = self.resolve().await?;
         let stream = Async::<TcpStream>::connect(addr).await?;
         stream.get_ref().set_nodelay(true)?;
-        Ok(Conn::outbound(stream))
+        Ok(Aged {
+            conn: Conn::outbound(stream),
+            opened: Instant::now(),
+        })
     }
 
-    /// An IP literal is used as is; a name is looked up (on smol's blocking thread pool).
+    /// A given address or an IP literal is used as is; a name is looked up (on smol's
+    /// blocking thread pool).
     async fn resolve(&self) -> io::Result<SocketAddr> {
+        if let Some(address) = self.address {
+            return Ok(address);
+        }
         if let Ok(ip) = self.upstream.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, self.upstream.port));
         }
@@ -325,10 +355,11 @@ impl Client {
     /// pool if it can carry another exchange.
     async fn attempt(
         &self,
-        mut conn: Connection,
+        aged: Aged,
         request: &[u8],
         phase: &AtomicU8,
     ) -> Result<ClientResponse, Failure> {
+        let Aged { mut conn, opened } = aged;
         phase.store(Phase::Send as u8, Ordering::Relaxed);
         trace::message(conn.id, Direction::Sent, request);
         if let Err(e) = conn.stream.write_all(request).await {
@@ -356,7 +387,7 @@ impl Client {
             && keeps_alive(head.version, &head.headers)
             && conn.buffered().is_empty();
         if reusable {
-            self.checkin(conn);
+            self.checkin(Aged { conn, opened });
         }
         Ok(ClientResponse { head, body })
     }

@@ -60,6 +60,10 @@ pub struct ClientLimits {
     pub max_idle_per_upstream: usize,
     /// How long an idle pooled connection is trusted; older ones are closed, not reused.
     pub idle_timeout: Duration,
+    /// How long a connection may be reused at all, however busy. Without a cap, a busy pool
+    /// would keep talking to the addresses it first connected to forever: a name that now
+    /// resolves elsewhere, or a load balancer in front of new replicas, would never see us.
+    pub max_connection_age: Duration,
 }
 
 impl Default for ClientLimits {
@@ -70,6 +74,9 @@ impl Default for ClientLimits {
             max_body_bytes: 64 * 1024,
             max_idle_per_upstream: 1024,
             idle_timeout: Duration::from_secs(20),
+            // Long enough that reconnecting costs nothing measurable (one handshake per
+            // connection per minute), short enough that traffic follows scaling within one.
+            max_connection_age: Duration::from_secs(60),
         }
     }
 }
