@@ -6,11 +6,11 @@
 //! after the walls that keep one flooded compartment from sinking a ship, bounds what one
 //! failing dependency may hold, and turns "too many" into an immediate, cheap refusal.
 //!
-//! Prior art: Hystrix's *semaphore isolation* (`execution.isolation.semaphore.maxConcurrentRequests`,
-//! a counter that rejects when full rather than queueing), resilience4j's `Bulkhead` (the same,
-//! `maxConcurrentCalls`, here with `maxWaitDuration` = 0), and Envoy's cluster circuit breaker
-//! `max_requests` (default 1024), which fails requests past it at once and counts them in
-//! `upstream_rq_pending_overflow`.
+//! Prior art: Hystrix's *semaphore isolation*
+//! (`execution.isolation.semaphore.maxConcurrentRequests`, a counter that rejects when full
+//! rather than queueing), resilience4j's `Bulkhead` (the same with `maxConcurrentCalls` and,
+//! as here, `maxWaitDuration` 0), and Envoy's cluster circuit breaker `max_requests` (default
+//! 1024), which fails requests past it at once instead of queueing them.
 //!
 //! It is a counter, not a queue: waiting for a slot would only move the pile-up somewhere less
 //! visible. The permit gives the slot back when dropped, so a call that is cancelled (its
