@@ -3,9 +3,11 @@
 //!
 //! * `http` — the protocol, knowing nothing of echo;
 //! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
+//! * `upstream` — B's calling policy over A's replicas, one pattern per file;
 //! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary.
 
 pub mod config;
 pub mod http;
 pub mod run;
 pub mod services;
+pub mod upstream;

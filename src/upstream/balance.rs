@@ -1,0 +1,432 @@
+//! Balancing: which replica gets the next attempt. Power of two random choices over a
+//! "peak EWMA" cost per replica.
+//!
+//! **The cost** of a replica is its recent latency times the requests it has in flight, plus
+//! one: `latency EWMA × (outstanding + 1)`. A fast replica with a queue costs as much as a slow
+//! idle one, which is what a new request would feel. This is Finagle's `PeakEwma` load metric
+//! (`Balancers.p2cPeakEwma`) and what Linkerd 2 balances on (tower's `PeakEwma`, default decay
+//! 10 s).
+//!
+//! **Peak**: a sample above the current estimate replaces it at once; a sample below it only
+//! moves the estimate part of the way, by the EWMA weight `w = exp(-elapsed / tau)`. The reason
+//! is the asymmetry of the two mistakes. Believing a slow replica is fast sends it a whole
+//! burst of traffic that will all be slow, so slowness must be believed at once. Believing a
+//! fast replica is slow only costs it a little traffic for a while, so recovery may be trusted
+//! slowly. Between samples the estimate decays toward zero with the same time constant: a
+//! replica nobody calls becomes cheap again after a while and gets tried, so a replica that was
+//! slow once is not shunned forever.
+//!
+//! **Power of two choices**: draw two replicas at random and take the cheaper. Always taking
+//! the cheapest of all sounds better but herds: every caller sees the same cheapest replica
+//! and sends it everything until its cost catches up, then all move on together. Pure random
+//! ignores load. Mitzenmacher ("The Power of Two Choices in Randomized Load Balancing", 2001)
+//! showed that choosing the less loaded of just two random candidates cuts the worst queue
+//! from `log n / log log n` to `log log n`: nearly all the benefit of "least loaded", in O(1),
+//! with the randomness that prevents herding. Finagle, Linkerd and Envoy
+//! (`LEAST_REQUEST` with `choice_count` 2) all use it.
+
+use std::time::{Duration, Instant};
+
+/// The time constant of the moving average. Finagle's default: after 10 s without samples the
+/// estimate has decayed to 37 % of its value, so a replica that was slow is tried again within
+/// tens of seconds, while one slow answer among many fast ones is still remembered for a while.
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
+/// The latency assumed for a replica that has requests out but has never answered one. It may
+/// be a black hole: until it answers we do not pile onto it. One second is B's default
+/// deadline, the longest an answer can take. (Finagle uses a large constant penalty here for
+/// the same reason.) A replica that has never answered and has nothing out costs 0: try it.
+pub const UNANSWERED_LATENCY: Duration = Duration::from_secs(1);
+
+/// The load estimate of one replica: its peak EWMA latency and its requests in flight.
+#[derive(Debug, Clone)]
+pub struct PeakEwma {
+    /// The time constant `tau`, in nanoseconds.
+    decay_ns: f64,
+    /// The estimate as of `stamp`, in nanoseconds.
+    estimate_ns: f64,
+    /// When the estimate was last updated (by a sample).
+    stamp: Instant,
+    /// Whether any answer has come back yet.
+    answered: bool,
+    outstanding: usize,
+}
+
+impl PeakEwma {
+    /// A replica with no history: estimate 0, nothing in flight. `decay` is the time constant
+    /// `tau` of the average (see [`DEFAULT_DECAY`]).
+    pub fn new(decay: Duration, now: Instant) -> PeakEwma {
+        PeakEwma {
+            // A zero `tau` would divide by zero; one nanosecond means "no memory".
+            decay_ns: (decay.as_nanos() as f64).max(1.0),
+            estimate_ns: 0.0,
+            stamp: now,
+            answered: false,
+            outstanding: 0,
+        }
+    }
+
+    /// A request goes out to this replica. (`now` is not needed: only answers change the
+    /// latency estimate. It is taken so every event of a request carries its time.)
+    pub fn start(&mut self, _now: Instant) {
+        self.outstanding += 1;
+    }
+
+    /// A request came back after `rtt` (success or failure: a timeout is a very slow answer).
+    pub fn finish(&mut self, rtt: Duration, now: Instant) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.observe(rtt.as_nanos() as f64, now);
+    }
+
+    /// The cost of sending this replica one more request: estimate (ns) × (outstanding + 1).
+    pub fn cost(&self, now: Instant) -> f64 {
+        let latency_ns = if self.answered || self.outstanding == 0 {
+            self.decayed_ns(now)
+        } else {
+            UNANSWERED_LATENCY.as_nanos() as f64
+        };
+        latency_ns * (self.outstanding + 1) as f64
+    }
+
+    /// The current estimate, decayed to `now` (for metrics). Zero before the first answer.
+    pub fn latency(&self, now: Instant) -> Duration {
+        Duration::from_nanos(self.decayed_ns(now) as u64)
+    }
+
+    /// Requests sent to this replica that have not come back.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// The weight the old estimate keeps after `elapsed`: `exp(-elapsed / tau)`, 1 at once,
+    /// 0.37 after one `tau`, toward 0 after many.
+    fn weight(&self, now: Instant) -> f64 {
+        let elapsed_ns = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        (-elapsed_ns / self.decay_ns).exp()
+    }
+
+    /// The estimate decayed toward zero for the time since the last sample.
+    fn decayed_ns(&self, now: Instant) -> f64 {
+        self.estimate_ns * self.weight(now)
+    }
+
+    /// One sample: above the current estimate it replaces it (peak); below it, the estimate
+    /// moves toward it by `1 - w`, so it always lands between the two.
+    fn observe(&mut self, sample_ns: f64, now: Instant) {
+        let current = self.decayed_ns(now);
+        self.estimate_ns = if sample_ns >= current {
+            sample_ns
+        } else {
+            let w = self.weight(now);
+            current * w + sample_ns * (1.0 - w)
+        };
+        // Samples may be reported out of order by concurrent calls: never move the stamp back.
+        self.stamp = self.stamp.max(now);
+        self.answered = true;
+    }
+}
+
+/// Power of two random choices: among `candidates` (indices), draw two distinct ones and
+/// return the cheaper (ties: the first drawn). One candidate → it; none → `None`.
+/// `random()` returns a value in [0, 1); it is an argument so tests can script it.
+pub fn pick_two(
+    candidates: &[usize],
+    cost: impl Fn(usize) -> f64,
+    mut random: impl FnMut() -> f64,
+) -> Option<usize> {
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0]),
+        n => {
+            let first = draw(random(), n);
+            // Draw the second among the other n - 1, then skip over the first: two distinct
+            // candidates in two draws, each pair equally likely.
+            let mut second = draw(random(), n - 1);
+            if second >= first {
+                second += 1;
+            }
+            let (a, b) = (candidates[first], candidates[second]);
+            Some(if cost(b) < cost(a) { b } else { a })
+        }
+    }
+}
+
+/// An index in `0..n` from a value in [0, 1). A value out of range (1.0, or a NaN) still gives
+/// a valid index rather than a panic.
+fn draw(random: f64, n: usize) -> usize {
+    let index = (random * n as f64) as usize; // `as` saturates: NaN → 0, negative → 0.
+    index.min(n - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAU: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A `random` that returns the given values in order, then panics.
+    fn script(values: &[f64]) -> impl FnMut() -> f64 + '_ {
+        let mut next = values.iter();
+        move || *next.next().expect("random called more often than scripted")
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= b.abs() * 1e-9
+    }
+
+    // ---- PeakEwma ----
+
+    #[test]
+    fn a_new_replica_costs_nothing() {
+        let t0 = Instant::now();
+        let ewma = PeakEwma::new(TAU, t0);
+        assert_eq!(ewma.cost(t0), 0.0);
+        assert_eq!(ewma.latency(t0), Duration::ZERO);
+        assert_eq!(ewma.outstanding(), 0);
+    }
+
+    #[test]
+    fn an_unanswered_replica_with_requests_out_is_assumed_slow() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.start(t0);
+        ewma.start(t0);
+        let second_ns = UNANSWERED_LATENCY.as_nanos() as f64;
+        assert_eq!(ewma.cost(t0), second_ns * 3.0);
+    }
+
+    #[test]
+    fn first_answer_sets_the_estimate() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.start(t0);
+        ewma.finish(ms(20), t0 + ms(20));
+        assert_eq!(ewma.latency(t0 + ms(20)), ms(20));
+        assert_eq!(ewma.outstanding(), 0);
+    }
+
+    #[test]
+    fn cost_is_latency_times_outstanding_plus_one() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(10), t0);
+        assert!(close(ewma.cost(t0), 10e6));
+        ewma.start(t0);
+        ewma.start(t0);
+        assert!(close(ewma.cost(t0), 30e6));
+    }
+
+    #[test]
+    fn a_slower_sample_replaces_the_estimate_at_once() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(1), t0);
+        ewma.finish(ms(300), t0 + ms(1));
+        assert_eq!(ewma.latency(t0 + ms(1)), ms(300));
+    }
+
+    #[test]
+    fn a_faster_sample_moves_the_estimate_by_the_weight() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(100), t0);
+        // One tau later: the estimate has decayed to 100 e^-1 ≈ 36.8 ms, and a 10 ms sample
+        // pulls it toward 10 by (1 - e^-1): 36.8 e^-1 + 10 (1 - e^-1).
+        let t1 = t0 + TAU;
+        ewma.finish(ms(10), t1);
+        let w = (-1.0f64).exp();
+        let expected_ns = 100e6 * w * w + 10e6 * (1.0 - w);
+        assert!(close(
+            ewma.latency(t1).as_nanos() as f64,
+            expected_ns.floor()
+        ));
+    }
+
+    #[test]
+    fn a_faster_sample_right_after_barely_moves_it() {
+        // Trust recovery slowly: one fast answer just after a slow one changes little.
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(300), t0);
+        ewma.finish(ms(1), t0 + ms(10));
+        let latency = ewma.latency(t0 + ms(10));
+        assert!(latency > ms(299), "{latency:?}");
+    }
+
+    #[test]
+    fn the_estimate_stays_between_the_sample_and_the_current_value() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(100), t0);
+        for step in 1..50 {
+            let now = t0 + ms(step * 300);
+            let before = ewma.latency(now);
+            ewma.finish(ms(5), now);
+            let after = ewma.latency(now);
+            assert!(after <= before && after >= ms(5), "{before:?} → {after:?}");
+        }
+    }
+
+    #[test]
+    fn an_idle_estimate_decays_toward_zero() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(300), t0);
+        let after_one_tau = ewma.latency(t0 + TAU).as_secs_f64();
+        assert!((after_one_tau - 0.300 * (-1.0f64).exp()).abs() < 1e-6);
+        assert!(ewma.latency(t0 + TAU * 10) < ms(1));
+        assert!(ewma.latency(t0 + TAU * 100) < Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn a_slow_replica_left_idle_becomes_cheaper_than_a_busy_fast_one() {
+        let t0 = Instant::now();
+        let mut slow = PeakEwma::new(TAU, t0);
+        slow.finish(ms(300), t0);
+        let mut fast = PeakEwma::new(TAU, t0);
+        fast.finish(ms(1), t0);
+        assert!(slow.cost(t0) > fast.cost(t0));
+        // A minute later the fast one has just answered again and has requests out; the slow
+        // one has had no traffic: its decayed estimate is now the cheaper.
+        let later = t0 + Duration::from_secs(60);
+        fast.finish(ms(1), later);
+        fast.start(later);
+        assert!(slow.cost(later) < fast.cost(later));
+    }
+
+    #[test]
+    fn outstanding_never_goes_below_zero() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(1), t0);
+        ewma.finish(ms(1), t0);
+        assert_eq!(ewma.outstanding(), 0);
+    }
+
+    #[test]
+    fn an_answer_reported_out_of_order_does_not_move_time_back() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(10), t0 + ms(100));
+        ewma.finish(ms(50), t0 + ms(50)); // captured earlier, reported later: still a peak
+        assert_eq!(ewma.latency(t0 + ms(100)), ms(50));
+    }
+
+    // ---- pick_two ----
+
+    #[test]
+    fn no_candidates_no_pick() {
+        assert_eq!(pick_two(&[], |_| 0.0, script(&[])), None);
+    }
+
+    #[test]
+    fn one_candidate_is_picked_without_drawing() {
+        assert_eq!(pick_two(&[7], |_| 1.0, script(&[])), Some(7));
+    }
+
+    #[test]
+    fn picks_the_cheaper_of_the_two_drawn() {
+        let costs = [5.0, 1.0, 9.0];
+        // Draws 0 then 1 (of the remaining 1, 2 → index 1): compares 5.0 and 1.0.
+        assert_eq!(
+            pick_two(&[0, 1, 2], |i| costs[i], script(&[0.0, 0.0])),
+            Some(1)
+        );
+        // Draws 2 then 0: compares 9.0 and 5.0.
+        assert_eq!(
+            pick_two(&[0, 1, 2], |i| costs[i], script(&[0.9, 0.0])),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn never_picks_the_more_expensive_of_the_pair() {
+        let costs = [3.0, 1.0, 4.0, 1.5, 9.0];
+        let candidates = [0, 1, 2, 3, 4];
+        for a in 0..5 {
+            for b in 0..4 {
+                let draws = [a as f64 / 5.0, b as f64 / 4.0];
+                let picked = pick_two(&candidates, |i| costs[i], script(&draws)).unwrap();
+                let first = a;
+                let second = if b >= a { b + 1 } else { b };
+                assert_eq!(costs[picked], costs[first].min(costs[second]));
+            }
+        }
+    }
+
+    #[test]
+    fn the_two_drawn_are_always_distinct() {
+        // The same random value twice still gives two different candidates: the second draw
+        // skips over the first.
+        let candidates = [10, 11, 12];
+        let compared = std::cell::RefCell::new(Vec::new());
+        pick_two(
+            &candidates,
+            |i| {
+                compared.borrow_mut().push(i);
+                0.0
+            },
+            script(&[0.5, 0.5]),
+        );
+        let mut compared = compared.into_inner();
+        compared.sort();
+        compared.dedup();
+        assert_eq!(compared.len(), 2, "{compared:?}");
+    }
+
+    #[test]
+    fn ties_go_to_the_first_drawn() {
+        assert_eq!(pick_two(&[4, 8], |_| 2.0, script(&[0.0, 0.0])), Some(4));
+        assert_eq!(pick_two(&[4, 8], |_| 2.0, script(&[0.7, 0.0])), Some(8));
+    }
+
+    #[test]
+    fn returns_the_candidate_not_its_position() {
+        // Candidates are replica indices, e.g. the ones not ejected.
+        let costs = [0.0, 0.0, 9.0, 9.0, 1.0];
+        assert_eq!(
+            pick_two(&[2, 4], |i| costs[i], script(&[0.0, 0.0])),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn spreads_over_equal_replicas() {
+        // With equal costs every replica is picked, and about as often: no herding.
+        let candidates = [0, 1, 2];
+        let mut picks = [0u32; 3];
+        let steps = 30;
+        for i in 0..steps {
+            let draws = [i as f64 / steps as f64, 0.5];
+            let picked = pick_two(&candidates, |_| 1.0, script(&draws)).unwrap();
+            picks[picked] += 1;
+        }
+        assert_eq!(picks, [10, 10, 10]);
+    }
+
+    #[test]
+    fn the_most_expensive_replica_is_never_picked_from_three() {
+        // With three replicas the costliest always loses its pair: this is what keeps a
+        // slow replica nearly idle.
+        let costs = [1.0, 1.0, 300.0];
+        for a in 0..3 {
+            for b in 0..2 {
+                let draws = [a as f64 / 3.0, b as f64 / 2.0];
+                let picked = pick_two(&[0, 1, 2], |i| costs[i], script(&draws)).unwrap();
+                assert_ne!(picked, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_randoms_give_valid_picks() {
+        for value in [1.0, 1.5, -0.5, f64::NAN] {
+            let picked = pick_two(&[0, 1, 2], |_| 0.0, script(&[value, value]));
+            assert!(picked.is_some_and(|i| i < 3));
+        }
+    }
+}
