@@ -2,8 +2,9 @@
 //! HTTP layer.
 //!
 //! * `http` — the protocol, knowing nothing of echo;
+//! * `upstream` — B's calling policy over A's replicas: balancing, ejection, breaker,
+//!   budgeted retries, hedging, deadlines passed on, bulkhead;
 //! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
-//! * `upstream` — B's calling policy over A's replicas, one pattern per file;
 //! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary.
 
 pub mod config;

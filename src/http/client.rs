@@ -121,8 +121,23 @@ impl Deadline {
         }
     }
 
+    /// A deadline for one attempt inside this one: it starts now and ends after `limit`,
+    /// or when this one ends, whichever comes first.
+    pub fn within(&self, limit: Duration) -> Deadline {
+        let start = Instant::now();
+        Deadline {
+            start,
+            at: self.at.min(start + limit),
+        }
+    }
+
     pub fn budget(&self) -> Duration {
         self.at - self.start
+    }
+
+    /// The time left, zero once it has passed.
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
     }
 
     pub fn elapsed(&self) -> Duration {

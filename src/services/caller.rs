@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, render_cluster};
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
-use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
+use super::{Exchange, Failure, health, json_string, log_rejected, route};
+use crate::http::client::{ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
 use crate::http::server::Handler;
+use crate::upstream::{CallError, CallReport, Cluster};
 
-/// The caller service's handler: a client for A and the deadline for each call.
+/// The caller service's handler: A's replicas with the policy for calling them, and the
+/// deadline for each call.
 pub struct CallerService {
-    client: Client,
+    cluster: Cluster,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -25,8 +27,9 @@ pub struct CallerService {
 /// Why a call to A did not produce an answer we can pass on.
 #[derive(Debug)]
 pub enum UpstreamError {
-    /// The exchange itself failed (connect, timeout, closed, broken HTTP).
-    Client(ClientError),
+    /// No answer: the exchange failed (connect, timeout, closed, broken HTTP), or B did not
+    /// make it (circuit open, overloaded).
+    Call(CallError),
     /// A answered, but not with 2xx; carries its status line.
     Status(String),
     /// A answered 2xx with a body that is not a JSON object.
@@ -37,7 +40,7 @@ impl UpstreamError {
     /// The contract's `error_kind`.
     pub fn kind(&self) -> &'static str {
         match self {
-            UpstreamError::Client(e) => e.kind(),
+            UpstreamError::Call(e) => e.kind(),
             UpstreamError::Status(_) => "upstream_status",
             UpstreamError::NotJson(_) => "bad_response",
         }
@@ -47,7 +50,7 @@ impl UpstreamError {
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpstreamError::Client(e) => write!(f, "service A: {e}"),
+            UpstreamError::Call(e) => write!(f, "service A: {e}"),
             UpstreamError::Status(line) => write!(f, "service A answered {line}"),
             UpstreamError::NotJson(what) => write!(f, "service A sent a body that is {what}"),
         }
@@ -55,34 +58,42 @@ impl std::fmt::Display for UpstreamError {
 }
 
 impl CallerService {
-    pub fn new(client: Client, timeout: Duration, metrics: Arc<Metrics>) -> CallerService {
+    pub fn new(cluster: Cluster, timeout: Duration, metrics: Arc<Metrics>) -> CallerService {
         CallerService {
-            client,
+            cluster,
             timeout,
             metrics,
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
-    async fn respond(&self, request: &Request, request_id: &str) -> (Response, Option<Failure>) {
+    async fn respond(
+        &self,
+        request: &Request,
+        exchange: &mut Exchange<'_>,
+    ) -> (Response, Option<Failure>) {
         match route(&request.head, &["/health", "/call-echo", "/metrics"]) {
-            Ok("/call-echo") => self.call_echo(request.head.query(), request_id).await,
-            Ok("/metrics") => {
-                let idle = self.client.idle_connections();
-                (metrics_response(&self.metrics, Some(idle)), None)
-            }
+            Ok("/call-echo") => self.call_echo(request.head.query(), exchange).await,
+            Ok("/metrics") => (self.metrics_response(), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),
         }
     }
 
+    /// B's metrics: the common ones, then what B knows of A's replicas and its patterns.
+    fn metrics_response(&self) -> Response {
+        let mut text = self.metrics.render(Some(self.cluster.idle_connections()));
+        render_cluster(&mut text, &self.cluster.snapshot());
+        Response::new(200, super::metrics::CONTENT_TYPE, text)
+    }
+
     async fn call_echo(
         &self,
         query: Option<&str>,
-        request_id: &str,
+        exchange: &mut Exchange<'_>,
     ) -> (Response, Option<Failure>) {
         let msg = match query_param(query, "msg") {
             Ok(msg) => msg.unwrap_or_default(),
@@ -95,7 +106,9 @@ impl CallerService {
                 return (Response::json_error(400, &text), Some(failure));
             }
         };
-        match self.ask_a(&msg, request_id).await {
+        let (result, report) = self.ask_a(&msg, &exchange.request_id).await;
+        exchange.upstream = Some(report);
+        match result {
             Ok(body) => (Response::json(200, body), None),
             Err(e) => {
                 let failure = Failure {
@@ -107,13 +120,18 @@ impl CallerService {
         }
     }
 
-    /// Calls A and returns B's success body, with A's JSON object inside it.
-    async fn ask_a(&self, msg: &str, request_id: &str) -> Result<String, UpstreamError> {
+    /// Calls A and returns B's success body, with A's JSON object inside it, and how the
+    /// call went.
+    async fn ask_a(
+        &self,
+        msg: &str,
+        request_id: &str,
+    ) -> (Result<String, UpstreamError>, CallReport) {
         let target = format!("/echo?msg={}", encode(msg));
         let headers = [("X-Request-Id", request_id)];
         let deadline = Deadline::after(self.timeout);
-        let result = self.client.get(&target, &headers, deadline).await;
-        let body = result.map_err(UpstreamError::Client).and_then(|response| {
+        let (result, report) = self.cluster.call(&target, &headers, deadline).await;
+        let body = result.map_err(UpstreamError::Call).and_then(|response| {
             let object = json_object(&response)?;
             Ok(format!(
                 r#"{{"service_b":"ok","service_a":{}}}"#,
@@ -122,7 +140,7 @@ impl CallerService {
         });
         let outcome = body.as_ref().map_or_else(UpstreamError::kind, |_| "ok");
         self.metrics.record_upstream(outcome, deadline.elapsed());
-        body
+        (body, report)
     }
 }
 
@@ -151,8 +169,8 @@ fn unavailable(error: &UpstreamError) -> Response {
 
 impl Handler for CallerService {
     async fn handle(&self, request: Request) -> Response {
-        let exchange = Exchange::begin("B", &self.metrics, &request);
-        let (response, failure) = self.respond(&request, &exchange.request_id).await;
+        let mut exchange = Exchange::begin("B", &self.metrics, &request);
+        let (response, failure) = self.respond(&request, &mut exchange).await;
         exchange.finish(response, failure)
     }
 

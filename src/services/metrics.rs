@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::http::server::ServerConfig;
+use crate::upstream::ClusterSnapshot;
+use crate::upstream::breaker::BreakerState;
+use crate::upstream::replicas::ReplicaSnapshot;
 
 /// The endpoints we count separately; anything else is `other`.
 const ENDPOINTS: [&str; 5] = ["/health", "/echo", "/call-echo", "/metrics", "other"];
@@ -20,13 +23,15 @@ const STATUSES: [u16; 14] = [
 ];
 
 /// Outcomes of B's calls to A: `ok` and every contract `error_kind`.
-pub const UPSTREAM_OUTCOMES: [&str; 6] = [
+pub const UPSTREAM_OUTCOMES: [&str; 8] = [
     "ok",
     "connect",
     "timeout",
     "upstream_status",
     "bad_response",
     "closed",
+    "circuit_open",
+    "overloaded",
 ];
 
 /// Histogram bucket bounds, in seconds (Prometheus's `le`). From sub-millisecond echoes up to
@@ -190,6 +195,145 @@ impl Metrics {
              echo_lab_upstream_idle_connections {idle}"
         );
     }
+}
+
+/// One per-replica metric family: name, type, help, and how to read its value.
+type ReplicaSeries = (&'static str, &'static str, &'static str, fn(&ReplicaSnapshot) -> f64);
+
+/// B's view of A's replicas and its calling patterns: one series per replica, then the
+/// patterns that are on (a pattern that is off has no series, rather than a misleading 0).
+pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
+    family(
+        out,
+        "echo_lab_upstream_replica_attempts_total",
+        "counter",
+        "Attempts on each replica of A, by how they ended (cancelled: a hedge won).",
+    );
+    for r in &cluster.replicas {
+        for (end, n) in [
+            ("ok", r.succeeded),
+            ("failed", r.failed),
+            ("cancelled", r.cancelled),
+        ] {
+            let _ = writeln!(
+                out,
+                "echo_lab_upstream_replica_attempts_total{{replica=\"{}\",end=\"{end}\"}} {n}",
+                r.address
+            );
+        }
+    }
+    let gauges: [ReplicaSeries; 5] = [
+        (
+            "echo_lab_upstream_replica_ejections_total",
+            "counter",
+            "Times each replica was ejected.",
+            |r| r.ejections as f64,
+        ),
+        (
+            "echo_lab_upstream_replica_ejected",
+            "gauge",
+            "1 while a replica is out of rotation.",
+            |r| f64::from(u8::from(r.ejected)),
+        ),
+        (
+            "echo_lab_upstream_replica_outstanding",
+            "gauge",
+            "Attempts in flight on each replica.",
+            |r| r.outstanding as f64,
+        ),
+        (
+            "echo_lab_upstream_replica_latency_seconds",
+            "gauge",
+            "Each replica's peak-EWMA latency, as the balancer sees it.",
+            |r| r.latency.as_secs_f64(),
+        ),
+        (
+            "echo_lab_upstream_replica_idle_connections",
+            "gauge",
+            "Kept-alive connections to each replica waiting in its pool.",
+            |r| r.idle_connections as f64,
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        family(out, name, kind, help);
+        for r in &cluster.replicas {
+            let _ = writeln!(out, "{name}{{replica=\"{}\"}} {}", r.address, value(r));
+        }
+    }
+    family(
+        out,
+        "echo_lab_upstream_in_flight",
+        "gauge",
+        "Calls to A in flight now.",
+    );
+    let _ = writeln!(out, "echo_lab_upstream_in_flight {}", cluster.in_flight);
+    let counters = [
+        (
+            "echo_lab_upstream_retries_total",
+            "Attempts sent again after a failure.",
+            cluster.retries,
+        ),
+        (
+            "echo_lab_upstream_hedges_total",
+            "Second attempts sent because the first was slow.",
+            cluster.hedges,
+        ),
+        (
+            "echo_lab_upstream_hedge_wins_total",
+            "Hedges whose answer was the one passed on.",
+            cluster.hedge_wins,
+        ),
+        (
+            "echo_lab_upstream_budget_refusals_total",
+            "Retries or hedges not sent: the budget was spent.",
+            cluster.budget_refusals,
+        ),
+    ];
+    for (name, help, n) in counters {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
+    if let Some(available) = cluster.budget_available {
+        family(
+            out,
+            "echo_lab_upstream_retry_budget_available",
+            "gauge",
+            "Retries or hedges the budget allows now.",
+        );
+        let _ = writeln!(out, "echo_lab_upstream_retry_budget_available {available}");
+    }
+    if let Some(state) = cluster.breaker {
+        family(
+            out,
+            "echo_lab_upstream_breaker_state",
+            "gauge",
+            "The circuit breaker's state: 1 for the current one.",
+        );
+        for s in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            let on = u8::from(s == state);
+            let _ = writeln!(out, "echo_lab_upstream_breaker_state{{state=\"{s}\"}} {on}");
+        }
+        family(
+            out,
+            "echo_lab_upstream_breaker_opened_total",
+            "counter",
+            "Times the circuit breaker opened.",
+        );
+        let _ = writeln!(
+            out,
+            "echo_lab_upstream_breaker_opened_total {}",
+            cluster.breaker_opened
+        );
+    }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn status_index(status: u16) -> usize {

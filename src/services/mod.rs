@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::error::RequestError;
 use crate::http::message::{Request, RequestHead, Response};
+use crate::upstream::CallReport;
 use metrics::Metrics;
 
 /// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
@@ -62,6 +63,8 @@ pub struct Exchange<'a> {
     method: &'a str,
     endpoint: &'a str,
     pub request_id: String,
+    /// How B's call to A went (B's `/call-echo` only): named in the log line.
+    pub upstream: Option<CallReport>,
 }
 
 impl<'a> Exchange<'a> {
@@ -83,6 +86,7 @@ impl<'a> Exchange<'a> {
             method: &request.head.method,
             endpoint: request.head.path(),
             request_id,
+            upstream: None,
         }
     }
 
@@ -133,7 +137,16 @@ impl fmt::Display for LogLine<'_, '_> {
             tenths_of_ms / 10,
             tenths_of_ms % 10,
             e.request_id
-        )
+        )?;
+        if let Some(CallReport {
+            replica: Some(replica),
+            attempts,
+            ..
+        }) = e.upstream
+        {
+            write!(f, " replica={replica} attempts={attempts}")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,398 @@
+//! The replicas of A that B may call: one pool and one set of statistics per address.
+//!
+//! `--service-a-url` is a comma-separated list. An IP literal is one replica. A name is as many
+//! replicas as it resolves to addresses: that is how a Kubernetes headless Service (or a DNS
+//! round-robin name) presents a scaled-out deployment. Names are looked up again every few
+//! seconds while B runs, so replicas that appear get traffic and replicas that go away stop
+//! getting it; a replica that stays keeps its pool and its statistics across look-ups.
+//!
+//! Prior art: Envoy's `STRICT_DNS` clusters (re-resolve on an interval, one host per address),
+//! gRPC's `dns:///` resolver feeding its balancer, and Finagle's `Name` bound to a changing set
+//! of addresses.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use super::balance::{DEFAULT_DECAY, PeakEwma};
+use super::outlier::{Outlier, OutlierConfig};
+use crate::http::client::{Client, Upstream};
+use crate::http::limits::ClientLimits;
+
+/// How often names are looked up again. Kubernetes updates a headless Service's records
+/// within seconds of a pod becoming ready or going away; polling faster would mostly ask the
+/// resolver for an answer it just gave.
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What B knows of one replica: its address, its connection pool, how loaded and how healthy
+/// it looks.
+pub struct Replica {
+    pub address: SocketAddr,
+    /// Which `--service-a-url` entry it came from.
+    source: usize,
+    pub client: Client,
+    state: Mutex<ReplicaState>,
+    stats: ReplicaStats,
+}
+
+/// The policies' view of one replica. Changed under one short lock per attempt.
+#[derive(Debug)]
+struct ReplicaState {
+    load: PeakEwma,
+    outlier: Outlier,
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Default)]
+struct ReplicaStats {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    ejections: AtomicU64,
+}
+
+/// How one attempt on a replica ended, as its statistics see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// An answer that says the replica works (any status below 500).
+    Succeeded,
+    /// Connect, timeout, closed, broken HTTP, or a 5xx.
+    Failed,
+    /// Given up by B (the other attempt of a hedged pair won); says nothing of its health.
+    Cancelled,
+}
+
+/// A point-in-time copy of a replica's state, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct ReplicaSnapshot {
+    pub address: SocketAddr,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub ejections: u64,
+    pub ejected: bool,
+    pub outstanding: usize,
+    pub latency: Duration,
+    pub idle_connections: usize,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Replica({})", self.address)
+    }
+}
+
+impl Replica {
+    fn new(
+        source: usize,
+        upstream: Upstream,
+        address: SocketAddr,
+        limits: ClientLimits,
+    ) -> Replica {
+        let now = Instant::now();
+        Replica {
+            address,
+            source,
+            client: Client::to_address(upstream, address, limits),
+            state: Mutex::new(ReplicaState {
+                load: PeakEwma::new(DEFAULT_DECAY, now),
+                outlier: Outlier::new(),
+            }),
+            stats: ReplicaStats::default(),
+        }
+    }
+
+    /// The state, even if a thread panicked while holding the lock: it is plain numbers that
+    /// every update leaves consistent, so there is nothing half-done to fear.
+    fn state(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Peak-EWMA cost: what the balancer compares.
+    pub fn cost(&self, now: Instant) -> f64 {
+        self.state().load.cost(now)
+    }
+
+    pub fn is_ejected(&self, now: Instant) -> bool {
+        self.state().outlier.is_ejected(now)
+    }
+
+    /// An attempt leaves for this replica.
+    pub fn begin(&self, now: Instant) {
+        self.state().load.start(now);
+    }
+
+    /// An attempt came back (or was given up). `latency` is what the load estimate learns;
+    /// `ejection` is the outlier rule when it is on, with the set's answer to "may one more
+    /// replica go out?". Returns true when this attempt got the replica ejected.
+    pub fn end(
+        &self,
+        end: AttemptEnd,
+        latency: Duration,
+        now: Instant,
+        ejection: Option<(&OutlierConfig, bool)>,
+    ) -> bool {
+        let counter = match end {
+            AttemptEnd::Succeeded => &self.stats.succeeded,
+            AttemptEnd::Failed => &self.stats.failed,
+            AttemptEnd::Cancelled => &self.stats.cancelled,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        state.load.finish(latency, now);
+        let ejected = match (end, ejection) {
+            (AttemptEnd::Succeeded, Some(_)) => {
+                state.outlier.record_success(now);
+                false
+            }
+            (AttemptEnd::Failed, Some((config, may_eject))) => {
+                state.outlier.record_failure(now, config, may_eject)
+            }
+            _ => false,
+        };
+        if ejected {
+            self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        ejected
+    }
+
+    pub fn snapshot(&self, now: Instant) -> ReplicaSnapshot {
+        let state = self.state();
+        ReplicaSnapshot {
+            address: self.address,
+            succeeded: self.stats.succeeded.load(Ordering::Relaxed),
+            failed: self.stats.failed.load(Ordering::Relaxed),
+            cancelled: self.stats.cancelled.load(Ordering::Relaxed),
+            ejections: self.stats.ejections.load(Ordering::Relaxed),
+            ejected: state.outlier.is_ejected(now),
+            outstanding: state.load.outstanding(),
+            latency: state.load.latency(now),
+            idle_connections: self.client.idle_connections(),
+        }
+    }
+}
+
+/// The current set of replicas, and where it comes from.
+#[derive(Debug)]
+pub struct Replicas {
+    /// The URLs as given, in order.
+    sources: Vec<Upstream>,
+    limits: ClientLimits,
+    /// Swapped whole on every change, so a call takes a consistent copy with one `Arc` clone.
+    current: RwLock<Arc<[Arc<Replica>]>>,
+}
+
+impl Replicas {
+    /// The replicas of `sources`. IP literals are replicas at once; names are looked up by
+    /// `resolve` (a failed look-up leaves them out until a later one succeeds).
+    pub fn new(sources: Vec<Upstream>, limits: ClientLimits) -> Replicas {
+        let replicas = Replicas {
+            sources,
+            limits,
+            current: RwLock::new(Arc::from(Vec::new())),
+        };
+        replicas.update(replicas.literal_addresses());
+        replicas
+    }
+
+    /// Whether any source is a name, that is whether looking up again can change the set.
+    pub fn has_names(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.host.parse::<IpAddr>().is_err())
+    }
+
+    /// The replicas now. Cheap: one read lock and one reference count.
+    pub fn current(&self) -> Arc<[Arc<Replica>]> {
+        match self.current.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Looks every name up (blocking: call it from a thread of its own or through
+    /// `smol::unblock`) and makes the result the current set. A name whose look-up fails
+    /// keeps the addresses it had, so a resolver hiccup does not empty the set.
+    pub fn resolve(&self) -> io::Result<()> {
+        let old = self.current();
+        let mut found = Vec::new();
+        let mut last_error = None;
+        for (source, upstream) in self.sources.iter().enumerate() {
+            match (upstream.host.as_str(), upstream.port).to_socket_addrs() {
+                Ok(addrs) => found.extend(addrs.map(|a| (source, a))),
+                Err(e) => {
+                    log::warn!("service A: cannot resolve {}: {e}", upstream.authority());
+                    let kept = old.iter().filter(|r| r.source == source);
+                    found.extend(kept.map(|r| (source, r.address)));
+                    last_error = Some(e);
+                }
+            }
+        }
+        self.update(found);
+        last_error.map_or(Ok(()), Err)
+    }
+
+    /// Looks names up again every `interval`, for as long as the process runs. Nothing to do
+    /// (and no thread) when every source is an IP literal.
+    pub fn keep_resolving(self: &Arc<Self>, interval: Duration) {
+        if !self.has_names() {
+            return;
+        }
+        let replicas = Arc::downgrade(self);
+        std::thread::spawn(move || {
+            while let Some(replicas) = replicas.upgrade() {
+                let _ = replicas.resolve();
+                drop(replicas);
+                std::thread::sleep(interval);
+            }
+        });
+    }
+
+    fn literal_addresses(&self) -> Vec<(usize, SocketAddr)> {
+        let literal = |(i, s): (usize, &Upstream)| {
+            let ip = s.host.parse::<IpAddr>().ok()?;
+            Some((i, SocketAddr::new(ip, s.port)))
+        };
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(literal)
+            .collect()
+    }
+
+    /// Makes `found` the current set: a replica whose address is still there is kept as it
+    /// is (pool, load, ejection), new addresses get new replicas, gone ones are dropped (their
+    /// idle connections close with them; calls in flight finish on their own copy).
+    fn update(&self, found: Vec<(usize, SocketAddr)>) {
+        let old = self.current();
+        let mut next: Vec<Arc<Replica>> = Vec::with_capacity(found.len());
+        for (source, address) in found {
+            if next.iter().any(|r| r.address == address) {
+                continue;
+            }
+            let kept = old.iter().find(|r| r.address == address).cloned();
+            let upstream = self.sources[source].clone();
+            let new = || Arc::new(Replica::new(source, upstream, address, self.limits.clone()));
+            next.push(kept.unwrap_or_else(new));
+        }
+        let changed = next.len() != old.len()
+            || next
+                .iter()
+                .zip(old.iter())
+                .any(|(a, b)| a.address != b.address);
+        if changed {
+            let list: Vec<String> = next.iter().map(|r| r.address.to_string()).collect();
+            log::info!("service A replicas: {}", list.join(", "));
+        }
+        let next: Arc<[Arc<Replica>]> = Arc::from(next);
+        match self.current.write() {
+            Ok(mut current) => *current = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::from_url(url).expect("valid url")
+    }
+
+    #[test]
+    fn ip_literals_are_replicas_at_once() {
+        let set = Replicas::new(
+            vec![upstream("http://127.0.0.1:1"), upstream("http://[::1]:2")],
+            ClientLimits::default(),
+        );
+        let addrs: Vec<String> = set
+            .current()
+            .iter()
+            .map(|r| r.address.to_string())
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:1", "[::1]:2"]);
+        assert!(!set.has_names());
+    }
+
+    #[test]
+    fn the_same_address_twice_is_one_replica() {
+        let set = Replicas::new(
+            vec![
+                upstream("http://127.0.0.1:1"),
+                upstream("http://127.0.0.1:1"),
+            ],
+            ClientLimits::default(),
+        );
+        assert_eq!(set.current().len(), 1);
+    }
+
+    #[test]
+    fn a_name_becomes_a_replica_per_address_and_kept_replicas_keep_their_state() {
+        let set = Replicas::new(
+            vec![
+                upstream("http://localhost:7"),
+                upstream("http://127.0.0.1:9"),
+            ],
+            ClientLimits::default(),
+        );
+        assert!(set.has_names());
+        assert_eq!(set.current().len(), 1, "names wait for a look-up");
+        let literal = set.current()[0].clone();
+        literal.end(AttemptEnd::Failed, Duration::ZERO, Instant::now(), None);
+        set.resolve().expect("localhost resolves");
+        let now = set.current();
+        assert!(now.len() >= 2, "localhost and the literal");
+        assert!(now.iter().any(|r| r.address.port() == 7));
+        let kept = now
+            .iter()
+            .find(|r| r.address == literal.address)
+            .expect("literal kept");
+        assert!(
+            Arc::ptr_eq(kept, &literal),
+            "the same replica, not a new one"
+        );
+        assert_eq!(kept.snapshot(Instant::now()).failed, 1);
+    }
+
+    #[test]
+    fn attempts_are_counted_and_ejection_is_reported() {
+        let set = Replicas::new(
+            vec![upstream("http://127.0.0.1:1")],
+            ClientLimits::default(),
+        );
+        let replica = set.current()[0].clone();
+        let config = OutlierConfig::default();
+        let t0 = Instant::now();
+        let mut ejected = false;
+        for _ in 0..config.consecutive_failures {
+            replica.begin(t0);
+            ejected = replica.end(
+                AttemptEnd::Failed,
+                Duration::from_millis(1),
+                t0,
+                Some((&config, true)),
+            );
+        }
+        assert!(ejected, "the last of the consecutive failures ejects");
+        let snap = replica.snapshot(t0);
+        assert!(snap.ejected);
+        let failures = u64::from(config.consecutive_failures);
+        assert_eq!(
+            (snap.failed, snap.ejections, snap.outstanding),
+            (failures, 1, 0)
+        );
+        replica.begin(t0);
+        replica.end(
+            AttemptEnd::Cancelled,
+            Duration::from_millis(1),
+            t0,
+            Some((&config, true)),
+        );
+        assert_eq!(replica.snapshot(t0).cancelled, 1);
+    }
+}

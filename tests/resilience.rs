@@ -1,0 +1,251 @@
+//! B's calling patterns against real A replicas (and fakes where a replica must misbehave in a
+//! way A's chaos flags do not offer): one test per row of the README's scenario table.
+//!
+//! These are behaviour checks with generous bounds, at a lower rate than the benchmark
+//! (`bench/scenarios.sh`), which measures the same rows properly.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{FakeUpstream, Service, get, timed_get};
+
+/// One call through B, as the driver saw it.
+#[derive(Debug, Clone)]
+struct Outcome {
+    /// When it was sent, from the start of the run.
+    sent: Duration,
+    status: u16,
+    /// B's `error_kind`, or `"client"` when the driver itself got no answer.
+    kind: Option<String>,
+    latency: Duration,
+}
+
+/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (each request on
+/// its own thread at its own time, so a slow answer never delays the next request), and
+/// returns every outcome in the order they were sent.
+fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let sent = start.elapsed();
+            let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
+                Ok((reply, latency)) => Outcome {
+                    sent,
+                    status: reply.status,
+                    kind: reply.json()["error_kind"].as_str().map(str::to_owned),
+                    latency,
+                },
+                Err(_) => Outcome {
+                    sent,
+                    status: 0,
+                    kind: Some("client".into()),
+                    latency: Duration::from_secs(3),
+                },
+            };
+            let _ = tx.send((i, outcome));
+        });
+    }
+    drop(tx);
+    let mut all: Vec<(u32, Outcome)> = rx.iter().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
+fn ok_share(outcomes: &[Outcome]) -> f64 {
+    let ok = outcomes.iter().filter(|o| o.status == 200).count();
+    ok as f64 / outcomes.len().max(1) as f64
+}
+
+/// The `q` quantile of the latencies, e.g. 0.99.
+fn quantile(outcomes: &[Outcome], q: f64) -> Duration {
+    let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+    latencies.sort();
+    let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    latencies.get(i).copied().unwrap_or_default()
+}
+
+/// A value from a Prometheus text exposition: the sum of every series of `name` whose labels
+/// contain `labels` (e.g. `endpoint="/echo"`).
+fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
+    let text = get(service, "/metrics").text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// How many `/echo` requests replica `a` has answered (any status).
+fn echoes(a: &Service) -> f64 {
+    metric(a.addr, "echo_lab_requests_total", "endpoint=\"/echo\"")
+}
+
+fn urls(replicas: &[&Service]) -> String {
+    let urls: Vec<String> = replicas.iter().map(|s| s.url()).collect();
+    urls.join(",")
+}
+
+#[test]
+fn default_b_with_three_replicas_takes_turns() {
+    let replicas = [Service::a(&[]), Service::a(&[]), Service::a(&[])];
+    let b = Service::b(&urls(&replicas.iter().collect::<Vec<_>>()), &[]);
+    for _ in 0..30 {
+        assert_eq!(get(b.addr, "/call-echo?msg=x").status, 200);
+    }
+    for a in &replicas {
+        assert_eq!(echoes(a), 10.0, "round robin gives each replica a third");
+    }
+    let line = b
+        .wait_for_log("endpoint=/call-echo", Duration::from_secs(2))
+        .expect("a request line");
+    assert!(line.contains("replica=127.0.0.1:"), "{line}");
+    assert!(line.contains("attempts=1"), "{line}");
+}
+
+#[test]
+fn dead_replica_costs_no_errors_and_is_not_dialed_once_ejected() {
+    let (a1, a2) = (Service::a(&[]), Service::a(&[]));
+    let dead = Service::a(&[]);
+    let dead_addr = dead.addr;
+    let b = Service::b(&urls(&[&a1, &a2, &dead]), &["--eject", "--retries"]);
+    drop(dead); // killed: its port now refuses connections
+    let dialed = |b: &Service| {
+        metric(
+            b.addr,
+            "echo_lab_upstream_replica_attempts_total",
+            &format!("replica=\"{dead_addr}\""),
+        )
+    };
+    let first = drive(b.addr, 100, Duration::from_secs(1));
+    let after_first_second = dialed(&b);
+    let rest = drive(b.addr, 100, Duration::from_secs(2));
+    let errors: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .filter(|o| o.status != 200)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "every call retried elsewhere: {errors:?}"
+    );
+    let later = dialed(&b) - after_first_second;
+    assert!(
+        later <= 3.0,
+        "after the first second the dead replica was dialed {later} times in 2 s (200 calls)"
+    );
+    assert!(b.wait_for_log("ejected", Duration::from_secs(1)).is_some());
+}
+
+#[test]
+fn slow_replica_is_avoided_and_hedged() {
+    let (a1, a2) = (Service::a(&[]), Service::a(&[]));
+    let slow = Service::a(&["--delay-ms", "300"]);
+    let b = Service::b(&urls(&[&a1, &a2, &slow]), &["--resilient"]);
+    let outcomes = drive(b.addr, 100, Duration::from_secs(3));
+    assert!(ok_share(&outcomes) > 0.99, "{outcomes:?}");
+    let p99 = quantile(&outcomes, 0.99);
+    assert!(
+        p99 < Duration::from_millis(150),
+        "p99 {p99:?}: the slow replica was waited for"
+    );
+    let total: f64 = [&a1, &a2, &slow].iter().map(|a| echoes(a)).sum();
+    let share = echoes(&slow) / total;
+    assert!(
+        share < 0.05,
+        "the slow replica got {:.1} % of the attempts",
+        share * 100.0
+    );
+}
+
+#[test]
+fn flaky_replicas_are_retried_within_the_budget() {
+    let flaky = ["--fail-rate", "0.2"];
+    let replicas = [Service::a(&flaky), Service::a(&flaky), Service::a(&flaky)];
+    let b = Service::b(&urls(&replicas.iter().collect::<Vec<_>>()), &["--retries"]);
+    let outcomes = drive(b.addr, 100, Duration::from_secs(3));
+    let ok = ok_share(&outcomes);
+    assert!(ok >= 0.97, "only {:.1} % ok", ok * 100.0);
+    let load: f64 = replicas.iter().map(echoes).sum::<f64>() / outcomes.len() as f64;
+    assert!(load <= 1.35, "{load:.2}× the calls reached A");
+    assert!(metric(b.addr, "echo_lab_upstream_retries_total", "") > 0.0);
+}
+
+#[test]
+fn outage_opens_the_breaker_and_spares_a() {
+    let down = ["--fail-rate", "1"];
+    let replicas = [Service::a(&down), Service::a(&down), Service::a(&down)];
+    let b = Service::b(&urls(&replicas.iter().collect::<Vec<_>>()), &["--breaker"]);
+    let outcomes = drive(b.addr, 100, Duration::from_secs(3));
+    let fast: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.kind.as_deref() == Some("circuit_open"))
+        .collect();
+    assert!(
+        fast.len() * 10 >= outcomes.len() * 8,
+        "{} of {} failed fast",
+        fast.len(),
+        outcomes.len()
+    );
+    assert!(fast.iter().all(|o| o.status == 503));
+    let load: f64 = replicas.iter().map(echoes).sum::<f64>() / outcomes.len() as f64;
+    assert!(
+        load <= 0.2,
+        "{load:.2}× the calls reached A while it was down"
+    );
+    let states = metric(b.addr, "echo_lab_upstream_breaker_opened_total", "");
+    assert!(states >= 1.0);
+}
+
+/// A replica that accepts connections and never answers: a host that died mid-flight, or a
+/// partition. It counts the connections it accepted.
+fn black_hole() -> (FakeUpstream, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let fake = FakeUpstream::start(move |stream: TcpStream| {
+        count.fetch_add(1, Ordering::Relaxed);
+        // Hold the connection until the caller gives up on it.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 1024];
+        while matches!(std::io::Read::read(&mut &stream, &mut buf), Ok(n) if n > 0) {}
+    });
+    (fake, accepted)
+}
+
+#[test]
+fn black_hole_fails_fast_with_few_probes() {
+    let holes = [black_hole(), black_hole(), black_hole()];
+    let urls: Vec<String> = holes.iter().map(|(f, _)| f.url()).collect();
+    let b = Service::b(&urls.join(","), &["--resilient"]);
+    let outcomes = drive(b.addr, 100, Duration::from_secs(4));
+    assert!(
+        outcomes.iter().all(|o| o.status == 503),
+        "nothing can succeed"
+    );
+    let settled: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.sent > Duration::from_millis(1500))
+        .cloned()
+        .collect();
+    let p50 = quantile(&settled, 0.5);
+    assert!(
+        p50 < Duration::from_millis(20),
+        "p50 {p50:?} once the breaker is open"
+    );
+    let connections: usize = holes.iter().map(|(_, n)| n.load(Ordering::Relaxed)).sum();
+    assert!(
+        connections < 150,
+        "{connections} connections for {} calls: B kept knocking",
+        outcomes.len()
+    );
+}
