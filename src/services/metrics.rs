@@ -198,7 +198,12 @@ impl Metrics {
 }
 
 /// One per-replica metric family: name, type, help, and how to read its value.
-type ReplicaSeries = (&'static str, &'static str, &'static str, fn(&ReplicaSnapshot) -> f64);
+type ReplicaSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ReplicaSnapshot) -> f64,
+);
 
 /// B's view of A's replicas and its calling patterns: one series per replica, then the
 /// patterns that are on (a pattern that is off has no series, rather than a misleading 0).

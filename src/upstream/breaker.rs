@@ -60,11 +60,12 @@ pub const DEFAULT_MIN_CALLS: usize = 20;
 /// At half the calls failing, B's callers are better served by a fast `503` than a slow one.
 pub const DEFAULT_FAILURE_RATIO: f64 = 0.5;
 
-/// How long the breaker stays open before it lets a probe through. Short, for the issue's
-/// "recovery within 2 s": a probe goes out within 0.5 s of A coming back. And when A is a
-/// black hole, each probe waits out the 1 s deadline, so probes go out at most once per
-/// 1 s + 0.5 s: fewer than one a second.
-pub const DEFAULT_OPEN_FOR: Duration = Duration::from_millis(500);
+/// How long the breaker stays open before it lets a probe through. Short, so that B notices
+/// A's recovery quickly: a probe goes out within 0.7 s of A coming back, and the first 200
+/// follows within 1 s. Long enough that a black hole is probed less than once a second: each
+/// probe there waits out its attempt's deadline, a third of the call's 1 s with `--resilient`,
+/// so probes go out once per 0.7 s + 0.33 s (once per 1.7 s with the whole 1 s deadline).
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_millis(700);
 
 /// How long a probe may stay out unheard before it is presumed lost (its caller was dropped)
 /// and the next call becomes a new probe. Twice B's default deadline of 1 s: any live probe
@@ -268,6 +269,9 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The default time the breaker stays open.
+    const OPEN: Duration = DEFAULT_OPEN_FOR;
+
     /// Admits and records `n` calls at `now` with the given outcome.
     fn calls(breaker: &mut Breaker, n: usize, success: bool, now: Instant) {
         for _ in 0..n {
@@ -290,7 +294,7 @@ mod tests {
         assert_eq!(config.window, 20);
         assert_eq!(config.min_calls, 20);
         assert_eq!(config.failure_ratio, 0.5);
-        assert_eq!(config.open_for, ms(500));
+        assert_eq!(config.open_for, ms(700));
     }
 
     #[test]
@@ -385,17 +389,17 @@ mod tests {
     fn rejects_until_open_for_has_passed() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        assert_eq!(breaker.admit(t0 + ms(499)), Admission::Reject);
-        assert_eq!(breaker.state(t0 + ms(499)), BreakerState::Open);
+        assert_eq!(breaker.admit(t0 + OPEN - ms(1)), Admission::Reject);
+        assert_eq!(breaker.state(t0 + OPEN - ms(1)), BreakerState::Open);
         // Once the time has passed, metrics say half-open before any call arrives.
-        assert_eq!(breaker.state(t0 + ms(500)), BreakerState::HalfOpen);
+        assert_eq!(breaker.state(t0 + OPEN), BreakerState::HalfOpen);
     }
 
     #[test]
     fn half_open_admits_exactly_one_probe() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe);
         assert_eq!(breaker.state(t1), BreakerState::HalfOpen);
         for later in [0, 1, 100, 1999] {
@@ -407,7 +411,7 @@ mod tests {
     fn a_successful_probe_closes_with_an_empty_window() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe);
         breaker.record(Admission::Probe, true, t1 + ms(1));
         assert_eq!(breaker.state(t1 + ms(1)), BreakerState::Closed);
@@ -421,13 +425,13 @@ mod tests {
     fn a_failed_probe_opens_again_for_open_for() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe);
         let t2 = t1 + ms(1000); // the probe waited out its deadline
         breaker.record(Admission::Probe, false, t2);
         assert_eq!(breaker.state(t2), BreakerState::Open);
-        assert_eq!(breaker.admit(t2 + ms(499)), Admission::Reject);
-        assert_eq!(breaker.admit(t2 + ms(500)), Admission::Probe);
+        assert_eq!(breaker.admit(t2 + OPEN - ms(1)), Admission::Reject);
+        assert_eq!(breaker.admit(t2 + OPEN), Admission::Probe);
         // Still one outage.
         assert_eq!(breaker.times_opened(), 1);
     }
@@ -451,15 +455,15 @@ mod tests {
                 probe_out = Some(now);
             }
         }
-        // One every 1.5 s: 10 in 15 s, well under one a second.
-        assert_eq!(probes, 10);
+        // One every 1.7 s (0.7 s open, 1 s in the hole): 9 in 15 s, well under one a second.
+        assert_eq!(probes, 9);
     }
 
     #[test]
     fn a_lost_probe_frees_the_slot_after_the_probe_timeout() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe);
         // The probe's caller is dropped; it never reports.
         assert_eq!(breaker.admit(t1 + PROBE_TIMEOUT - ms(1)), Admission::Reject);
@@ -479,14 +483,14 @@ mod tests {
         assert_eq!(breaker.state(t0 + ms(100)), BreakerState::Open);
         // ...and failures do not restart its open time.
         breaker.record(Admission::Call, false, t0 + ms(400));
-        assert_eq!(breaker.admit(t0 + ms(500)), Admission::Probe);
+        assert_eq!(breaker.admit(t0 + OPEN), Admission::Probe);
     }
 
     #[test]
     fn late_call_outcomes_while_half_open_are_ignored() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe);
         breaker.record(Admission::Call, true, t1 + ms(10));
         assert_eq!(breaker.state(t1 + ms(10)), BreakerState::HalfOpen);
@@ -502,7 +506,7 @@ mod tests {
     fn a_probe_reporting_after_the_decision_is_ignored() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         assert_eq!(breaker.admit(t1), Admission::Probe); // lost, as far as we know
         let t2 = t1 + PROBE_TIMEOUT;
         assert_eq!(breaker.admit(t2), Admission::Probe);
@@ -529,7 +533,7 @@ mod tests {
     fn opens_again_after_closing_and_counts_each_outage() {
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let t1 = t0 + ms(500);
+        let t1 = t0 + OPEN;
         breaker.admit(t1);
         breaker.record(Admission::Probe, true, t1);
         calls(&mut breaker, 20, false, t1 + ms(10));
@@ -540,15 +544,15 @@ mod tests {
     #[test]
     fn recovery_within_two_seconds_of_a_back_from_the_dead_a() {
         // A black hole that heals: the probe sent just before A came back waits out its 1 s
-        // deadline; the next probe, 0.5 s later, succeeds. Worst case from A's return to the
-        // breaker closing: 1 s + 0.5 s.
+        // deadline; the next probe, 0.7 s later, succeeds. Worst case from A's return to the
+        // breaker closing: 1 s + 0.7 s.
         let t0 = Instant::now();
         let mut breaker = opened(t0);
-        let probe = t0 + ms(500);
+        let probe = t0 + OPEN;
         assert_eq!(breaker.admit(probe), Admission::Probe);
         let a_back = probe + ms(1); // A returns just after the probe went into the hole
         breaker.record(Admission::Probe, false, probe + ms(1000));
-        let next = probe + ms(1500);
+        let next = probe + ms(1000) + OPEN;
         assert_eq!(breaker.admit(next), Admission::Probe);
         breaker.record(Admission::Probe, true, next + ms(1));
         assert_eq!(breaker.state(next + ms(1)), BreakerState::Closed);

@@ -6,8 +6,11 @@
 //! Ejection watches outcomes instead. After `consecutive_failures` failed attempts in a row
 //! (connect refused, timeout, 5xx) the replica is ejected for `base_ejection`; if it is
 //! ejected again, for twice as long, and so on up to `max_ejection`. When the time has passed
-//! it is back in rotation, with no probe of its own: the next real attempts are the test, and
-//! a replica that is still broken is ejected again after a few of them, for longer.
+//! it is back in rotation on probation, with no probe of its own: the next real attempt is the
+//! test. If it fails before any attempt has succeeded, the replica goes out again at once, for
+//! twice as long (Finagle's failure accrual does the same: after its dead time one request
+//! goes through, and a failure marks the service dead again). Without probation a replica that
+//! is still dead would take another `consecutive_failures` attempts every time it came back.
 //!
 //! Prior art: Envoy's outlier detection, `consecutive_5xx` (default 5), `base_ejection_time`
 //! (default 30 s; the ejection lasts `base_ejection_time × times ejected`), `max_ejection_time`
@@ -80,6 +83,8 @@ pub struct Outlier {
     /// When the multiplier is forgotten if no ejection comes before: `max_ejection` after the
     /// latest ejection ends. Kept here because `record_success` is not given the config.
     forgiven_at: Option<Instant>,
+    /// Back from an ejection with no success since: the next failure ejects it again.
+    on_probation: bool,
 }
 
 impl Outlier {
@@ -110,6 +115,9 @@ impl Outlier {
     /// late answer says little about the replica now.
     pub fn record_success(&mut self, now: Instant) {
         self.consecutive = 0;
+        if !self.is_ejected(now) {
+            self.on_probation = false;
+        }
         self.forgive_if_calm(now);
     }
 
@@ -132,7 +140,8 @@ impl Outlier {
         }
         self.forgive_if_calm(now);
         self.consecutive = self.consecutive.saturating_add(1);
-        if self.consecutive < config.consecutive_failures || !may_eject {
+        let enough = self.consecutive >= config.consecutive_failures || self.on_probation;
+        if !enough || !may_eject {
             return false;
         }
         self.eject(now, config);
@@ -145,12 +154,14 @@ impl Outlier {
         self.ejected_until = Some(until);
         self.forgiven_at = Some(until + config.max_ejection);
         self.consecutive = 0;
+        self.on_probation = true;
     }
 
     /// Forgets the multiplier once the replica has stayed in rotation for `max_ejection`.
     fn forgive_if_calm(&mut self, now: Instant) {
         if self.forgiven_at.is_some_and(|at| now >= at) {
             self.ejections = 0;
+            self.on_probation = false;
             self.forgiven_at = None;
         }
     }
@@ -262,7 +273,29 @@ mod tests {
         assert_eq!(outlier.ejections(), 1);
         // And they did not count toward the next ejection either.
         let back = t0 + secs(1);
+        outlier.record_success(back); // off probation
         assert!(!fail(&mut outlier, 4, back));
+    }
+
+    #[test]
+    fn back_from_an_ejection_one_failure_ejects_again_until_a_success() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        fail(&mut outlier, 5, t0);
+        let back = t0 + secs(1);
+        assert!(!outlier.is_ejected(back));
+        assert!(
+            fail(&mut outlier, 1, back),
+            "on probation: the first failure"
+        );
+        assert_eq!(outlier.ejected_until(), Some(back + secs(2)));
+        let back = back + secs(2);
+        outlier.record_success(back);
+        assert!(!fail(&mut outlier, 4, back), "a success ends probation");
+        assert!(
+            fail(&mut outlier, 1, back),
+            "then five in a row, as for anyone"
+        );
     }
 
     #[test]
@@ -280,7 +313,9 @@ mod tests {
         let mut outlier = Outlier::new();
         let mut now = t0;
         for expected in [1, 2, 4, 8, 16] {
-            assert!(fail(&mut outlier, 5, now));
+            // Five to go out the first time; back on probation, one is enough.
+            let failures = if expected == 1 { 5 } else { 1 };
+            assert!(fail(&mut outlier, failures, now));
             let until = outlier.ejected_until().unwrap();
             assert_eq!(until - now, secs(expected));
             now = until; // back in rotation, and failing again at once
