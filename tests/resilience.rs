@@ -17,8 +17,6 @@ use common::{FakeUpstream, Service, get, timed_get};
 /// One call through B, as the driver saw it.
 #[derive(Debug, Clone)]
 struct Outcome {
-    /// When it was sent, from the start of the run.
-    sent: Duration,
     status: u16,
     /// B's `error_kind`, or `"client"` when the driver itself got no answer.
     kind: Option<String>,
@@ -37,16 +35,13 @@ fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
         thread::sleep(due.saturating_duration_since(Instant::now()));
         let tx = tx.clone();
         thread::spawn(move || {
-            let sent = start.elapsed();
             let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
                 Ok((reply, latency)) => Outcome {
-                    sent,
                     status: reply.status,
                     kind: reply.json()["error_kind"].as_str().map(str::to_owned),
                     latency,
                 },
                 Err(_) => Outcome {
-                    sent,
                     status: 0,
                     kind: Some("client".into()),
                     latency: Duration::from_secs(3),
