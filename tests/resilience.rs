@@ -105,7 +105,7 @@ fn default_b_with_three_replicas_takes_turns() {
         .wait_for_log("endpoint=/call-echo", Duration::from_secs(2))
         .expect("a request line");
     assert!(line.contains("replica=127.0.0.1:"), "{line}");
-    assert!(line.contains("attempts=1"), "{line}");
+    assert!(line.contains("attempt=1"), "{line}");
 }
 
 #[test]

@@ -107,7 +107,9 @@ impl CallerService {
             }
         };
         let (result, report) = self.ask_a(&msg, &exchange.request_id).await;
-        exchange.upstream = Some(report);
+        if self.cluster.has_choices() {
+            exchange.upstream = Some(report);
+        }
         match result {
             Ok(body) => (Response::json(200, body), None),
             Err(e) => {

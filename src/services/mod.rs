@@ -140,11 +140,11 @@ impl fmt::Display for LogLine<'_, '_> {
         )?;
         if let Some(CallReport {
             replica: Some(replica),
-            attempts,
+            attempt,
             ..
         }) = e.upstream
         {
-            write!(f, " replica={replica} attempts={attempts}")?;
+            write!(f, " replica={replica} attempt={attempt}")?;
         }
         Ok(())
     }

@@ -208,6 +208,8 @@ impl fmt::Display for CallError {
 pub struct CallReport {
     /// The replica whose answer (or failure) is the call's result.
     pub replica: Option<SocketAddr>,
+    /// Which attempt that was, counting from 1, hedges included.
+    pub attempt: usize,
     /// Attempts sent, hedges included.
     pub attempts: usize,
     /// Whether a hedge was sent.
@@ -290,6 +292,8 @@ enum Reason {
 /// One attempt in flight on one replica.
 struct Attempt {
     replica: Arc<Replica>,
+    /// 1 for the first attempt of a call, then 2, 3.
+    number: usize,
     started: Instant,
     is_hedge: bool,
     /// Set once its result is recorded; an attempt dropped before that was given up (the
@@ -337,6 +341,13 @@ impl Cluster {
 
     pub fn patterns(&self) -> &Patterns {
         &self.patterns
+    }
+
+    /// Whether there is anything to choose: several replicas, or a pattern on. With one
+    /// replica and no pattern B calls A exactly as it always has, and its log line stays the
+    /// contract's.
+    pub fn has_choices(&self) -> bool {
+        self.patterns.any() || self.replicas.current().len() > 1
     }
 
     /// Looks A's names up again every `interval` while B runs (see `replicas.rs`).
@@ -420,6 +431,7 @@ impl Cluster {
                     let verdict = classify(&result);
                     self.record(&set, &mut attempt, verdict);
                     report.replica = Some(attempt.replica.address);
+                    report.attempt = attempt.number;
                     if verdict != Verdict::Retryable {
                         if attempt.is_hedge && verdict == Verdict::Answer {
                             self.stats.hedge_wins.fetch_add(1, Ordering::Relaxed);
@@ -473,7 +485,8 @@ impl Cluster {
         }
         if trace::enabled() {
             let n = tried.len();
-            log::info!(target: "wire", "attempt {n} ({reason:?}) to replica {}", replica.address);
+            let to = replica.address;
+            log::info!(target: "wire", "attempt {n} ({reason:?}) to replica {to}");
         }
         replica.begin(now);
         let target = target.to_owned();
@@ -487,6 +500,7 @@ impl Cluster {
         };
         Attempt {
             replica,
+            number: tried.len(),
             started: now,
             is_hedge: matches!(reason, Reason::Hedge),
             recorded: false,
