@@ -1,4 +1,5 @@
-//! The demo binary plays its four steps against the real services and leaves nothing running.
+//! The demo binary plays its four steps and its pattern chapters against the real services, and
+//! leaves nothing running.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -7,15 +8,21 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The whole demo takes a few seconds; past this it is stuck.
+/// The story takes a few seconds, the pattern chapters about thirty; past these they are stuck.
 const DEMO_LIMIT: Duration = Duration::from_secs(60);
+const CHAPTERS_LIMIT: Duration = Duration::from_secs(150);
 
 /// Runs the demo with `args` in its own process group, so that if it overruns `DEMO_LIMIT`
 /// the group (the demo and its services) is killed together; panics then.
+fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    run_demo_within(args, envs, DEMO_LIMIT)
+}
+
+/// `run_demo` with its own limit.
 ///
 /// `cargo test` sets `CARGO` for the tests, and the demo would then build the services with it:
 /// they are built already, so it is removed unless `envs` sets it.
-fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> Output {
+fn run_demo_within(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
         .args(args)
         .env_remove("CARGO")
@@ -38,7 +45,7 @@ fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> Output {
         let _ = stderr.read_to_end(&mut text);
         text
     });
-    let end = Instant::now() + DEMO_LIMIT;
+    let end = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -48,7 +55,7 @@ fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> Output {
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
-            panic!("demo still running after {DEMO_LIMIT:?}");
+            panic!("demo still running after {limit:?}");
         }
         thread::sleep(Duration::from_millis(50));
     };
@@ -68,9 +75,34 @@ fn listening_addrs(transcript: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The transcript's part from `== {title}` to the next heading.
+fn section<'a>(transcript: &'a str, title: &str) -> &'a str {
+    let start = transcript
+        .find(&format!("== {title}"))
+        .unwrap_or_else(|| panic!("no {title:?} in:\n{transcript}"));
+    let rest = &transcript[start..];
+    let end = rest[3..].find("\n== ").map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+/// Nothing accepts any more on the addresses the transcript says services listened on.
+fn assert_all_gone(transcript: &str, at_least: usize) {
+    let addrs = listening_addrs(transcript);
+    assert!(
+        addrs.len() >= at_least,
+        "{at_least} services at least: {addrs:?}"
+    );
+    for addr in addrs {
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "something still listens on {addr} after the demo"
+        );
+    }
+}
+
 #[test]
 fn demo_plays_all_four_steps_and_cleans_up() {
-    let output = run_demo(&[], &[]);
+    let output = run_demo(&["--chapter", "story"], &[]);
     let transcript = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -78,14 +110,7 @@ fn demo_plays_all_four_steps_and_cleans_up() {
         "demo failed ({}):\n{transcript}\n{stderr}",
         output.status
     );
-    let step = |n: u32| -> &str {
-        let start = transcript
-            .find(&format!("== Step {n}:"))
-            .unwrap_or_else(|| panic!("no step {n} in:\n{transcript}"));
-        let rest = &transcript[start..];
-        let end = rest[3..].find("\n== ").map_or(rest.len(), |i| i + 3);
-        &rest[..end]
-    };
+    let step = |n: u32| section(&transcript, &format!("Step {n}:"));
     for (n, status, shows) in [
         (1, "< HTTP/1.1 200 OK", r#""service_a":{"echo":"hello"}"#),
         (2, "< HTTP/1.1 503", r#""error_kind":"connect""#),
@@ -113,15 +138,61 @@ fn demo_plays_all_four_steps_and_cleans_up() {
     );
     assert!(transcript.contains("Demo complete: all 4 steps behaved as expected."));
 
-    // Every service the demo started is gone: nothing accepts on their ports any more.
-    let addrs = listening_addrs(&transcript);
-    assert!(addrs.len() >= 4, "A three times and B once: {addrs:?}");
-    for addr in addrs {
+    // Every service the demo started is gone: A three times and B once.
+    assert_all_gone(&transcript, 4);
+}
+
+/// Each pattern chapter runs the same fault through B without and B+ with its pattern, and
+/// passes its check (the demo's own margins are wide: it compares the two, not absolutes).
+#[test]
+fn demo_plays_every_pattern_chapter_and_cleans_up() {
+    let output = run_demo_within(&["--chapter", "patterns"], &[], CHAPTERS_LIMIT);
+    let transcript = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "demo failed ({}):\n{transcript}\n{stderr}",
+        output.status
+    );
+    for (n, pattern) in [
+        (1, "--retries --eject"),
+        (2, "--balance peak-ewma --hedge auto"),
+        (3, "--retries"),
+        (4, "--breaker"),
+        (5, "--breaker"),
+        (6, "--propagate-deadline"),
+    ] {
+        let text = section(&transcript, &format!("Chapter {n}:"));
         assert!(
-            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
-            "something still listens on {addr} after the demo"
+            text.contains(pattern),
+            "chapter {n} names {pattern}:\n{text}"
+        );
+        assert!(
+            text.contains("\nB:  "),
+            "chapter {n} ran B without it:\n{text}"
+        );
+        // The deadline chapter may stop after B when A does not count abandoned work yet.
+        let skipped = n == 6 && text.contains("SKIPPED: this A does not count abandoned work");
+        assert!(
+            skipped || text.contains("\nB+: "),
+            "chapter {n} ran B+ with it:\n{text}"
+        );
+        assert!(
+            skipped || text.contains("\nok: "),
+            "chapter {n} passed its check:\n{text}"
         );
     }
+    assert!(transcript.contains("Demo complete: all 6 pattern chapters behaved as expected."));
+    // Per chapter: three replicas (one for the deadline) and two Bs.
+    assert_all_gone(&transcript, 5 * 5 + 3);
+}
+
+#[test]
+fn demo_refuses_an_unknown_chapter() {
+    let output = run_demo(&["--chapter", "nope"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("--chapter"), "{stderr}");
 }
 
 #[test]
