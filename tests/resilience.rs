@@ -252,3 +252,97 @@ fn black_hole_fails_fast_with_few_probes() {
         "{probes} connections in 2.5 s with the breaker open"
     );
 }
+
+#[test]
+fn bulkhead_answers_overloaded_at_once_past_its_size() {
+    let (hole, _) = black_hole();
+    let b = Service::b(&hole.url(), &["--max-in-flight", "20"]);
+    let addr = b.addr;
+    let waiting: Vec<_> = (0..20)
+        .map(|_| thread::spawn(move || timed_get(addr, "/call-echo?msg=x", Duration::from_secs(3))))
+        .collect();
+    let end = Instant::now() + Duration::from_secs(3);
+    while metric(addr, "echo_lab_upstream_in_flight", "") < 20.0 {
+        assert!(Instant::now() < end, "the 20 calls never got in flight");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (reply, latency) =
+        timed_get(addr, "/call-echo?msg=x", Duration::from_secs(1)).expect("an answer, at once");
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["error_kind"], "overloaded", "{}", reply.text());
+    assert!(latency < Duration::from_millis(200), "{latency:?}");
+    let (health, _) = timed_get(addr, "/health", Duration::from_secs(1)).expect("B's health");
+    assert_eq!(health.status, 200);
+    for call in waiting {
+        let (reply, _) = call
+            .join()
+            .expect("thread")
+            .expect("an answer at the deadline");
+        assert_eq!(reply.json()["error_kind"], "timeout");
+    }
+    assert_eq!(
+        metric(
+            addr,
+            "echo_lab_upstream_calls_total",
+            "outcome=\"overloaded\""
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_breaker_probe_is_one_attempt_and_closes_the_breaker_when_a_is_back() {
+    // A single replica that fails everything until told otherwise, then answers.
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (healthy.clone(), requests.clone());
+    let fake = FakeUpstream::start(move |mut stream: TcpStream| {
+        while common::read_request_head(&mut stream).is_some() {
+            count.fetch_add(1, Ordering::Relaxed);
+            let response: &[u8] = if flag.load(Ordering::Relaxed) {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"echo\":\"x\"}\n"
+            } else {
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+            };
+            if std::io::Write::write_all(&mut stream, response).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&fake.url(), &["--breaker", "--retries"]);
+    // Open it: the window needs 20 calls, each failed after its retries.
+    for _ in 0..20 {
+        get(b.addr, "/call-echo?msg=x");
+    }
+    let reply = get(b.addr, "/call-echo?msg=x");
+    assert_eq!(
+        reply.json()["error_kind"],
+        "circuit_open",
+        "{}",
+        reply.text()
+    );
+    healthy.store(true, Ordering::Relaxed);
+    let before = requests.load(Ordering::Relaxed);
+    let back = Instant::now();
+    let mut first_ok = None;
+    while back.elapsed() < Duration::from_secs(2) {
+        if get(b.addr, "/call-echo?msg=x").status == 200 {
+            first_ok = Some(back.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let first_ok = first_ok.expect("B called A again within 2 s of its recovery");
+    assert!(
+        first_ok <= Duration::from_millis(1000),
+        "first 200 after {first_ok:?}"
+    );
+    assert_eq!(
+        requests.load(Ordering::Relaxed) - before,
+        1,
+        "while open, only the one successful probe reached A"
+    );
+    for _ in 0..10 {
+        assert_eq!(get(b.addr, "/call-echo?msg=x").status, 200, "closed again");
+    }
+}
