@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use super::balance::{DEFAULT_DECAY, PeakEwma};
+use super::lock;
 use super::outlier::{Outlier, OutlierConfig};
 use crate::http::client::{Client, Upstream};
 use crate::http::limits::ClientLimits;
