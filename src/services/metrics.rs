@@ -34,6 +34,10 @@ pub const UPSTREAM_OUTCOMES: [&str; 8] = [
     "overloaded",
 ];
 
+/// Why A gave up a request's work (`echo_lab_abandoned_total`): the caller's deadline
+/// (`X-Timeout-Ms`) had passed when it arrived, or passed while A was working.
+pub const ABANDON_REASONS: [&str; 2] = ["expired_on_arrival", "deadline_passed"];
+
 /// Histogram bucket bounds, in seconds (Prometheus's `le`). From sub-millisecond echoes up to
 /// the 1 s deadline and a little past it.
 const BUCKETS: [f64; 14] = [
@@ -85,6 +89,7 @@ pub struct Metrics {
     pub open_connections: Arc<AtomicUsize>,
     upstream_calls: [AtomicU64; UPSTREAM_OUTCOMES.len()],
     upstream_duration: Histogram,
+    abandoned: [AtomicU64; ABANDON_REASONS.len()],
 }
 
 impl Metrics {
@@ -117,6 +122,13 @@ impl Metrics {
             self.upstream_calls[i].fetch_add(1, Ordering::Relaxed);
         }
         self.upstream_duration.observe(elapsed);
+    }
+
+    /// Counts one request whose work was given up, by reason (one of `ABANDON_REASONS`).
+    pub fn record_abandoned(&self, reason: &str) {
+        if let Some(i) = ABANDON_REASONS.iter().position(|&x| x == reason) {
+            self.abandoned[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The whole exposition. `idle_upstream` is B's count of idle pooled connections (`None`
@@ -165,10 +177,24 @@ impl Metrics {
             "# HELP echo_lab_open_connections Client connections open now.\n\
              # TYPE echo_lab_open_connections gauge\necho_lab_open_connections {open}"
         );
+        self.render_abandoned(&mut out);
         if let Some(idle) = idle_upstream {
             self.render_upstream(&mut out, idle);
         }
         out
+    }
+
+    /// Every reason, zeros included, so that `rate()` has a series from the first scrape.
+    fn render_abandoned(&self, out: &mut String) {
+        out.push_str(
+            "# HELP echo_lab_abandoned_total Requests whose work was given up because the \
+             caller's deadline (X-Timeout-Ms) had passed, by reason.\n\
+             # TYPE echo_lab_abandoned_total counter\n",
+        );
+        for (reason, n) in ABANDON_REASONS.iter().zip(&self.abandoned) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "echo_lab_abandoned_total{{reason=\"{reason}\"}} {n}");
+        }
     }
 
     fn render_upstream(&self, out: &mut String, idle: usize) {
@@ -371,6 +397,7 @@ mod tests {
         m.record_request("/nope", 404, Duration::from_micros(50));
         m.record_rejected(431);
         m.record_upstream("timeout", Duration::from_millis(1000));
+        m.record_abandoned("deadline_passed");
         let text = m.render(Some(3));
         assert!(text.contains("echo_lab_requests_total{endpoint=\"/echo\",status=\"200\"} 2\n"));
         assert!(text.contains("echo_lab_requests_total{endpoint=\"other\",status=\"404\"} 1\n"));
@@ -381,6 +408,8 @@ mod tests {
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"timeout\"} 1\n"));
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"ok\"} 0\n"));
         assert!(text.contains("echo_lab_upstream_idle_connections 3\n"));
+        assert!(text.contains("echo_lab_abandoned_total{reason=\"deadline_passed\"} 1\n"));
+        assert!(text.contains("echo_lab_abandoned_total{reason=\"expired_on_arrival\"} 0\n"));
         assert!(!m.render(None).contains("upstream"));
     }
 }

@@ -105,12 +105,8 @@ impl Replica {
         }
     }
 
-    /// The state, even if a thread panicked while holding the lock: it is plain numbers that
-    /// every update leaves consistent, so there is nothing half-done to fear.
     fn state(&self) -> MutexGuard<'_, ReplicaState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Peak-EWMA cost: what the balancer compares.
