@@ -65,6 +65,12 @@ pub const COMMON_FLAGS: &[Flag] = &[
         "log every HTTP head as it crossed the wire, both directions, and each body's start",
     ),
     Flag::value(
+        "log-format",
+        "LOG_FORMAT",
+        "text",
+        "log lines as text, or as json (one object per line)",
+    ),
+    Flag::value(
         "shutdown-grace-ms",
         "SHUTDOWN_GRACE_MS",
         "10000",

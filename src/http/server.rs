@@ -158,7 +158,8 @@ impl<H: Handler> Server<H> {
         self.accept_loop(&listener, &alive_tx).await;
         drop(listener);
         let in_flight = self.open.load(Ordering::SeqCst);
-        log::info!("shutdown: stopped accepting; draining {in_flight} connection(s)");
+        log::info!(event = "drain_start", connections = in_flight;
+            "shutdown: stopped accepting; draining {in_flight} connection(s)");
         drop(alive_tx);
         let drained = async { alive_rx.recv().await.is_err() }
             .or(async {
@@ -168,9 +169,10 @@ impl<H: Handler> Server<H> {
             .await;
         let left = self.open.load(Ordering::SeqCst);
         if drained {
-            log::info!("shutdown: drain complete");
+            log::info!(event = "drain_complete"; "shutdown: drain complete");
         } else {
-            log::warn!("shutdown: grace period over, dropping {left} connection(s)");
+            log::warn!(event = "drain_timeout", connections = left;
+                "shutdown: grace period over, dropping {left} connection(s)");
         }
     }
 

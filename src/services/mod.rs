@@ -7,7 +7,6 @@ pub mod echo;
 pub mod metrics;
 pub mod query;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::error::RequestError;
 use crate::http::message::{Request, RequestHead, Response};
+use crate::logging::{self, Field, Value};
 use metrics::Metrics;
 
 /// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
@@ -95,45 +95,46 @@ impl<'a> Exchange<'a> {
             exchange: &self,
             status: response.status,
             latency: elapsed,
+            failure: failure.as_ref(),
         };
-        match failure {
-            None => log::info!("{line}"),
-            Some(Failure {
-                kind: Some(kind),
-                text,
-            }) => {
-                log::warn!("{line} error_kind={kind} error={text:?}")
-            }
-            Some(Failure { kind: None, text }) => log::info!("{line} error={text:?}"),
-        }
+        // A failure of a dependency (it has an `error_kind`) is a warning; a client's bad
+        // request is not.
+        let level = match &failure {
+            Some(Failure { kind: Some(_), .. }) => log::Level::Warn,
+            _ => log::Level::Info,
+        };
+        logging::emit(level, module_path!(), &line.fields());
         response.with_header("X-Request-Id", self.request_id)
     }
 }
 
-/// The common part of a request's log line. Formatted once, straight into the logger's line:
-/// building it as a `String` first would cost an allocation and a copy per request.
+/// A request's log line: the one place that lists its fields, in order. Written once, straight
+/// into the logger's line (as `key=value` text or JSON members, see `crate::logging`): building
+/// it as a `String` first would cost an allocation and a copy per request.
 struct LogLine<'e, 'a> {
     exchange: &'e Exchange<'a>,
     status: u16,
     latency: Duration,
+    failure: Option<&'e Failure>,
 }
 
-impl fmt::Display for LogLine<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl LogLine<'_, '_> {
+    fn fields(&self) -> [Field<'_>; 8] {
         let e = self.exchange;
-        // Milliseconds with one decimal, in integers: float formatting costs more.
-        let tenths_of_ms = self.latency.as_micros() / 100;
-        write!(
-            f,
-            "service={} method={} endpoint={} status={} latency_ms={}.{} request_id={}",
-            e.service,
-            e.method,
-            e.endpoint,
-            self.status,
-            tenths_of_ms / 10,
-            tenths_of_ms % 10,
-            e.request_id
-        )
+        let (kind, error) = match self.failure {
+            Some(Failure { kind, text }) => (kind.as_ref(), Some(text.as_str())),
+            None => (None, None),
+        };
+        [
+            ("service", Value::Word(&e.service)),
+            ("method", Value::Word(&e.method)),
+            ("endpoint", Value::Word(&e.endpoint)),
+            ("status", Value::Uint(u64::from(self.status))),
+            ("latency_ms", Value::Millis(self.latency)),
+            ("request_id", Value::Word(&e.request_id)),
+            ("error_kind", kind.map_or(Value::Absent, |k| Value::Word(k))),
+            ("error", error.map_or(Value::Absent, Value::Quoted)),
+        ]
     }
 }
 
@@ -155,11 +156,17 @@ pub fn log_rejected(
     if let Some(status) = status {
         metrics.record_rejected(status);
     }
-    let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
-    log::warn!(
-        "service={service} peer={peer} status={status} error={:?}",
-        error.to_string()
-    );
+    let error = error.to_string();
+    let fields = [
+        ("service", Value::Word(&service)),
+        ("peer", Value::Word(&peer)),
+        (
+            "status",
+            status.map_or(Value::Word(&"none"), |s| Value::Uint(s.into())),
+        ),
+        ("error", Value::Quoted(&error)),
+    ];
+    logging::emit(log::Level::Warn, module_path!(), &fields);
 }
 
 /// A client's id is kept if it is short and made of characters that are safe in a log line
@@ -211,6 +218,7 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::http::message::{Headers, Version};
+    use crate::logging::{Fields, LogFormat};
 
     fn head(method: &str, target: &str) -> RequestHead {
         RequestHead {
@@ -249,9 +257,15 @@ mod tests {
                 exchange: &exchange,
                 status: 503,
                 latency: Duration::from_micros(latency),
+                failure: None,
+            };
+            let fields = line.fields();
+            let text = Fields {
+                format: LogFormat::Text,
+                list: &fields,
             };
             assert_eq!(
-                line.to_string(),
+                text.to_string(),
                 format!(
                     "service=B method=GET endpoint=/call-echo status=503 latency_ms={shown} \
                      request_id=abc-1"
