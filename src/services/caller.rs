@@ -67,9 +67,13 @@ impl CallerService {
         &self.client
     }
 
-    async fn respond(&self, request: &Request, request_id: &str) -> (Response, Option<Failure>) {
+    async fn respond(
+        &self,
+        request: &Request,
+        exchange: &Exchange<'_>,
+    ) -> (Response, Option<Failure>) {
         match route(&request.head, &["/health", "/call-echo", "/metrics"]) {
-            Ok("/call-echo") => self.call_echo(request.head.query(), request_id).await,
+            Ok("/call-echo") => self.call_echo(request.head.query(), exchange).await,
             Ok("/metrics") => {
                 let idle = self.client.idle_connections();
                 (metrics_response(&self.metrics, Some(idle)), None)
@@ -82,7 +86,7 @@ impl CallerService {
     async fn call_echo(
         &self,
         query: Option<&str>,
-        request_id: &str,
+        exchange: &Exchange<'_>,
     ) -> (Response, Option<Failure>) {
         let msg = match query_param(query, "msg") {
             Ok(msg) => msg.unwrap_or_default(),
@@ -95,7 +99,7 @@ impl CallerService {
                 return (Response::json_error(400, &text), Some(failure));
             }
         };
-        match self.ask_a(&msg, request_id).await {
+        match self.ask_a(&msg, exchange).await {
             Ok(body) => (Response::json(200, body), None),
             Err(e) => {
                 let failure = Failure {
@@ -108,9 +112,11 @@ impl CallerService {
     }
 
     /// Calls A and returns B's success body, with A's JSON object inside it.
-    async fn ask_a(&self, msg: &str, request_id: &str) -> Result<String, UpstreamError> {
+    async fn ask_a(&self, msg: &str, exchange: &Exchange<'_>) -> Result<String, UpstreamError> {
         let target = format!("/echo?msg={}", encode(msg));
-        let headers = [("X-Request-Id", request_id)];
+        // The request id and the trace go on to A (W3C Trace Context: our span is A's parent).
+        let traceparent = exchange.trace.traceparent();
+        let headers = exchange.propagated_headers(&traceparent);
         let deadline = Deadline::after(self.timeout);
         let result = self.client.get(&target, &headers, deadline).await;
         let body = result.map_err(UpstreamError::Client).and_then(|response| {
@@ -152,7 +158,7 @@ fn unavailable(error: &UpstreamError) -> Response {
 impl Handler for CallerService {
     async fn handle(&self, request: Request) -> Response {
         let exchange = Exchange::begin("B", &self.metrics, &request);
-        let (response, failure) = self.respond(&request, &exchange.request_id).await;
+        let (response, failure) = self.respond(&request, &exchange).await;
         exchange.finish(response, failure)
     }
 

@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod echo;
 pub mod metrics;
 pub mod query;
+pub mod trace_context;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -13,9 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::error::RequestError;
+use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
 use crate::logging::{self, Field, Value};
 use metrics::Metrics;
+use trace_context::TraceContext;
 
 /// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
 const ALLOW: &str = "GET, HEAD";
@@ -62,6 +65,8 @@ pub struct Exchange<'a> {
     method: &'a str,
     endpoint: &'a str,
     pub request_id: String,
+    /// The W3C trace this request belongs to, and its span in it.
+    pub trace: TraceContext,
 }
 
 impl<'a> Exchange<'a> {
@@ -83,7 +88,23 @@ impl<'a> Exchange<'a> {
             method: &request.head.method,
             endpoint: request.head.path(),
             request_id,
+            trace: trace_context(&request.head.headers),
         }
+    }
+
+    /// The headers that carry this request's identity on to a call it makes: the same
+    /// `X-Request-Id`, and a `traceparent` with the same trace and our span as the parent.
+    /// `traceparent` is made by the caller with `self.trace.traceparent()`, so that it can
+    /// outlive the borrow.
+    pub fn propagated_headers<'s>(&'s self, traceparent: &'s str) -> Vec<(&'static str, &'s str)> {
+        let mut headers = vec![
+            ("X-Request-Id", self.request_id.as_str()),
+            ("traceparent", traceparent),
+        ];
+        if let Some(state) = &self.trace.tracestate {
+            headers.push(("tracestate", state.as_str()));
+        }
+        headers
     }
 
     /// Logs the request's one line and returns the response with its `X-Request-Id`.
@@ -119,7 +140,7 @@ struct LogLine<'e, 'a> {
 }
 
 impl LogLine<'_, '_> {
-    fn fields(&self) -> [Field<'_>; 8] {
+    fn fields(&self) -> [Field<'_>; 9] {
         let e = self.exchange;
         let (kind, error) = match self.failure {
             Some(Failure { kind, text }) => (kind.as_ref(), Some(text.as_str())),
@@ -132,6 +153,7 @@ impl LogLine<'_, '_> {
             ("status", Value::Uint(u64::from(self.status))),
             ("latency_ms", Value::Millis(self.latency)),
             ("request_id", Value::Word(&e.request_id)),
+            ("trace_id", Value::Word(&e.trace.trace_id)),
             ("error_kind", kind.map_or(Value::Absent, |k| Value::Word(k))),
             ("error", error.map_or(Value::Absent, Value::Quoted)),
         ]
@@ -169,6 +191,22 @@ pub fn log_rejected(
     logging::emit(log::Level::Warn, module_path!(), &fields);
 }
 
+/// The request's trace context (W3C Trace Context §3.2, §3.3). Two `traceparent` fields
+/// cannot both name the parent, so they count as invalid and start a new trace; several
+/// `tracestate` fields are one list, joined with commas (RFC 9110 §5.3).
+fn trace_context(headers: &Headers) -> TraceContext {
+    let traceparent = match headers.get_all("traceparent").count() {
+        1 => headers.get_str("traceparent"),
+        _ => None,
+    };
+    let states: Vec<&str> = headers
+        .get_all("tracestate")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    let tracestate = (!states.is_empty()).then(|| states.join(","));
+    TraceContext::from_headers(traceparent, tracestate.as_deref())
+}
+
 /// A client's id is kept if it is short and made of characters that are safe in a log line
 /// and a header: letters, digits and `-_.:/+=`.
 fn is_sane_request_id(id: &str) -> bool {
@@ -185,6 +223,14 @@ fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}", mix(process_seed().wrapping_add(n)))
+}
+
+/// A 64-bit number, different on every call (SplitMix64 over a counter, from a per-process
+/// seed). For ids that must not collide, not for secrets.
+pub fn random_u64() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let n = STATE.fetch_add(1, Ordering::Relaxed);
+    mix(process_seed().wrapping_add(n))
 }
 
 /// A number in `0.0..1.0`, different on every call (SplitMix64 over a counter). Good enough
@@ -251,6 +297,10 @@ mod tests {
             body: Vec::new(),
         };
         request.head.headers.push("X-Request-Id", b"abc-1");
+        request.head.headers.push(
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
         let exchange = Exchange::begin("B", &metrics, &request);
         for (latency, shown) in [(1_000_849, "1000.8"), (50, "0.0"), (123_456, "123.4")] {
             let line = LogLine {
@@ -268,7 +318,7 @@ mod tests {
                 text.to_string(),
                 format!(
                     "service=B method=GET endpoint=/call-echo status=503 latency_ms={shown} \
-                     request_id=abc-1"
+                     request_id=abc-1 trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
                 )
             );
         }
