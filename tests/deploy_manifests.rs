@@ -374,12 +374,13 @@ fn ports_agree_from_container_to_probes_to_service() {
 }
 
 #[test]
-fn probes_get_health_and_the_binary_answers_200_there() {
+fn probes_get_ready_and_health_and_the_binary_answers_200_there() {
     for (manifest, binary) in manifests() {
         let service = binary.start(&manifest.env());
-        for probe in ["readinessProbe", "livenessProbe"] {
+        // Readiness and liveness differ: /ready goes 503 at the connection cap and in shutdown.
+        for (probe, expected) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
             let path = manifest.one("Deployment", &format!("{CONTAINER}.{probe}.httpGet.path"));
-            assert_eq!(path, "/health", "{}: {probe}", manifest.file);
+            assert_eq!(path, expected, "{}: {probe}", manifest.file);
             let reply = get(service.addr, &path);
             assert_eq!(
                 reply.status, 200,

@@ -68,5 +68,6 @@ fn main() -> ExitCode {
         vec![("chaos_on", format!("chaos on: {chaos}"))]
     };
     let metrics = Arc::new(Metrics::for_server(&config));
-    run::serve("A", addr, config, &notes, EchoService::new(chaos, metrics))
+    let service = EchoService::new(chaos, metrics).with_server_status(config.status());
+    run::serve("A", addr, config, &notes, service)
 }

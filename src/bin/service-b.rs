@@ -40,7 +40,7 @@ fn caller(settings: &Settings, config: &ServerConfig) -> Result<CallerService, C
     let timeout = Duration::from_millis(settings.get::<NonZeroU64>("timeout-ms")?.get());
     let client = Client::new(upstream, ClientLimits::default());
     let metrics = Arc::new(Metrics::for_server(config));
-    Ok(CallerService::new(client, timeout, metrics))
+    Ok(CallerService::new(client, timeout, metrics).with_server_status(config.status()))
 }
 
 fn main() -> ExitCode {

@@ -9,17 +9,19 @@ use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, ready, route};
 use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
-use crate::http::server::Handler;
+use crate::http::server::{Handler, ServerStatus};
 
 /// The caller service's handler: a client for A and the deadline for each call.
 pub struct CallerService {
     client: Client,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The server's state, for `/ready`.
+    server: ServerStatus,
 }
 
 /// Why a call to A did not produce an answer we can pass on.
@@ -60,7 +62,14 @@ impl CallerService {
             client,
             timeout,
             metrics,
+            server: ServerStatus::default(),
         }
+    }
+
+    /// Reports readiness from `server`'s state (see `services::ready`).
+    pub fn with_server_status(mut self, server: ServerStatus) -> CallerService {
+        self.server = server;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -72,8 +81,12 @@ impl CallerService {
         request: &Request,
         exchange: &Exchange<'_>,
     ) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/call-echo", "/metrics"]) {
+        match route(
+            &request.head,
+            &["/health", "/ready", "/call-echo", "/metrics"],
+        ) {
             Ok("/call-echo") => self.call_echo(request.head.query(), exchange).await,
+            Ok("/ready") => (ready(&self.server), None),
             Ok("/metrics") => {
                 let idle = self.client.idle_connections();
                 (metrics_response(&self.metrics, Some(idle)), None)

@@ -12,7 +12,14 @@ use std::time::Duration;
 use crate::http::server::ServerConfig;
 
 /// The endpoints we count separately; anything else is `other`.
-const ENDPOINTS: [&str; 5] = ["/health", "/echo", "/call-echo", "/metrics", "other"];
+const ENDPOINTS: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/echo",
+    "/call-echo",
+    "/metrics",
+    "other",
+];
 
 /// The statuses we count separately; anything else is `other`.
 const STATUSES: [u16; 14] = [

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::http::error::RequestError;
 use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
+use crate::http::server::ServerStatus;
 use crate::logging::{self, Field, Value};
 use metrics::Metrics;
 use trace_context::TraceContext;
@@ -44,9 +45,27 @@ pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Resp
     Response::new(200, metrics::CONTENT_TYPE, metrics.render(idle_upstream))
 }
 
-/// `{"status":"ok"}`: the answer to `/health` on both services.
+/// `{"status":"ok"}`: the answer to `/health` on both services. Liveness: it says only that
+/// the process answers, so whatever else is going on, a restart would not help.
 pub fn health() -> Response {
     Response::json(200, r#"{"status":"ok"}"#)
+}
+
+/// The answer to `/ready` on both services. Readiness: whether to send this instance new
+/// traffic. Not while it is shutting down (it is about to go away), nor while its connection
+/// cap is reached (a new connection would be refused): `503`, with the reason. Unlike a failed
+/// liveness probe, this takes the instance out of rotation without restarting it.
+pub fn ready(server: &ServerStatus) -> Response {
+    if server.is_draining() {
+        Response::json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
+    } else if server.at_connection_cap() {
+        Response::json(
+            503,
+            r#"{"status":"not ready","reason":"connection limit reached"}"#,
+        )
+    } else {
+        Response::json(200, r#"{"status":"ready"}"#)
+    }
 }
 
 /// A failure worth naming in the log line: `error_kind` (when there is one) and the text.
