@@ -26,7 +26,7 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
         std::env::var(k).ok()
     }) {
         Ok(settings) => Ok(settings),
-        Err(ConfigError::Help(text)) => {
+        Err(ConfigError::Help(text) | ConfigError::Version(text)) => {
             // Not `println!`, which panics when the reader has gone (`--help | head`).
             let _ = writeln!(std::io::stdout(), "{text}");
             Err(ExitCode::SUCCESS)
@@ -35,10 +35,27 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
     }
 }
 
-/// Prints one clear line on stderr; the exit code for a bad start.
+/// Exit status of a usage error: a bad flag, variable or value. The configuration must change;
+/// starting again as is would fail again. 2 is the convention of getopt, clap and Go's `flag`.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Exit status of a service that was configured correctly but could not start: the port is
+/// taken, binding it is not permitted, signals cannot be watched. The environment refused, and
+/// the same command may work later (once the port is free), so a supervisor may retry it,
+/// where it should not retry a usage error. 1 is the general-failure convention, and nothing
+/// else in the services exits 1: a panic exits 101, a signal leaves no status.
+pub const EXIT_START_FAILED: u8 = 1;
+
+/// Prints one clear line on stderr; the exit code for a usage error (`EXIT_USAGE`).
 pub fn fail(text: &str) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "error: {text}");
-    ExitCode::from(2)
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Prints one clear line on stderr; the exit code for a failure to start (`EXIT_START_FAILED`).
+pub fn fail_to_start(text: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {text}");
+    ExitCode::from(EXIT_START_FAILED)
 }
 
 /// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout, in the
@@ -138,11 +155,11 @@ pub fn serve(
     let open_files_note = raise_open_file_limit(config.limits.max_connections);
     let listener = match server::bind(addr) {
         Ok(listener) => listener,
-        Err(e) => return fail(&format!("service={name} cannot listen on {addr}: {e}")),
+        Err(e) => return fail_to_start(&format!("service={name} cannot listen on {addr}: {e}")),
     };
     let signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
-        Err(e) => return fail(&format!("cannot watch for signals: {e}")),
+        Err(e) => return fail_to_start(&format!("cannot watch for signals: {e}")),
     };
     let local = listener.get_ref().local_addr().unwrap_or(addr);
     // Each line names its `event` as a key-value: the JSON format shows it (text does not).

@@ -44,6 +44,7 @@ usage: loadgen URL [-c N] [-d DURATION] [-t N] [--timeout DURATION] [--rate N] [
                       intended send time (coordinated omission); default: closed loop
       --json          also print the summary as one JSON line (last line of stdout)
   -h, --help          print this text
+  -V, --version       print the name and version
 
 DURATION: a number with a unit, ms, s, m or h (500ms, 10s, 2m); a bare number is seconds.
 Throughput counts responses of any status; connection-level failures are counted apart, by
@@ -54,6 +55,10 @@ fn main() -> ExitCode {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Help) => {
             println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("{}", echo_lab::config::version_line());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -94,6 +99,7 @@ struct Options {
 enum Parsed {
     Run(Options),
     Help,
+    Version,
 }
 
 /// More workers than this would only measure the file-descriptor limit.
@@ -120,10 +126,11 @@ impl Options {
                     .ok_or_else(|| format!("{flag} needs a value"))
             };
             match flag.as_str() {
-                "-h" | "--help" | "--json" if inline.is_some() => {
+                "-h" | "--help" | "-V" | "--version" | "--json" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
                 "-h" | "--help" => return Ok(Parsed::Help),
+                "-V" | "--version" => return Ok(Parsed::Version),
                 "--json" => json = true,
                 "-c" | "--connections" => connections = parse_count(&flag, &value()?)?,
                 "-t" | "--threads" => threads = parse_count(&flag, &value()?)?,
