@@ -5,6 +5,7 @@ pub mod caller;
 pub mod chaos;
 pub mod echo;
 pub mod metrics;
+pub mod process;
 pub mod query;
 pub mod trace_context;
 
