@@ -295,7 +295,8 @@ impl Drop for OpenGuard {
 /// Over the connection cap: one non-blocking attempt to say so, then close. No task is
 /// spawned, so a flood costs us nothing but the accept.
 fn refuse(stream: Option<TcpStream>, peer: SocketAddr) {
-    log::warn!("peer={peer} status=503 error=\"connection limit reached\"");
+    log::warn!(peer:% = peer, status = 503, error = "connection limit reached";
+        "peer={peer} status=503 error=\"connection limit reached\"");
     if let Some(mut stream) = stream {
         let mut busy = Vec::new();
         let response = Response::json_error(503, "too many connections");
