@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         std::env::var(k).ok()
     }) {
         Ok(settings) => settings,
-        Err(ConfigError::Help(text)) => {
+        Err(ConfigError::Help(text) | ConfigError::Version(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;
         }

@@ -82,11 +82,12 @@ fn main() -> ExitCode {
         Err(e) => return run::fail(&e.to_string()),
     };
     run::init_logging();
-    let notes: Vec<String> = if chaos.is_off() {
+    let notes = if chaos.is_off() {
         Vec::new()
     } else {
-        vec![format!("chaos on: {chaos}")]
+        vec![("chaos_on", format!("chaos on: {chaos}"))]
     };
     let metrics = Arc::new(Metrics::for_server(&config));
-    run::serve("A", addr, config, &notes, EchoService::new(chaos, metrics))
+    let service = EchoService::new(chaos, metrics).with_server_status(config.status());
+    run::serve("A", addr, config, &notes, service)
 }

@@ -26,10 +26,10 @@ use futures_lite::FutureExt;
 use super::chaos::{BLACKHOLE_HOLD, Chaos};
 use super::metrics::Metrics;
 use super::query::query_param;
-use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, ready, route};
 use crate::http::error::RequestError;
 use crate::http::message::{Headers, Request, RequestHead, Response};
-use crate::http::server::Handler;
+use crate::http::server::{Handler, ServerStatus};
 use crate::upstream::deadline::{self, parse_remaining};
 
 /// The echo service's handler.
@@ -37,17 +37,30 @@ use crate::upstream::deadline::{self, parse_remaining};
 pub struct EchoService {
     chaos: Chaos,
     metrics: Arc<Metrics>,
+    /// The server's state, for `/ready`.
+    server: ServerStatus,
 }
 
 impl EchoService {
     pub fn new(chaos: Chaos, metrics: Arc<Metrics>) -> EchoService {
-        EchoService { chaos, metrics }
+        EchoService {
+            chaos,
+            metrics,
+            server: ServerStatus::default(),
+        }
+    }
+
+    /// Reports readiness from `server`'s state (see `services::ready`).
+    pub fn with_server_status(mut self, server: ServerStatus) -> EchoService {
+        self.server = server;
+        self
     }
 
     /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
     fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/echo", "/metrics"]) {
+        match route(&request.head, &["/health", "/ready", "/echo", "/metrics"]) {
             Ok("/echo") => echo(request.head.query()),
+            Ok("/ready") => (ready(&self.server), None),
             Ok("/metrics") => (metrics_response(&self.metrics, None), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),

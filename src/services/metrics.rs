@@ -9,13 +9,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::process;
+use crate::config::VERSION;
 use crate::http::server::ServerConfig;
 use crate::upstream::ClusterSnapshot;
 use crate::upstream::breaker::BreakerState;
 use crate::upstream::replicas::ReplicaSnapshot;
 
 /// The endpoints we count separately; anything else is `other`.
-const ENDPOINTS: [&str; 5] = ["/health", "/echo", "/call-echo", "/metrics", "other"];
+const ENDPOINTS: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/echo",
+    "/call-echo",
+    "/metrics",
+    "other",
+];
 
 /// The statuses we count separately; anything else is `other`.
 const STATUSES: [u16; 14] = [
@@ -66,15 +75,33 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The samples of one series; `labels` is empty or `key="value",` (with the comma), put
+    /// before `le` in every bucket and alone on `_sum` and `_count`.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (le, bucket) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
+        let labels = labels.trim_end_matches(',');
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
+            );
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -82,7 +109,8 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; ENDPOINTS.len()],
-    request_duration: Histogram,
+    /// One histogram per endpoint: a fast `/health` probe must not hide a slow `/echo`.
+    request_duration: [Histogram; ENDPOINTS.len()],
     /// Requests the HTTP layer rejected before any handler saw them, by status.
     rejected: [AtomicU64; STATUSES.len()],
     /// Connections open now; the server keeps it current.
@@ -108,7 +136,7 @@ impl Metrics {
             .position(|&x| x == endpoint)
             .unwrap_or(ENDPOINTS.len() - 1);
         self.requests[e][status_index(status)].fetch_add(1, Ordering::Relaxed);
-        self.request_duration.observe(elapsed);
+        self.request_duration[e].observe(elapsed);
     }
 
     /// Counts a request rejected by the HTTP layer (400, 408, 431...).
@@ -166,11 +194,7 @@ impl Metrics {
                 );
             }
         }
-        self.request_duration.render(
-            &mut out,
-            "echo_lab_request_duration_seconds",
-            "Time from a request's arrival to its response.",
-        );
+        self.render_request_duration(&mut out);
         let open = self.open_connections.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
@@ -181,6 +205,12 @@ impl Metrics {
         if let Some(idle) = idle_upstream {
             self.render_upstream(&mut out, idle);
         }
+        let _ = writeln!(
+            out,
+            "# HELP echo_lab_build_info The version of echo-lab that is running; always 1.\n\
+             # TYPE echo_lab_build_info gauge\necho_lab_build_info{{version=\"{VERSION}\"}} 1"
+        );
+        process::render(&mut out);
         out
     }
 
@@ -194,6 +224,21 @@ impl Metrics {
         for (reason, n) in ABANDON_REASONS.iter().zip(&self.abandoned) {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(out, "echo_lab_abandoned_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+
+    /// The request-duration histogram, one series per endpoint that has seen a request.
+    fn render_request_duration(&self, out: &mut String) {
+        let name = "echo_lab_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a request's arrival to its response, by endpoint.\n\
+             # TYPE {name} histogram"
+        );
+        for (endpoint, histogram) in ENDPOINTS.iter().zip(&self.request_duration) {
+            if histogram.count() > 0 {
+                histogram.render_series(out, name, &format!("endpoint=\"{endpoint}\","));
+            }
         }
     }
 
@@ -402,9 +447,16 @@ mod tests {
         assert!(text.contains("echo_lab_requests_total{endpoint=\"/echo\",status=\"200\"} 2\n"));
         assert!(text.contains("echo_lab_requests_total{endpoint=\"other\",status=\"404\"} 1\n"));
         assert!(text.contains("echo_lab_rejected_requests_total{status=\"431\"} 1\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"0.0005\"} 2\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_count 3\n"));
+        let echo = "echo_lab_request_duration_seconds_bucket{endpoint=\"/echo\",";
+        assert!(text.contains(&format!("{echo}le=\"0.0005\"}} 1\n")));
+        assert!(text.contains(&format!("{echo}le=\"+Inf\"}} 2\n")));
+        assert!(text.contains("echo_lab_request_duration_seconds_count{endpoint=\"/echo\"} 2\n"));
+        assert!(text.contains("echo_lab_request_duration_seconds_count{endpoint=\"other\"} 1\n"));
+        assert!(
+            !text.contains("endpoint=\"/health\",le="),
+            "no series before a request"
+        );
+        assert!(text.contains(&format!("echo_lab_build_info{{version=\"{VERSION}\"}} 1\n")));
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"timeout\"} 1\n"));
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"ok\"} 0\n"));
         assert!(text.contains("echo_lab_upstream_idle_connections 3\n"));
