@@ -255,8 +255,9 @@ row() {
     stop_pid "$SAMPLER"
     { echo "t $(date +%s.%N)"; curl -s --max-time 1 "http://$B_ADDR/metrics" |
         grep '^echo_lab_upstream_replica_attempts_total' || true; } >>"$RUN/b-samples"
-    # A may still be working on requests B gave up on; let it finish or abandon them first.
-    [ "$scenario" = deadline ] && sleep 2
+    # A may still be working on requests B gave up on or cancelled (a 500 ms tail, a 1.5 s
+    # delay); let it finish or abandon them before counting.
+    if [ "$scenario" = deadline ]; then sleep 2; else sleep 1; fi
     scrape_a
     $TABLE cell "$scenario" "$variant" "$RUN" "$note" >>"$WORK/results.jsonl"
     log "  $variant: $(tail -n 1 "$WORK/results.jsonl")"

@@ -75,9 +75,9 @@ def a_counts(run):
 
 
 def a_load(run):
-    """Every /echo A's replicas started: answered, plus abandoned (an abandoned one has no
-    answer, so it is not among the answered)."""
-    return sum(answered + (abandoned or 0.0) for answered, _, abandoned in a_counts(run).values())
+    """Every /echo A's replicas answered. Abandoned work is answered too (503, counted among
+    echo_lab_requests_total); only a black-holed request never is."""
+    return sum(answered for answered, _, _ in a_counts(run).values())
 
 
 def b_samples(run):
@@ -157,7 +157,7 @@ def cell(scenario, variant, run, note):
             text = f"{pct(finished, sent):.0f} % ({finished:.0f} of {sent} calls) finished " \
                    "(A counts no abandoned work)"
         else:
-            started = finished + sum(abandoned)
+            started = sum(a[0] for a in per_a.values())
             text = f"{pct(finished, started):.1f} % finished after B gave up " \
                    f"({sum(abandoned):.0f} abandoned)"
     else:

@@ -98,7 +98,7 @@ echo "service,endpoint,connections,rps,p50_ms,p90_ms,p99_ms,max_ms,requests,non_
 point() {
     local service=$1 url=$2 conns=$3 json
     json=$("$BIN/loadgen" "$url" -c "$conns" -d "${SECONDS_PER_POINT}s" -t "$LG_THREADS" \
-        --timeout 5s --json 2>/dev/null | tail -n 1)
+        --timeout 5s --max-error-rate 1 --json 2>/dev/null | tail -n 1)
     python3 - "$service" "$url" "$conns" "$json" >>"$WORK/sweep.csv" <<'EOF'
 import json, sys
 from urllib.parse import urlsplit

@@ -65,6 +65,12 @@ pub const COMMON_FLAGS: &[Flag] = &[
         "log every HTTP head as it crossed the wire, both directions, and each body's start",
     ),
     Flag::value(
+        "log-format",
+        "LOG_FORMAT",
+        "text",
+        "log lines as text, or as json (one object per line)",
+    ),
+    Flag::value(
         "shutdown-grace-ms",
         "SHUTDOWN_GRACE_MS",
         "10000",
@@ -77,6 +83,8 @@ pub const COMMON_FLAGS: &[Flag] = &[
 pub enum ConfigError {
     /// `--help` was asked for; carries the text to print.
     Help(String),
+    /// `--version` (or `-V`) was asked for; carries the line to print.
+    Version(String),
     /// An unknown flag, a missing value, or a value of the wrong form.
     Invalid(String),
 }
@@ -85,6 +93,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Help(text) => f.write_str(text),
+            ConfigError::Version(text) => f.write_str(text),
             ConfigError::Invalid(text) => f.write_str(text),
         }
     }
@@ -117,6 +126,9 @@ impl Settings {
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
                 return Err(ConfigError::Help(help_text(usage, flags)));
+            }
+            if arg == "--version" || arg == "-V" {
+                return Err(ConfigError::Version(version_line()));
             }
             let (name, inline) = match arg.strip_prefix("--") {
                 Some(rest) => rest
@@ -167,6 +179,20 @@ impl Settings {
     }
 }
 
+/// The package's version, from `Cargo.toml`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `service-a 0.1.0`: the program's name as it was started, and the version (the form of
+/// `cargo --version` and most command-line tools, so scripts can take the last word).
+pub fn version_line() -> String {
+    let program = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "echo-lab".to_owned());
+    format!("{program} {VERSION}")
+}
+
 fn invalid(text: String) -> ConfigError {
     ConfigError::Invalid(text)
 }
@@ -189,7 +215,8 @@ fn help_text(usage: &str, flags: &[Flag]) -> String {
             f.name, f.env, f.help
         ));
     }
-    text.push_str("  --help\n      print this text\n");
+    text.push_str("  --help, -h\n      print this text\n");
+    text.push_str("  --version, -V\n      print the name and version\n");
     text
 }
 
@@ -250,5 +277,10 @@ mod tests {
         assert!(
             matches!(parse(&["--help"], &[]), Err(ConfigError::Help(t)) if t.contains("--port"))
         );
+        for flag in ["--version", "-V"] {
+            assert!(
+                matches!(parse(&["--port", "1", flag], &[]), Err(ConfigError::Version(t)) if t.ends_with(VERSION))
+            );
+        }
     }
 }

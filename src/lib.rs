@@ -5,10 +5,12 @@
 //! * `upstream` — B's calling policy over A's replicas: balancing, ejection, breaker,
 //!   budgeted retries, hedging, deadlines passed on, bulkhead;
 //! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
-//! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary.
+//! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary;
+//! * `logging` — log lines as text or JSON.
 
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod run;
 pub mod services;
 pub mod upstream;

@@ -16,6 +16,7 @@ use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
 use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
 use crate::http::trace;
+use crate::logging::{self, JsonLogger, LogFormat};
 
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
@@ -25,7 +26,7 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
         std::env::var(k).ok()
     }) {
         Ok(settings) => Ok(settings),
-        Err(ConfigError::Help(text)) => {
+        Err(ConfigError::Help(text) | ConfigError::Version(text)) => {
             // Not `println!`, which panics when the reader has gone (`--help | head`).
             let _ = writeln!(std::io::stdout(), "{text}");
             Err(ExitCode::SUCCESS)
@@ -34,37 +35,68 @@ pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
     }
 }
 
-/// Prints one clear line on stderr; the exit code for a bad start.
+/// Exit status of a usage error: a bad flag, variable or value. The configuration must change;
+/// starting again as is would fail again. 2 is the convention of getopt, clap and Go's `flag`.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Exit status of a service that was configured correctly but could not start: the port is
+/// taken, binding it is not permitted, signals cannot be watched. The environment refused, and
+/// the same command may work later (once the port is free), so a supervisor may retry it,
+/// where it should not retry a usage error. 1 is the general-failure convention, and nothing
+/// else in the services exits 1: a panic exits 101, a signal leaves no status.
+pub const EXIT_START_FAILED: u8 = 1;
+
+/// Prints one clear line on stderr; the exit code for a usage error (`EXIT_USAGE`).
 pub fn fail(text: &str) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "error: {text}");
-    ExitCode::from(2)
+    ExitCode::from(EXIT_USAGE)
 }
 
-/// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout:
-/// stdout is line-buffered, so a log line costs one `write`, where unbuffered stderr
-/// costs two. Errors before logging starts (bad flags) go to stderr.
+/// Prints one clear line on stderr; the exit code for a failure to start (`EXIT_START_FAILED`).
+pub fn fail_to_start(text: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {text}");
+    ExitCode::from(EXIT_START_FAILED)
+}
+
+/// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout, in the
+/// format `--log-format` chose (text unless told). stdout is line-buffered, so a log line costs
+/// one `write`, where unbuffered stderr costs two. Errors before logging starts (bad flags) go
+/// to stderr.
 pub fn init_logging() {
     let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
         .env()
         .with_utc_timestamps();
     log::set_max_level(logger.max_level());
-    let _ = log::set_boxed_logger(Box::new(OutputMayVanish {
-        logger,
-        gone: AtomicBool::new(false),
-    }));
+    let _ = match logging::format() {
+        LogFormat::Text => log::set_boxed_logger(Box::new(OutputMayVanish::new(logger))),
+        LogFormat::Json => {
+            let logger = JsonLogger { filter: logger };
+            log::set_boxed_logger(Box::new(OutputMayVanish::new(logger)))
+        }
+    };
 }
 
 /// simple_logger writes each line with `println!`, which panics when stdout has gone: its
 /// reader exited (`service-a | head`, a log collector that died). A log line is not worth a
 /// request, so the first such panic is caught here (the panic message still goes to stderr,
 /// once), and from then on log lines are dropped while the service keeps answering.
-struct OutputMayVanish {
-    logger: simple_logger::SimpleLogger,
+/// (`JsonLogger` panics the same way, so one guard serves both formats.)
+struct OutputMayVanish<L> {
+    logger: L,
     gone: AtomicBool,
 }
 
-impl log::Log for OutputMayVanish {
+impl<L> OutputMayVanish<L> {
+    fn new(logger: L) -> Self {
+        OutputMayVanish {
+            logger,
+            gone: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<L: log::Log> log::Log for OutputMayVanish<L> {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         !self.gone.load(Ordering::Relaxed) && self.logger.enabled(metadata)
     }
@@ -102,6 +134,7 @@ pub fn server_setup(
     if !settings.raw("threads").is_empty() {
         config.threads = settings.get::<NonZeroUsize>("threads")?.get();
     }
+    logging::set_format(settings.get("log-format")?);
     if settings.switch("trace-wire")? {
         trace::enable();
     }
@@ -109,34 +142,37 @@ pub fn server_setup(
 }
 
 /// Binds, logs `service=<name> listening on <addr>` (always the first line, tests read it) and
-/// then each of `notes`, and serves until a signal; then drains.
+/// then each of `notes` (an event name, e.g. `chaos_on`, and its text), and serves until a
+/// signal; then drains.
 pub fn serve(
     name: &str,
     addr: SocketAddr,
     config: ServerConfig,
-    notes: &[String],
+    notes: &[(&str, String)],
     handler: impl Handler,
 ) -> ExitCode {
     // Before the first connection can arrive; said after the startup line, which comes first.
     let open_files_note = raise_open_file_limit(config.limits.max_connections);
     let listener = match server::bind(addr) {
         Ok(listener) => listener,
-        Err(e) => return fail(&format!("service={name} cannot listen on {addr}: {e}")),
+        Err(e) => return fail_to_start(&format!("service={name} cannot listen on {addr}: {e}")),
     };
     let signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
-        Err(e) => return fail(&format!("cannot watch for signals: {e}")),
+        Err(e) => return fail_to_start(&format!("cannot watch for signals: {e}")),
     };
     let local = listener.get_ref().local_addr().unwrap_or(addr);
-    log::info!("service={name} listening on {local}");
+    // Each line names its `event` as a key-value: the JSON format shows it (text does not).
+    log::info!(service = name, event = "listening", addr:% = local; "service={name} listening on {local}");
     if trace::enabled() {
-        log::info!("service={name} wire trace on: heads and the first bytes of bodies follow");
+        log::info!(service = name, event = "wire_trace_on";
+            "service={name} wire trace on: heads and the first bytes of bodies follow");
     }
-    for note in notes {
-        log::warn!("service={name} {note}");
+    for (event, note) in notes {
+        log::warn!(service = name, event = event; "service={name} {note}");
     }
     if let Some(note) = &open_files_note {
-        log::warn!("service={name} {note}");
+        log::warn!(service = name, event = "open_file_limit"; "service={name} {note}");
     }
     let shutdown = async move {
         let mut signals = signals;
@@ -146,11 +182,11 @@ pub fn serve(
             } else {
                 "SIGINT"
             };
-            log::info!("shutdown: received {name}");
+            log::info!(event = "shutdown", signal = name; "shutdown: received {name}");
         }
     };
     server::serve(listener, handler, config, shutdown);
-    log::info!("service={name} stopped");
+    log::info!(service = name, event = "stopped"; "service={name} stopped");
     ExitCode::SUCCESS
 }
 

@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Service, get};
+use common::{Service, connect, get, timed_get};
 
 fn error_kind(reply: &common::Reply) -> String {
     reply.json()["error_kind"]
@@ -102,6 +104,196 @@ fn partial_rates_give_a_mix() {
     assert!(statuses.iter().all(|&s| s == 200 || s == 503));
 }
 
+/// Each of `n` echoes straight from A: how long it took.
+fn echo_times(a: &Service, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let (reply, took) =
+                timed_get(a.addr, "/echo?msg=x", Duration::from_secs(5)).expect("an answer");
+            assert_eq!(reply.status, 200);
+            took
+        })
+        .collect()
+}
+
+#[test]
+fn tail_rate_one_delays_every_answer() {
+    let a = Service::a(&["--tail-rate", "1", "--tail-delay-ms", "300"]);
+    let line = a
+        .wait_for_log("chaos on:", Duration::from_secs(2))
+        .expect("a startup line names the knobs");
+    assert!(line.contains("tail_rate=1 tail_delay_ms=300"), "{line}");
+    for took in echo_times(&a, 4) {
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+}
+
+#[test]
+fn tail_rate_zero_delays_none() {
+    let a = Service::a(&["--tail-rate", "0", "--tail-delay-ms", "300"]);
+    for took in echo_times(&a, 8) {
+        assert!(took < Duration::from_millis(250), "{took:?}");
+    }
+}
+
+/// Sends `GET /echo?msg=x` on a new connection (kept alive, with `extra` header lines) and
+/// returns the connection without reading.
+fn send_echo(addr: SocketAddr, extra: &str) -> TcpStream {
+    let mut stream = connect(addr);
+    let request = format!("GET /echo?msg=x HTTP/1.1\r\nHost: t\r\n{extra}\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    stream
+}
+
+/// `Ok` if not one byte, nor the end of the stream, arrives on `stream` for `quiet`.
+fn silent_for(stream: &mut TcpStream, quiet: Duration) -> Result<(), String> {
+    stream.set_read_timeout(Some(quiet)).expect("timeout");
+    let mut buf = [0u8; 1024];
+    match stream.read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
+        Ok(0) => Err("the connection was closed".into()),
+        Ok(n) => Err(format!("got {:?}", String::from_utf8_lossy(&buf[..n]))),
+        Err(e) => Err(format!("read failed: {e}")),
+    }
+}
+
+#[test]
+fn black_hole_reads_echo_and_never_answers_while_health_does() {
+    let a = Service::a(&["--blackhole"]);
+    // The deadline is ignored too: a dead host does not read headers.
+    let mut held = send_echo(a.addr, "X-Timeout-Ms: 200\r\n");
+    let mut plain = send_echo(a.addr, "");
+    for stream in [&mut held, &mut plain] {
+        silent_for(stream, Duration::from_millis(1500)).expect("no answer from the black hole");
+    }
+    // A is alive, and says so: only its /echo is gone.
+    let started = Instant::now();
+    assert_eq!(get(a.addr, "/health").status, 200);
+    assert_eq!(get(a.addr, "/metrics").status, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let line = a
+        .wait_for_log("chaos on:", Duration::from_secs(2))
+        .expect("a startup line");
+    assert!(line.contains("blackhole=true"), "{line}");
+}
+
+#[test]
+fn black_hole_is_a_timeout_at_b() {
+    let a = Service::a(&["--blackhole"]);
+    let b = Service::b(&a.url(), &[]);
+    let started = Instant::now();
+    let reply = get(b.addr, "/call-echo?msg=x");
+    let took = started.elapsed();
+    assert_eq!(reply.status, 503);
+    assert_eq!(error_kind(&reply), "timeout");
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn sigterm_with_a_black_holed_request_exits_within_the_grace() {
+    const GRACE_MS: u64 = 1000;
+    let grace = GRACE_MS.to_string();
+    let mut a = Service::a(&["--blackhole", "--shutdown-grace-ms", &grace]);
+    let mut held = send_echo(a.addr, "");
+    silent_for(&mut held, Duration::from_millis(300)).expect("held");
+    let started = Instant::now();
+    a.signal("TERM");
+    let code = a.wait_exit(Duration::from_millis(GRACE_MS + 2000));
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "no exit 0 in time; logs: {:?}", a.logs());
+    // It was in flight, so the drain waited for it, but not past the grace.
+    assert!(took >= Duration::from_millis(GRACE_MS - 100), "{took:?}");
+    // Dropped unanswered when the grace ended, as a dead host's connection would be.
+    held.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let _ = held.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn new_knobs_come_from_the_environment_too() {
+    let envs = [
+        ("TAIL_RATE", "0.5"),
+        ("TAIL_DELAY_MS", "40"),
+        ("BLACKHOLE", "1"),
+    ];
+    let a = Service::start(env!("CARGO_BIN_EXE_service-a"), &[], &envs);
+    let line = a
+        .wait_for_log("chaos on:", Duration::from_secs(2))
+        .expect("a startup line");
+    assert!(
+        line.contains("tail_rate=0.5 tail_delay_ms=40") && line.contains("blackhole=true"),
+        "{line}"
+    );
+}
+
+/// Runs service-a with `args` and `envs`, expecting it to refuse to start: its exit code and
+/// stderr. Bounded: a service that starts anyway is killed and reported, not waited on.
+fn refused_start(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
+        .args(["--port", "0"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run service-a");
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("service-a {args:?} {envs:?} started instead of refusing");
+}
+
+/// A bad start: arguments, environment, and the flag the error must name.
+type BadStart = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[test]
+fn bad_new_knobs_exit_2_naming_the_flag() {
+    let cases: [BadStart; 6] = [
+        (&["--tail-rate", "2"], &[], "--tail-rate"),
+        (
+            &["--tail-rate", "-0.5", "--tail-delay-ms", "10"],
+            &[],
+            "--tail-rate",
+        ),
+        (&["--tail-rate", "0.5"], &[], "--tail-rate"),
+        (&["--tail-delay-ms", "-1"], &[], "--tail-delay-ms"),
+        (&["--blackhole=maybe"], &[], "--blackhole"),
+        (
+            &[],
+            &[("TAIL_RATE", "NaN"), ("TAIL_DELAY_MS", "10")],
+            "--tail-rate",
+        ),
+    ];
+    for (args, envs, flag) in cases {
+        let (code, stderr) = refused_start(args, envs);
+        assert_eq!(code, 2, "{args:?} {envs:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(flag), "{args:?} {envs:?}: {stderr}");
+    }
+}
+
 #[test]
 fn rates_outside_zero_to_one_are_refused() {
     for args in [
@@ -109,13 +301,8 @@ fn rates_outside_zero_to_one_are_refused() {
         ["--drop-rate", "-0.1"],
         ["--fail-rate", "often"],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
-            .args(["--port", "0"])
-            .args(args)
-            .output()
-            .expect("run service-a");
-        assert!(!out.status.success(), "{args:?} was accepted");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr) = refused_start(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(args[0]), "{stderr}");
     }

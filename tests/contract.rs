@@ -189,7 +189,8 @@ fn assert_log_line(line: &str, service: &str, endpoint: &str, status: u16, reque
             "endpoint",
             "status",
             "latency_ms",
-            "request_id"
+            "request_id",
+            "trace_id"
         ],
         "fields of {line:?}"
     );
@@ -203,6 +204,15 @@ fn assert_log_line(line: &str, service: &str, endpoint: &str, status: u16, reque
         .unwrap_or_else(|_| panic!("latency_ms is a number in {line:?}"));
     assert!(latency >= 0.0, "{line:?}");
     assert_eq!(fields[5].1, request_id, "{line:?}");
+    // W3C Trace Context: 32 lowercase hex digits, not all zero.
+    let trace_id = &fields[6].1;
+    assert!(
+        trace_id.len() == 32
+            && trace_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{line:?}"
+    );
 }
 
 /// A fake A that answers every `/echo` with `{"echo":"fake"}` and records each request head.

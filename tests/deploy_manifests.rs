@@ -1,8 +1,9 @@
 //! The deployment files in `deploy/` agree with the binaries they run: every variable and flag
 //! they set is one the binary knows (`--help`), ports line up from the container to the probes
 //! to the Service, the probe paths really answer 200, B is pointed at A's Service, the drain
-//! fits in the termination grace period, and the Containerfile builds exactly the binaries the
-//! manifests start, as a non-root user.
+//! fits in the termination grace period, the Containerfile builds exactly the binaries the
+//! manifests start, as a non-root user, every Deployment has a disruption budget that lets a
+//! drain proceed, only B and Prometheus may reach A, and `kustomization.yaml` lists every file.
 //!
 //! No YAML dependency: `entries` reads the block-style subset these files use, line by line,
 //! into `path = value` pairs.
@@ -132,10 +133,16 @@ struct Manifest {
 }
 
 impl Manifest {
+    /// Any file under `deploy/`, whatever it holds.
+    fn load_file(file: &str) -> Manifest {
+        Manifest {
+            file: file.to_owned(),
+            entries: entries(&deploy_file(file)),
+        }
+    }
+
     fn load(name: &str) -> Manifest {
-        let file = format!("k8s/{name}.yaml");
-        let entries = entries(&deploy_file(&file));
-        let manifest = Manifest { file, entries };
+        let manifest = Manifest::load_file(&format!("k8s/{name}.yaml"));
         let kinds = manifest.values("kind");
         assert_eq!(
             kinds,
@@ -144,6 +151,17 @@ impl Manifest {
             manifest.file
         );
         manifest
+    }
+
+    /// The one value at `path` in document `doc` (for files with several of one kind).
+    fn one_in(&self, doc: usize, path: &str) -> String {
+        let all: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.doc == doc && e.path == path)
+            .collect();
+        assert_eq!(all.len(), 1, "{}: doc {doc}: {path}: {all:?}", self.file);
+        all[0].value.clone()
     }
 
     fn values(&self, path: &str) -> Vec<String> {
@@ -374,12 +392,13 @@ fn ports_agree_from_container_to_probes_to_service() {
 }
 
 #[test]
-fn probes_get_health_and_the_binary_answers_200_there() {
+fn probes_get_ready_and_health_and_the_binary_answers_200_there() {
     for (manifest, binary) in manifests() {
         let service = binary.start(&manifest.env());
-        for probe in ["readinessProbe", "livenessProbe"] {
+        // Readiness and liveness differ: /ready goes 503 at the connection cap and in shutdown.
+        for (probe, expected) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
             let path = manifest.one("Deployment", &format!("{CONTAINER}.{probe}.httpGet.path"));
-            assert_eq!(path, "/health", "{}: {probe}", manifest.file);
+            assert_eq!(path, expected, "{}: {probe}", manifest.file);
             let reply = get(service.addr, &path);
             assert_eq!(
                 reply.status, 200,
@@ -747,4 +766,107 @@ fn entries_reads_the_yaml_subset() {
         .map(|(d, p, v)| (*d, p.to_string(), v.to_string()))
         .collect();
     assert_eq!(got, want);
+}
+
+// ---- disruption budgets, network policy, kustomization ----
+
+const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+#[test]
+fn every_deployment_has_a_disruption_budget_that_lets_a_drain_proceed() {
+    let budgets = Manifest::load_file("k8s/disruption-budgets.yaml");
+    for (manifest, _) in manifests() {
+        let pods = manifest.one(
+            "Deployment",
+            &format!("spec.template.metadata.labels.{NAME_LABEL}"),
+        );
+        let replicas = number(&manifest.one("Deployment", "spec.replicas"), "replicas");
+        let selector = format!("spec.selector.matchLabels.{NAME_LABEL}");
+        let doc = budgets
+            .entries
+            .iter()
+            .find(|e| e.path == selector && e.value == pods)
+            .unwrap_or_else(|| panic!("no PodDisruptionBudget selects {pods}"))
+            .doc;
+        assert_eq!(budgets.one_in(doc, "kind"), "PodDisruptionBudget");
+        assert_eq!(budgets.one_in(doc, "apiVersion"), "policy/v1");
+        let min = number(&budgets.one_in(doc, "spec.minAvailable"), "minAvailable");
+        // At least one pod stays; at least one may go, or no node could ever be drained.
+        assert!(
+            (1..replicas).contains(&min),
+            "{pods}: minAvailable {min} with {replicas} replicas"
+        );
+        assert_eq!(
+            budgets.one_in(doc, "spec.unhealthyPodEvictionPolicy"),
+            "AlwaysAllow"
+        );
+    }
+}
+
+#[test]
+fn only_b_and_the_prometheus_namespace_may_reach_a() {
+    let policy = Manifest::load_file("k8s/network-policy.yaml");
+    let a = Manifest::load("service-a");
+    let b = Manifest::load("service-b");
+    let pods = |m: &Manifest| {
+        m.one(
+            "Deployment",
+            &format!("spec.template.metadata.labels.{NAME_LABEL}"),
+        )
+    };
+    let one = |path: &str| policy.one("NetworkPolicy", path);
+    assert_eq!(one("apiVersion"), "networking.k8s.io/v1");
+    assert_eq!(
+        one(&format!("spec.podSelector.matchLabels.{NAME_LABEL}")),
+        pods(&a),
+        "the policy applies to A's pods"
+    );
+    assert_eq!(one("spec.policyTypes"), "Ingress");
+    // Exactly two sources, B's pods and Prometheus's namespace, and nothing that admits all.
+    let sources: Vec<String> = policy
+        .entries
+        .iter()
+        .filter(|e| e.path.starts_with("spec.ingress.from."))
+        .map(|e| format!("{}={}", e.path, e.value))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            format!("spec.ingress.from.podSelector.matchLabels.{NAME_LABEL}={}", pods(&b)),
+            "spec.ingress.from.namespaceSelector.matchLabels.kubernetes.io/metadata.name=monitoring"
+                .to_owned(),
+        ]
+    );
+    // On A's port only.
+    assert_eq!(one("spec.ingress.ports.port"), a.env_value("PORT"));
+    assert_eq!(one("spec.ingress.ports.protocol"), "TCP");
+    // The namespace it admits is the one Prometheus is documented to run in.
+    assert!(deploy_file("README.md").contains("`monitoring`"));
+}
+
+#[test]
+fn kustomization_lists_every_manifest_and_the_image_they_run() {
+    let kustomization = Manifest::load_file("k8s/kustomization.yaml");
+    let listed: BTreeSet<String> = kustomization.values("resources").into_iter().collect();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("read deploy/k8s")
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    assert_eq!(
+        listed, present,
+        "kustomization.yaml resources vs deploy/k8s"
+    );
+    assert_eq!(
+        kustomization.one("Kustomization", "apiVersion"),
+        "kustomize.config.k8s.io/v1beta1"
+    );
+    // The image override names the image the Deployments run, with the tag they run.
+    for (manifest, _) in manifests() {
+        let image = manifest.one("Deployment", &format!("{CONTAINER}.image"));
+        let (name, tag) = image.split_once(':').expect("image:tag");
+        assert_eq!(kustomization.one("Kustomization", "images.name"), name);
+        assert_eq!(kustomization.one("Kustomization", "images.newTag"), tag);
+    }
 }

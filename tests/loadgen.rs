@@ -6,8 +6,11 @@ mod common;
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use common::Service;
+use common::{FakeUpstream, Service, answer_each_with, read_request_head};
 use serde_json::Value;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 
 /// Runs `loadgen` with `args`; its output.
 fn loadgen(args: &[&str]) -> Output {
@@ -17,20 +20,27 @@ fn loadgen(args: &[&str]) -> Output {
         .expect("run loadgen")
 }
 
-/// Runs `loadgen ... --json`, checks it succeeded, and returns the JSON summary (the last line
-/// of stdout).
+/// Runs `loadgen ... --json`, checks it succeeded, and returns the JSON summary (the whole of
+/// stdout).
 fn loadgen_json(args: &[&str]) -> Value {
+    let (out, summary) = loadgen_json_output(args);
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}\n{summary}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary
+}
+
+/// Runs `loadgen ... --json`; its output and the JSON document that is all of its stdout.
+fn loadgen_json_output(args: &[&str]) -> (Output, Value) {
     let mut all = args.to_vec();
     all.push("--json");
     let out = loadgen(&all);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "loadgen failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout:?}"));
+    (out, summary)
 }
 
 fn count(summary: &Value, pointer: &str) -> u64 {
@@ -92,7 +102,7 @@ fn refused_connections_are_counted_by_kind() {
         .expect("free port")
         .port();
     let url = format!("http://127.0.0.1:{port}/echo");
-    let summary = loadgen_json(&[&url, "-d", "300ms", "-c", "2"]);
+    let summary = loadgen_json(&[&url, "-d", "300ms", "-c", "2", "--max-error-rate", "1"]);
     assert_eq!(count(&summary, "/responses"), 0, "{summary}");
     assert!(count(&summary, "/errors/connect") > 0, "{summary}");
     let text =
@@ -140,5 +150,107 @@ fn help_prints_usage() {
     assert!(
         text.contains("usage: loadgen URL") && text.contains("--rate"),
         "{text}"
+    );
+}
+
+#[test]
+fn count_sends_exactly_that_many_requests_with_the_given_headers() {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let upstream = FakeUpstream::start(move |mut stream: TcpStream| {
+        let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        while let Some(head) = read_request_head(&mut stream) {
+            seen.lock().expect("heads lock").push(head);
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("{}/echo?msg=n", upstream.url());
+    let summary = loadgen_json(&[
+        &url,
+        "-n",
+        "25",
+        "-c",
+        "3",
+        "-H",
+        "X-Test: one",
+        "-H",
+        "Authorization: Bearer t0k3n",
+    ]);
+    assert_eq!(count(&summary, "/requests"), 25, "{summary}");
+    let heads = heads.lock().expect("heads lock");
+    assert_eq!(heads.len(), 25);
+    for head in heads.iter() {
+        assert!(head.contains("\r\nX-Test: one\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nAuthorization: Bearer t0k3n\r\n"),
+            "{head}"
+        );
+    }
+}
+
+#[test]
+fn summary_has_mean_and_p99_9() {
+    let a = Service::a(&[]);
+    let url = format!("{}/echo?msg=m", a.url());
+    let summary = loadgen_json(&[&url, "-n", "200", "-c", "2"]);
+    let latency = |name: &str| summary["latency_ms"][name].as_f64().expect(name);
+    let (mean, p99, p999, max) = (
+        latency("mean"),
+        latency("p99"),
+        latency("p99.9"),
+        latency("max"),
+    );
+    assert!(0.0 < mean && mean <= max, "{summary}");
+    assert!(p99 <= p999 && p999 <= max, "{summary}");
+    let out = loadgen(&[&url, "-n", "20", "-c", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mean ") && text.contains("p99.9 "), "{text}");
+}
+
+#[test]
+fn failures_make_the_exit_status_non_zero_unless_allowed() {
+    // Refused connections: every request fails.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let refused = format!("http://127.0.0.1:{port}/echo");
+    let (out, summary) = loadgen_json_output(&[&refused, "-n", "5", "-c", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert_eq!(count(&summary, "/failed"), 5, "{summary}");
+    // A server that answers 500: responses, but failed ones.
+    let failing = FakeUpstream::start(|stream| {
+        answer_each_with(
+            stream,
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+        )
+    });
+    let url = format!("{}/x", failing.url());
+    let (out, summary) = loadgen_json_output(&[&url, "-n", "10", "-c", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert_eq!(count(&summary, "/status/500"), 10, "{summary}");
+    // Allowed: at most half may fail, and all did; then all may fail.
+    let (out, _) = loadgen_json_output(&[&url, "-n", "10", "--max-error-rate", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (out, _) = loadgen_json_output(&[&url, "-n", "10", "--max-error-rate", "1"]);
+    assert_eq!(out.status.code(), Some(0));
+    // And the text summary says so too.
+    let text = String::from_utf8_lossy(&loadgen(&[&url, "-n", "4"]).stdout).into_owned();
+    assert!(text.contains("failed:      4 (100.00 %"), "{text}");
+}
+
+#[test]
+fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let a = Service::a(&[]);
+    let url = format!("{}/echo?msg=quiet", a.url());
+    // Long enough for two progress ticks, were they printed.
+    let out = loadgen(&[&url, "-d", "2200ms", "-c", "1", "--json"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "stderr is a pipe here: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -229,3 +229,53 @@ fn wire_trace_makes_control_bytes_visible_and_is_off_by_default() {
     );
     assert!(quiet.logs().iter().all(|l| !l.contains("[wire]")));
 }
+
+#[test]
+fn request_duration_is_by_endpoint_and_build_and_process_metrics_are_there() {
+    let a = Service::a(&[]);
+    for _ in 0..3 {
+        assert_eq!(get(a.addr, "/echo?msg=x").status, 200);
+    }
+    assert_eq!(get(a.addr, "/health").status, 200);
+    let text = scrape(&a);
+    // Probes no longer blur /echo: each endpoint has its own series.
+    assert_eq!(
+        sample(
+            &text,
+            r#"echo_lab_request_duration_seconds_count{endpoint="/echo"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"echo_lab_request_duration_seconds_count{endpoint="/health"}"#
+        ),
+        1.0
+    );
+    assert!(
+        text.contains(r#"echo_lab_request_duration_seconds_bucket{endpoint="/echo",le="+Inf"} 3"#)
+    );
+    let build_info = format!(
+        "echo_lab_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &build_info), 1.0);
+    // The standard process metrics, read from /proc, with values that make sense.
+    assert!(
+        sample(&text, "process_resident_memory_bytes") > 100_000.0,
+        "{text}"
+    );
+    assert!(sample(&text, "process_open_fds") >= 4.0, "{text}");
+    assert!(sample(&text, "process_cpu_seconds_total") >= 0.0);
+    assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
+    let started = sample(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    assert!(
+        (now - 120.0..=now + 5.0).contains(&started),
+        "started {started}, now {now}"
+    );
+}

@@ -252,3 +252,208 @@ fn black_hole_fails_fast_with_few_probes() {
         "{probes} connections in 2.5 s with the breaker open"
     );
 }
+
+#[test]
+fn bulkhead_answers_overloaded_at_once_past_its_size() {
+    let (hole, _) = black_hole();
+    let b = Service::b(&hole.url(), &["--max-in-flight", "20"]);
+    let addr = b.addr;
+    let waiting: Vec<_> = (0..20)
+        .map(|_| thread::spawn(move || timed_get(addr, "/call-echo?msg=x", Duration::from_secs(3))))
+        .collect();
+    let end = Instant::now() + Duration::from_secs(3);
+    while metric(addr, "echo_lab_upstream_in_flight", "") < 20.0 {
+        assert!(Instant::now() < end, "the 20 calls never got in flight");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (reply, latency) =
+        timed_get(addr, "/call-echo?msg=x", Duration::from_secs(1)).expect("an answer, at once");
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["error_kind"], "overloaded", "{}", reply.text());
+    assert!(latency < Duration::from_millis(200), "{latency:?}");
+    let (health, _) = timed_get(addr, "/health", Duration::from_secs(1)).expect("B's health");
+    assert_eq!(health.status, 200);
+    for call in waiting {
+        let (reply, _) = call
+            .join()
+            .expect("thread")
+            .expect("an answer at the deadline");
+        assert_eq!(reply.json()["error_kind"], "timeout");
+    }
+    assert_eq!(
+        metric(
+            addr,
+            "echo_lab_upstream_calls_total",
+            "outcome=\"overloaded\""
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_breaker_probe_is_one_attempt_and_closes_the_breaker_when_a_is_back() {
+    // A single replica that fails everything until told otherwise, then answers.
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (healthy.clone(), requests.clone());
+    let fake = FakeUpstream::start(move |mut stream: TcpStream| {
+        while common::read_request_head(&mut stream).is_some() {
+            count.fetch_add(1, Ordering::Relaxed);
+            let response: &[u8] = if flag.load(Ordering::Relaxed) {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"echo\":\"x\"}\n"
+            } else {
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+            };
+            if std::io::Write::write_all(&mut stream, response).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&fake.url(), &["--breaker", "--retries"]);
+    // Open it: the window needs 20 calls, each failed after its retries.
+    for _ in 0..20 {
+        get(b.addr, "/call-echo?msg=x");
+    }
+    let reply = get(b.addr, "/call-echo?msg=x");
+    assert_eq!(
+        reply.json()["error_kind"],
+        "circuit_open",
+        "{}",
+        reply.text()
+    );
+    healthy.store(true, Ordering::Relaxed);
+    let before = requests.load(Ordering::Relaxed);
+    let back = Instant::now();
+    let mut first_ok = None;
+    while back.elapsed() < Duration::from_secs(2) {
+        if get(b.addr, "/call-echo?msg=x").status == 200 {
+            first_ok = Some(back.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let first_ok = first_ok.expect("B called A again within 2 s of its recovery");
+    assert!(
+        first_ok <= Duration::from_millis(1000),
+        "first 200 after {first_ok:?}"
+    );
+    assert_eq!(
+        requests.load(Ordering::Relaxed) - before,
+        1,
+        "while open, only the one successful probe reached A"
+    );
+    for _ in 0..10 {
+        assert_eq!(get(b.addr, "/call-echo?msg=x").status, 200, "closed again");
+    }
+}
+
+#[test]
+fn hedging_cuts_the_tail() {
+    let tail = ["--tail-rate", "0.05", "--tail-delay-ms", "500"];
+    let replicas = [Service::a(&tail), Service::a(&tail), Service::a(&tail)];
+    let b = Service::b(
+        &urls(&replicas.iter().collect::<Vec<_>>()),
+        &["--resilient"],
+    );
+    let outcomes = drive(b.addr, 100, Duration::from_secs(3));
+    assert!(ok_share(&outcomes) > 0.99, "{outcomes:?}");
+    let p99 = quantile(&outcomes, 0.99);
+    assert!(
+        p99 < Duration::from_millis(150),
+        "p99 {p99:?}: a late answer was waited for"
+    );
+    let load: f64 = replicas.iter().map(echoes).sum::<f64>() / outcomes.len() as f64;
+    assert!(load <= 1.2, "{load:.2}× the calls reached A");
+    assert!(metric(b.addr, "echo_lab_upstream_hedge_wins_total", "") > 0.0);
+}
+
+/// Work A gave up because B's deadline passed, over all replicas.
+fn abandoned(replicas: &[Service]) -> f64 {
+    let reason = "reason=\"deadline_passed\"";
+    replicas
+        .iter()
+        .map(|a| metric(a.addr, "echo_lab_abandoned_total", reason))
+        .sum()
+}
+
+/// Sends `n` calls at once through B and waits for all of them.
+fn burst(b: SocketAddr, n: usize) -> Vec<u16> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| thread::spawn(move || timed_get(b, "/call-echo?msg=x", Duration::from_secs(3))))
+        .collect();
+    calls
+        .into_iter()
+        .map(|c| {
+            c.join()
+                .expect("thread")
+                .map_or(0, |(reply, _)| reply.status)
+        })
+        .collect()
+}
+
+#[test]
+fn a_passed_deadline_stops_the_work_on_a() {
+    let slow = ["--delay-ms", "1500"];
+    let replicas = [Service::a(&slow), Service::a(&slow)];
+    let both = urls(&replicas.iter().collect::<Vec<_>>());
+    let b = Service::b(&both, &["--propagate-deadline"]);
+    assert!(burst(b.addr, 10).iter().all(|&s| s == 503));
+    let end = Instant::now() + Duration::from_secs(3);
+    while abandoned(&replicas) < 10.0 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        abandoned(&replicas),
+        10.0,
+        "A stopped every call B gave up on"
+    );
+    let a_log = replicas[0]
+        .wait_for_log("abandoned", Duration::from_secs(1))
+        .expect("A says it gave up");
+    assert!(a_log.contains("WARN"), "{a_log}");
+
+    // Without the header, A finishes work nobody waits for.
+    let replicas = [Service::a(&slow)];
+    let b = Service::b(&replicas[0].url(), &[]);
+    assert!(burst(b.addr, 3).iter().all(|&s| s == 503));
+    thread::sleep(Duration::from_millis(800)); // past A's 1.5 s of work
+    assert_eq!(abandoned(&replicas), 0.0);
+}
+
+#[test]
+fn recovery_after_a_black_hole_is_quick_and_fast_fails_meanwhile() {
+    let hole = Service::a(&["--blackhole"]);
+    let port = hole.addr.port().to_string();
+    let b = Service::b(&hole.url(), &["--resilient"]);
+    // The first second fills the breaker's window with timeouts; from then on B fails fast.
+    let opening = drive(b.addr, 50, Duration::from_millis(1500));
+    let down = drive(b.addr, 50, Duration::from_millis(1500));
+    assert!(opening.iter().chain(&down).all(|o| o.status == 503));
+    let fast = down
+        .iter()
+        .filter(|o| o.kind.as_deref() == Some("circuit_open"))
+        .count();
+    assert!(
+        fast * 10 >= down.len() * 8,
+        "only {fast} of {} failed fast",
+        down.len()
+    );
+    drop(hole);
+    let _back = Service::start(env!("CARGO_BIN_EXE_service-a"), &["--port", &port], &[]);
+    let back = Instant::now();
+    let mut first_ok = None;
+    while back.elapsed() < Duration::from_secs(3) {
+        if get(b.addr, "/call-echo?msg=x").status == 200 {
+            first_ok = Some(back.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let first_ok = first_ok.expect("a 200 within 3 s of A's return");
+    assert!(
+        first_ok < Duration::from_millis(1500),
+        "first 200 after {first_ok:?}"
+    );
+    let after = drive(b.addr, 50, Duration::from_secs(1));
+    assert!(ok_share(&after) == 1.0, "{after:?}");
+}

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,21 +34,45 @@ use smol::Executor;
 const USAGE: &str = "\
 loadgen: HTTP/1.1 load generator on echo-lab's own client
 
-usage: loadgen URL [-c N] [-d DURATION] [-t N] [--timeout DURATION] [--rate N] [--json]
+usage: loadgen URL [-c N] [-d DURATION | -n COUNT] [-t N] [--timeout DURATION] [--rate N]
+               [-H 'Name: value']... [--max-error-rate R] [--json]
 
   URL                 http://host:port/path?query (plain http only)
   -c, --connections N concurrent workers, each with its own kept-alive connection [64]
-  -d, --duration D    how long to send requests [10s]
+  -d, --duration D    how long to send requests [10s; with -n alone: until COUNT are done]
+  -n, --requests N    send N requests in all, then stop (with -d too: whichever comes first)
+  -H, --header H      add a request header, 'Name: value'; repeat for more
   -t, --threads N     threads running the workers [one per core]
       --timeout D     deadline of each request, from when it is sent [5s]
       --rate N        open loop: N requests/s in all, latency measured from each request's
                       intended send time (coordinated omission); default: closed loop
-      --json          also print the summary as one JSON line (last line of stdout)
+      --max-error-rate R  fraction of failed requests (0 to 1) still counted a success [0]
+      --json          print the summary only as one JSON document, instead of the text
   -h, --help          print this text
+  -V, --version       print the name and version
 
 DURATION: a number with a unit, ms, s, m or h (500ms, 10s, 2m); a bare number is seconds.
 Throughput counts responses of any status; connection-level failures are counted apart, by
-kind (connect, timeout, closed, bad_response). Latency percentiles are over responses.";
+kind (connect, timeout, closed, bad_response). Latency mean and percentiles are over responses.
+A request failed if it got no response or a 5xx one. A progress line goes to stderr each second
+when stderr is a terminal.
+
+Exit status: 0 when the failed fraction is at most --max-error-rate, 1 when it is above (the
+summary is printed either way), 2 for a usage error.";
+
+/// Exit status of a run whose failed fraction was above `--max-error-rate`.
+const EXIT_TOO_MANY_FAILURES: u8 = 1;
+
+/// Exit status of a usage error, as for the services.
+const EXIT_USAGE: u8 = 2;
+
+/// `-n` without `-d`: the run is bounded by its count, and the clock is only a backstop (a
+/// century, so that `start + duration` stays an `Instant`).
+const NO_TIME_LIMIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Header fields `-H` may not set: the client writes them itself (`Host`), or they would
+/// describe a body or a connection that loadgen does not send or manage.
+const RESERVED_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -56,17 +81,26 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Version) => {
+            println!("{}", echo_lab::config::version_line());
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("loadgen: error: {e} (try --help)");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let summary = run(&options);
-    print!("{}", summary.text(&options));
     if options.json {
         println!("{}", summary.json(&options));
+    } else {
+        print!("{}", summary.text(&options));
     }
-    ExitCode::SUCCESS
+    if summary.failed_fraction() > options.max_error_rate {
+        ExitCode::from(EXIT_TOO_MANY_FAILURES)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -86,6 +120,12 @@ struct Options {
     timeout: Duration,
     /// Requests per second in all (open loop), or `None` (closed loop).
     rate: Option<f64>,
+    /// `-n`: how many requests in all, or `None` (until the duration ends).
+    count: Option<u64>,
+    /// `-H`: extra request header fields, in order.
+    headers: Vec<(String, String)>,
+    /// The largest fraction of failed requests that still counts as a successful run.
+    max_error_rate: f64,
     json: bool,
 }
 
@@ -94,6 +134,7 @@ struct Options {
 enum Parsed {
     Run(Options),
     Help,
+    Version,
 }
 
 /// More workers than this would only measure the file-descriptor limit.
@@ -104,7 +145,10 @@ impl Options {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         let mut url = None;
         let mut connections = 64;
-        let mut duration = Duration::from_secs(10);
+        let mut duration = None;
+        let mut count = None;
+        let mut headers = Vec::new();
+        let mut max_error_rate = 0.0;
         let mut threads = thread::available_parallelism().map_or(1, |n| n.get());
         let mut timeout = Duration::from_secs(5);
         let mut rate = None;
@@ -120,14 +164,20 @@ impl Options {
                     .ok_or_else(|| format!("{flag} needs a value"))
             };
             match flag.as_str() {
-                "-h" | "--help" | "--json" if inline.is_some() => {
+                "-h" | "--help" | "-V" | "--version" | "--json" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
                 "-h" | "--help" => return Ok(Parsed::Help),
+                "-V" | "--version" => return Ok(Parsed::Version),
                 "--json" => json = true,
                 "-c" | "--connections" => connections = parse_count(&flag, &value()?)?,
                 "-t" | "--threads" => threads = parse_count(&flag, &value()?)?,
-                "-d" | "--duration" => duration = parse_positive_duration(&flag, &value()?)?,
+                "-d" | "--duration" => {
+                    duration = Some(parse_positive_duration(&flag, &value()?)?);
+                }
+                "-n" | "--requests" => count = Some(parse_count(&flag, &value()?)? as u64),
+                "-H" | "--header" => headers.push(parse_header(&value()?)?),
+                "--max-error-rate" => max_error_rate = parse_fraction(&flag, &value()?)?,
                 "--timeout" => timeout = parse_positive_duration(&flag, &value()?)?,
                 "--rate" => rate = Some(parse_rate(&value()?)?),
                 other if other.starts_with('-') => return Err(format!("unknown flag {other}")),
@@ -140,6 +190,11 @@ impl Options {
             return Err(format!("-c: at most {MAX_CONNECTIONS} connections"));
         }
         let (upstream, target) = split_url(&url)?;
+        let duration = match (duration, count) {
+            (Some(d), _) => d,
+            (None, Some(_)) => NO_TIME_LIMIT,
+            (None, None) => DEFAULT_DURATION,
+        };
         Ok(Parsed::Run(Options {
             url,
             upstream,
@@ -149,8 +204,44 @@ impl Options {
             threads,
             timeout,
             rate,
+            count,
+            headers,
+            max_error_rate,
             json,
         }))
+    }
+}
+
+/// How long a run lasts without `-d` or `-n`.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// `Name: value` from `-H`, checked so that it cannot break the request: the name a token
+/// (RFC 9110 §5.1), the value free of control characters (no CR or LF to smuggle a line in).
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("-H {text:?}: expected 'Name: value'"))?;
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(format!("-H {text:?}: {name:?} is not a header name"));
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("-H {text:?}: loadgen sets {name} itself"));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        return Err(format!("-H {text:?}: control characters in the value"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// A fraction from 0 to 1, for `flag`.
+fn parse_fraction(flag: &str, text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{flag}: expected a fraction from 0 to 1, got {text:?}"
+        )),
     }
 }
 
@@ -252,6 +343,8 @@ struct Histogram {
     counts: Vec<u64>,
     total: u64,
     max: u64,
+    /// The sum of every value, for the mean (u128: no overflow however long the run).
+    sum: u128,
 }
 
 impl Histogram {
@@ -285,6 +378,15 @@ impl Histogram {
         self.counts[i] += 1;
         self.total += 1;
         self.max = self.max.max(micros);
+        self.sum += u128::from(micros);
+    }
+
+    /// The mean of every value recorded (exact, not from the buckets). 0 when empty.
+    fn mean(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        self.sum as f64 / self.total as f64
     }
 
     fn merge(&mut self, other: &Histogram) {
@@ -296,6 +398,7 @@ impl Histogram {
         }
         self.total += other.total;
         self.max = self.max.max(other.max);
+        self.sum += other.sum;
     }
 
     /// The value at percentile `p` (0–100): the top of the bucket holding that rank, never
@@ -354,7 +457,7 @@ impl Tally {
 struct Live {
     responses: AtomicU64,
     errors: AtomicU64,
-    /// The next request index to send (open loop only).
+    /// The index of the next request: due times in the open loop, the count with `-n`.
     next: AtomicU64,
 }
 
@@ -364,6 +467,8 @@ struct Plan {
     target: String,
     timeout: Duration,
     rate: Option<f64>,
+    count: Option<u64>,
+    headers: Vec<(String, String)>,
     start: Instant,
     end: Instant,
     live: Live,
@@ -383,6 +488,8 @@ fn run(options: &Options) -> Summary {
         target: options.target.clone(),
         timeout: options.timeout,
         rate: options.rate,
+        count: options.count,
+        headers: options.headers.clone(),
         start,
         end: start + options.duration,
         live: Live::default(),
@@ -430,8 +537,13 @@ async fn drive(ex: Arc<Executor<'static>>, plan: Arc<Plan>, options: &Options) -
     all_done.or(progress(&plan)).await
 }
 
-/// Prints `[3s] 41234 req/s, errors so far: 12` on stderr once a second; never returns.
+/// Prints `[3s] 41234 req/s, errors so far: 12` on stderr once a second, when stderr is a
+/// terminal (a person watching); in a pipe or a file it would only be noise around the summary.
+/// Never returns.
 async fn progress(plan: &Plan) -> Tally {
+    if !std::io::stderr().is_terminal() {
+        return futures_lite::future::pending().await;
+    }
     let mut ticks = Timer::interval_at(plan.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut last = 0;
     let mut second = 0;
@@ -449,11 +561,22 @@ async fn progress(plan: &Plan) -> Tally {
 /// the run's end. A request in flight at the end is let finish, within its own deadline.
 async fn worker(plan: Arc<Plan>) -> Tally {
     let mut tally = Tally::default();
+    // Borrowed once per worker, not per request.
+    let headers: Vec<(&str, &str)> = plan
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     loop {
+        // This request's index: its place in the open loop's schedule, and with `-n` its
+        // claim on one of the COUNT requests (one atomic add, small beside a request).
+        let i = plan.live.next.fetch_add(1, Ordering::Relaxed);
+        if plan.count.is_some_and(|count| i >= count) {
+            break;
+        }
         let intended = match plan.rate {
             None => Instant::now(),
             Some(rate) => {
-                let i = plan.live.next.fetch_add(1, Ordering::Relaxed);
                 let due = plan.start + Duration::from_secs_f64(i as f64 / rate);
                 if due >= plan.end {
                     break;
@@ -471,15 +594,15 @@ async fn worker(plan: Arc<Plan>) -> Tally {
         if plan.rate.is_none() && intended >= plan.end {
             break;
         }
-        one_request(&plan, intended, &mut tally).await;
+        one_request(&plan, &headers, intended, &mut tally).await;
     }
     tally
 }
 
 /// Sends one request and records its outcome. Latency counts from `intended`.
-async fn one_request(plan: &Plan, intended: Instant, tally: &mut Tally) {
+async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, tally: &mut Tally) {
     let deadline = Deadline::after(plan.timeout);
-    match plan.client.get(&plan.target, &[], deadline).await {
+    match plan.client.get(&plan.target, headers, deadline).await {
         Ok(response) => {
             let micros = intended.elapsed().as_micros();
             tally
@@ -519,6 +642,25 @@ impl Summary {
 
     fn errors(&self) -> u64 {
         self.tally.errors.values().sum()
+    }
+
+    /// Requests that failed: no response at all, or a 5xx one (the server says it failed).
+    fn failed(&self) -> u64 {
+        let server_errors: u64 = self.tally.statuses.range(500..600).map(|(_, n)| n).sum();
+        self.errors() + server_errors
+    }
+
+    /// The failed fraction of all requests; 0 when none was sent.
+    fn failed_fraction(&self) -> f64 {
+        let requests = self.responses() + self.errors();
+        if requests == 0 {
+            return 0.0;
+        }
+        self.failed() as f64 / requests as f64
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.tally.latency.mean() / 1000.0
     }
 
     /// Responses per second of any status.
@@ -565,10 +707,12 @@ impl Summary {
         let _ = writeln!(out, "throughput:  {:.1} req/s", self.throughput());
         let _ = writeln!(
             out,
-            "latency ms:  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+            "latency ms:  mean {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            self.mean_ms(),
             self.ms(50.0),
             self.ms(90.0),
             self.ms(99.0),
+            self.ms(99.9),
             self.max_ms()
         );
         let statuses: Vec<String> = self
@@ -588,6 +732,13 @@ impl Summary {
             .map(|k| format!("{k}: {}", self.tally.errors.get(k).copied().unwrap_or(0)))
             .collect();
         let _ = writeln!(out, "errors:      {}", errors.join(", "));
+        let _ = writeln!(
+            out,
+            "failed:      {} ({:.2} %; allowed {:.2} %)",
+            self.failed(),
+            self.failed_fraction() * 100.0,
+            options.max_error_rate * 100.0
+        );
         for (kind, text) in &self.tally.first_error {
             let _ = writeln!(out, "  first {kind} error: {text}");
         }
@@ -627,11 +778,15 @@ impl Summary {
             "responses": self.responses(),
             "rps": self.throughput(),
             "latency_ms": {
+                "mean": self.mean_ms(),
                 "p50": self.ms(50.0),
                 "p90": self.ms(90.0),
                 "p99": self.ms(99.0),
+                "p99.9": self.ms(99.9),
                 "max": self.max_ms(),
             },
+            "failed": self.failed(),
+            "max_error_rate": options.max_error_rate,
             "status": statuses,
             "errors": errors,
             "unsent": self.tally.unsent,
@@ -706,6 +861,18 @@ mod tests {
             (&["http://h:1", "--nope"][..], "unknown flag"),
             (&["http://h:1", "-x5"][..], "unknown flag -x"),
             (&["http://h:1", "--json=yes"][..], "--json takes no value"),
+            (&["http://h:1", "-n", "0"][..], "-n"),
+            (
+                &["http://h:1", "-H", "NoColon"][..],
+                "expected 'Name: value'",
+            ),
+            (
+                &["http://h:1", "-H", "Bad Name: x"][..],
+                "not a header name",
+            ),
+            (&["http://h:1", "-H", "Host: x"][..], "sets Host itself"),
+            (&["http://h:1", "-H", "X: a\rb"][..], "control characters"),
+            (&["http://h:1", "--max-error-rate", "2"][..], "from 0 to 1"),
             (&[][..], "missing URL"),
             (&["http://h:1", "http://h:2"][..], "unexpected argument"),
         ] {
@@ -714,6 +881,49 @@ mod tests {
                 Ok(_) => panic!("{bad:?} should fail"),
             }
         }
+    }
+
+    #[test]
+    fn count_headers_and_error_rate() {
+        let Ok(Parsed::Run(o)) = args(&[
+            "http://h:1/e",
+            "-n",
+            "7",
+            "-H",
+            "X-One: 1",
+            "-HX-Two:two words ",
+            "--max-error-rate=0.25",
+        ]) else {
+            panic!("should parse");
+        };
+        assert_eq!(o.count, Some(7));
+        assert_eq!(
+            o.duration, NO_TIME_LIMIT,
+            "-n alone is bounded by its count"
+        );
+        assert_eq!(
+            o.headers,
+            [
+                ("X-One".to_owned(), "1".to_owned()),
+                ("X-Two".to_owned(), "two words".to_owned())
+            ]
+        );
+        assert_eq!(o.max_error_rate, 0.25);
+        let Ok(Parsed::Run(o)) = args(&["http://h:1/e", "-n", "7", "-d", "1s"]) else {
+            panic!("should parse");
+        };
+        assert_eq!(o.duration, Duration::from_secs(1));
+        assert!(matches!(args(&["-V"]), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn mean_is_exact() {
+        let mut h = Histogram::default();
+        assert_eq!(h.mean(), 0.0);
+        for v in [100, 200, 600] {
+            h.record(v);
+        }
+        assert_eq!(h.mean(), 300.0);
     }
 
     #[test]

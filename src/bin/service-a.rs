@@ -27,6 +27,18 @@ const FLAGS: &[Flag] = &[
         "chaos: further random delay, 0..N ms",
     ),
     Flag::value(
+        "tail-rate",
+        "TAIL_RATE",
+        "0",
+        "chaos: fraction of /echo delayed a further --tail-delay-ms",
+    ),
+    Flag::value(
+        "tail-delay-ms",
+        "TAIL_DELAY_MS",
+        "0",
+        "chaos: the extra delay of the --tail-rate fraction",
+    ),
+    Flag::value(
         "fail-rate",
         "FAIL_RATE",
         "0",
@@ -38,14 +50,22 @@ const FLAGS: &[Flag] = &[
         "0",
         "chaos: fraction of /echo closed unanswered",
     ),
+    Flag::switch(
+        "blackhole",
+        "BLACKHOLE",
+        "chaos: read every /echo and never answer it (/health and /metrics still answer)",
+    ),
 ];
 
 fn chaos(settings: &Settings) -> Result<Chaos, ConfigError> {
     let chaos = Chaos {
         delay: Duration::from_millis(settings.get("delay-ms")?),
         jitter: Duration::from_millis(settings.get("jitter-ms")?),
+        tail_rate: settings.get("tail-rate")?,
+        tail_delay: Duration::from_millis(settings.get("tail-delay-ms")?),
         fail_rate: settings.get("fail-rate")?,
         drop_rate: settings.get("drop-rate")?,
+        blackhole: settings.switch("blackhole")?,
     };
     chaos.validate().map_err(ConfigError::Invalid)?;
     Ok(chaos)
@@ -62,11 +82,12 @@ fn main() -> ExitCode {
         Err(e) => return run::fail(&e.to_string()),
     };
     run::init_logging();
-    let notes: Vec<String> = if chaos.is_off() {
+    let notes = if chaos.is_off() {
         Vec::new()
     } else {
-        vec![format!("chaos on: {chaos}")]
+        vec![("chaos_on", format!("chaos on: {chaos}"))]
     };
     let metrics = Arc::new(Metrics::for_server(&config));
-    run::serve("A", addr, config, &notes, EchoService::new(chaos, metrics))
+    let service = EchoService::new(chaos, metrics).with_server_status(config.status());
+    run::serve("A", addr, config, &notes, service)
 }

@@ -160,11 +160,8 @@ fn caller(settings: &Settings, config: &ServerConfig) -> Result<CallerService, C
     let patterns = patterns(settings, timeout)?;
     let replicas = Arc::new(Replicas::new(upstreams, ClientLimits::default()));
     let metrics = Arc::new(Metrics::for_server(config));
-    Ok(CallerService::new(
-        Cluster::new(replicas, patterns),
-        timeout,
-        metrics,
-    ))
+    let cluster = Cluster::new(replicas, patterns);
+    Ok(CallerService::new(cluster, timeout, metrics).with_server_status(config.status()))
 }
 
 fn main() -> ExitCode {
@@ -182,7 +179,7 @@ fn main() -> ExitCode {
     service.cluster().keep_resolving(RESOLVE_INTERVAL);
     let patterns = service.cluster().patterns();
     let notes = if patterns.any() {
-        vec![format!("calling A with {patterns}")]
+        vec![("patterns_on", format!("calling A with {patterns}"))]
     } else {
         Vec::new()
     };

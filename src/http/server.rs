@@ -18,7 +18,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,49 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Connections open right now. Shared, so a service can report it (e.g. in metrics).
     pub open_connections: Arc<AtomicUsize>,
+    /// Set the moment shutdown begins, before the drain. Shared, like `open_connections`.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl ServerConfig {
+    /// A view of this server's state for the handler: see `ServerStatus`. Take it once the
+    /// limits are final.
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus {
+            open: self.open_connections.clone(),
+            draining: self.draining.clone(),
+            max_connections: self.limits.max_connections,
+        }
+    }
+}
+
+/// What a running server knows about itself that a handler may report, e.g. as readiness:
+/// whether shutdown has begun, and whether the connection cap is reached. The server only
+/// keeps these facts; what they mean to a client (a `/ready` route, its body) is the service's.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    open: Arc<AtomicUsize>,
+    draining: Arc<AtomicBool>,
+    max_connections: usize,
+}
+
+impl ServerStatus {
+    /// Whether shutdown has begun: from the signal on, through the drain.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether the connection cap is reached: a new connection now would be refused with 503.
+    pub fn at_connection_cap(&self) -> bool {
+        self.open.load(Ordering::SeqCst) >= self.max_connections
+    }
+}
+
+impl Default for ServerStatus {
+    /// The status of a server that is not running yet: not draining, far from any cap.
+    fn default() -> Self {
+        ServerConfig::default().status()
+    }
 }
 
 impl Default for ServerConfig {
@@ -71,6 +114,7 @@ impl Default for ServerConfig {
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             shutdown_grace: SHUTDOWN_GRACE,
             open_connections: Arc::new(AtomicUsize::new(0)),
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -122,9 +166,12 @@ pub fn serve<H: Handler>(
     // `async_io::block_on`, not `futures_lite`'s: while a thread has no task to run it waits
     // in epoll itself, so I/O readiness wakes the thread that will handle it. Otherwise
     // async-io's own background thread does all the waiting and hands every event over.
+    let draining = config.draining.clone();
     async_io::block_on(ex.run(async {
         ex.spawn(async move {
             shutdown.await;
+            // Before anything else: from now on the service may say it is going away.
+            draining.store(true, Ordering::SeqCst);
             drop(stop_tx);
         })
         .detach();
@@ -158,7 +205,8 @@ impl<H: Handler> Server<H> {
         self.accept_loop(&listener, &alive_tx).await;
         drop(listener);
         let in_flight = self.open.load(Ordering::SeqCst);
-        log::info!("shutdown: stopped accepting; draining {in_flight} connection(s)");
+        log::info!(event = "drain_start", connections = in_flight;
+            "shutdown: stopped accepting; draining {in_flight} connection(s)");
         drop(alive_tx);
         let drained = async { alive_rx.recv().await.is_err() }
             .or(async {
@@ -168,9 +216,10 @@ impl<H: Handler> Server<H> {
             .await;
         let left = self.open.load(Ordering::SeqCst);
         if drained {
-            log::info!("shutdown: drain complete");
+            log::info!(event = "drain_complete"; "shutdown: drain complete");
         } else {
-            log::warn!("shutdown: grace period over, dropping {left} connection(s)");
+            log::warn!(event = "drain_timeout", connections = left;
+                "shutdown: grace period over, dropping {left} connection(s)");
         }
     }
 
@@ -246,7 +295,8 @@ impl Drop for OpenGuard {
 /// Over the connection cap: one non-blocking attempt to say so, then close. No task is
 /// spawned, so a flood costs us nothing but the accept.
 fn refuse(stream: Option<TcpStream>, peer: SocketAddr) {
-    log::warn!("peer={peer} status=503 error=\"connection limit reached\"");
+    log::warn!(peer:% = peer, status = 503, error = "connection limit reached";
+        "peer={peer} status=503 error=\"connection limit reached\"");
     if let Some(mut stream) = stream {
         let mut busy = Vec::new();
         let response = Response::json_error(503, "too many connections");

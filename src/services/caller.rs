@@ -9,11 +9,11 @@ use serde_json::value::RawValue;
 
 use super::metrics::{Metrics, render_cluster};
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, json_string, log_rejected, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, ready, route};
 use crate::http::client::{ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
-use crate::http::server::Handler;
+use crate::http::server::{Handler, ServerStatus};
 use crate::upstream::{CallError, CallReport, Cluster};
 
 /// The caller service's handler: A's replicas with the policy for calling them, and the
@@ -22,6 +22,8 @@ pub struct CallerService {
     cluster: Cluster,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The server's state, for `/ready`.
+    server: ServerStatus,
 }
 
 /// Why a call to A did not produce an answer we can pass on.
@@ -63,7 +65,14 @@ impl CallerService {
             cluster,
             timeout,
             metrics,
+            server: ServerStatus::default(),
         }
+    }
+
+    /// Reports readiness from `server`'s state (see `services::ready`).
+    pub fn with_server_status(mut self, server: ServerStatus) -> CallerService {
+        self.server = server;
+        self
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -75,8 +84,12 @@ impl CallerService {
         request: &Request,
         exchange: &mut Exchange<'_>,
     ) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/call-echo", "/metrics"]) {
+        match route(
+            &request.head,
+            &["/health", "/ready", "/call-echo", "/metrics"],
+        ) {
             Ok("/call-echo") => self.call_echo(request.head.query(), exchange).await,
+            Ok("/ready") => (ready(&self.server), None),
             Ok("/metrics") => (self.metrics_response(), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),
@@ -106,7 +119,7 @@ impl CallerService {
                 return (Response::json_error(400, &text), Some(failure));
             }
         };
-        let (result, report) = self.ask_a(&msg, &exchange.request_id).await;
+        let (result, report) = self.ask_a(&msg, exchange).await;
         if self.cluster.has_choices() {
             exchange.upstream = Some(report);
         }
@@ -127,10 +140,12 @@ impl CallerService {
     async fn ask_a(
         &self,
         msg: &str,
-        request_id: &str,
+        exchange: &Exchange<'_>,
     ) -> (Result<String, UpstreamError>, CallReport) {
         let target = format!("/echo?msg={}", encode(msg));
-        let headers = [("X-Request-Id", request_id)];
+        // The request id and the trace go on to A (W3C Trace Context: our span is A's parent).
+        let traceparent = exchange.trace.traceparent();
+        let headers = exchange.propagated_headers(&traceparent);
         let deadline = Deadline::after(self.timeout);
         let (result, report) = self.cluster.call(&target, &headers, deadline).await;
         let body = result.map_err(UpstreamError::Call).and_then(|response| {

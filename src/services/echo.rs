@@ -1,36 +1,174 @@
 //! Service A: `/health` and `/echo?msg=X` → `{"echo":"X"}`.
+//!
+//! An `/echo` is the only route with work to do (its chaos delay stands for real work), so it
+//! is the only one that honours the caller's deadline: a caller that sends
+//! `X-Timeout-Ms: <n>` says it will wait `n` more milliseconds, and A does not work for nobody.
+//!
+//! ```text
+//! /echo ─► black hole? ─► hold, never answer
+//!            │ no
+//!            ▼
+//!          deadline already passed? ─► 503, refused at once
+//!            │ no
+//!            ▼
+//!          chaos delay ─┬─ done first ─► chaos 500 / hang-up, or the echo
+//!          raced with   │
+//!          the deadline └─ deadline first ─► work dropped, 503 abandoned
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::chaos::Chaos;
+use async_io::Timer;
+use futures_lite::FutureExt;
+
+use super::chaos::{BLACKHOLE_HOLD, Chaos};
 use super::metrics::Metrics;
 use super::query::query_param;
-use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, route};
+use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, ready, route};
 use crate::http::error::RequestError;
-use crate::http::message::{Request, Response};
-use crate::http::server::Handler;
+use crate::http::message::{Headers, Request, RequestHead, Response};
+use crate::http::server::{Handler, ServerStatus};
+use crate::upstream::deadline::{self, parse_remaining};
 
 /// The echo service's handler.
 #[derive(Debug, Default)]
 pub struct EchoService {
     chaos: Chaos,
     metrics: Arc<Metrics>,
+    /// The server's state, for `/ready`.
+    server: ServerStatus,
 }
 
 impl EchoService {
     pub fn new(chaos: Chaos, metrics: Arc<Metrics>) -> EchoService {
-        EchoService { chaos, metrics }
+        EchoService {
+            chaos,
+            metrics,
+            server: ServerStatus::default(),
+        }
+    }
+
+    /// Reports readiness from `server`'s state (see `services::ready`).
+    pub fn with_server_status(mut self, server: ServerStatus) -> EchoService {
+        self.server = server;
+        self
     }
 
     /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
     fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
-        match route(&request.head, &["/health", "/echo", "/metrics"]) {
+        match route(&request.head, &["/health", "/ready", "/echo", "/metrics"]) {
             Ok("/echo") => echo(request.head.query()),
+            Ok("/ready") => (ready(&self.server), None),
             Ok("/metrics") => (metrics_response(&self.metrics, None), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),
         }
+    }
+
+    /// What happens to an `/echo` before its answer: the caller's deadline is checked, the
+    /// chaos delay waited out (raced against that deadline), and the chaos may replace the
+    /// answer. `Some`: the response to send instead of the echo.
+    async fn work(&self, request: &Request, arrival: Instant) -> Option<(Response, Failure)> {
+        let remaining = request
+            .head
+            .headers
+            .get_str(deadline::HEADER)
+            .and_then(parse_remaining);
+        let deadline = match plan(arrival, remaining) {
+            Plan::Refuse => return Some(self.give_up(GiveUp::ExpiredOnArrival)),
+            Plan::Work => None,
+            Plan::WorkUntil(deadline) => Some(deadline),
+        };
+        if self.chaos.is_off() {
+            return None;
+        }
+        let wait = self.chaos.work_time();
+        // Only a deadline can cut the work short, so `remaining` is there when it does.
+        if let (Err(Abandoned), Some(left)) = (delay(wait, deadline).await, remaining) {
+            return Some(self.give_up(GiveUp::DeadlinePassed(left)));
+        }
+        let response = self.chaos.spoil()?;
+        let text = if response.hang_up {
+            "dropped"
+        } else {
+            "failed"
+        };
+        let failure = Failure {
+            kind: Some("chaos"),
+            text: text.to_owned(),
+        };
+        Some((response, failure))
+    }
+
+    /// Counts work given up for the caller's deadline; the answer to send and its failure
+    /// (logged at WARN with `error_kind=deadline`).
+    ///
+    /// Abandoned work is answered `503`, not closed: the caller has almost surely gone, and
+    /// then the answer costs one small write that goes nowhere. But a caller still there (one
+    /// that sent a shorter deadline than it keeps, or a person with curl) learns why, where a
+    /// silent close would look exactly like a crash, and the connection stays usable.
+    fn give_up(&self, why: GiveUp) -> (Response, Failure) {
+        let (reason, text) = match why {
+            GiveUp::ExpiredOnArrival => (
+                "expired_on_arrival",
+                "the caller's deadline had already passed".to_owned(),
+            ),
+            GiveUp::DeadlinePassed(after) => (
+                "deadline_passed",
+                format!(
+                    "abandoned: the caller's deadline passed after {} ms",
+                    after.as_millis()
+                ),
+            ),
+        };
+        self.metrics.record_abandoned(reason);
+        let failure = Failure {
+            kind: Some("deadline"),
+            text,
+        };
+        (Response::json_error(503, &failure.text), failure)
+    }
+
+    /// The black hole: the request has been read and is never answered. Only what its log
+    /// line needs is kept while it is held (the request itself, up to 64 KiB of body, is
+    /// dropped), so a held request costs its connection and a timer. After `BLACKHOLE_HOLD`
+    /// A hangs up without a byte. Shutdown treats it like any request in flight: it is dropped,
+    /// unanswered, when the grace period ends.
+    async fn swallow(&self, request: Request) -> Response {
+        let kept = log_fields_of(&request);
+        drop(request);
+        let exchange = Exchange::begin("A", &self.metrics, &kept);
+        Timer::after(BLACKHOLE_HOLD).await;
+        let mut hang_up = Response::json_error(500, "black-holed by chaos");
+        hang_up.hang_up = true;
+        let failure = Failure {
+            kind: Some("chaos"),
+            text: format!(
+                "black-holed: held {} ms unanswered, then hung up",
+                BLACKHOLE_HOLD.as_millis()
+            ),
+        };
+        exchange.finish(hang_up, Some(failure))
+    }
+}
+
+/// A copy of `request` with only what a log line reads: method, path, `X-Request-Id`.
+fn log_fields_of(request: &Request) -> Request {
+    let mut headers = Headers::new();
+    if let Some(id) = request.head.headers.get("x-request-id") {
+        headers.push("X-Request-Id", id);
+    }
+    let head = RequestHead {
+        method: request.head.method.clone(),
+        target: request.head.path().to_owned(),
+        version: request.head.version,
+        headers,
+    };
+    Request {
+        head,
+        body: Vec::new(),
     }
 }
 
@@ -53,22 +191,77 @@ fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
     }
 }
 
+/// What to do with one `/echo`, decided from the times alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// No deadline was given: work as long as the work takes, as A always did.
+    Work,
+    /// Work, but stop at this instant: nobody will read the answer after it.
+    WorkUntil(Instant),
+    /// The deadline had passed before the request arrived: refuse at once.
+    Refuse,
+}
+
+/// The plan for a request that arrived at `arrival`, whose caller will wait `remaining` more
+/// (`None`: no deadline). The caller's time is relative, so it is counted from our own clock's
+/// `arrival` and the two machines' clocks never need to agree.
+fn plan(arrival: Instant, remaining: Option<Duration>) -> Plan {
+    match remaining {
+        None => Plan::Work,
+        Some(left) if left.is_zero() => Plan::Refuse,
+        // An instant too far to represent is as good as no deadline.
+        Some(left) => arrival
+            .checked_add(left)
+            .map_or(Plan::Work, Plan::WorkUntil),
+    }
+}
+
+/// Why work was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GiveUp {
+    /// `X-Timeout-Ms: 0`: nobody was waiting any more when it arrived.
+    ExpiredOnArrival,
+    /// The deadline, this long after arrival, came before the work was done.
+    DeadlinePassed(Duration),
+}
+
+/// The deadline came first; the work was dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct Abandoned;
+
+/// Waits `wait` (the simulated work), or until `deadline` if that comes first. Losing the
+/// race drops the work's timer: nothing goes on working for a caller who has left.
+async fn delay(wait: Duration, deadline: Option<Instant>) -> Result<(), Abandoned> {
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let work = async {
+        Timer::after(wait).await;
+        Ok(())
+    };
+    match deadline {
+        None => work.await,
+        // `or` polls the work first, so a tie goes to the answer.
+        Some(deadline) => {
+            work.or(async {
+                Timer::at(deadline).await;
+                Err(Abandoned)
+            })
+            .await
+        }
+    }
+}
+
 impl Handler for EchoService {
     async fn handle(&self, request: Request) -> Response {
+        let arrival = Instant::now();
+        let is_echo = request.head.path() == "/echo";
+        // The black hole ignores deadlines: it is a dead host, which reads nothing.
+        if is_echo && self.chaos.blackhole {
+            return self.swallow(request).await;
+        }
         let exchange = Exchange::begin("A", &self.metrics, &request);
-        if !self.chaos.is_off()
-            && request.head.path() == "/echo"
-            && let Some(response) = self.chaos.strike().await
-        {
-            let failure = Failure {
-                kind: Some("chaos"),
-                text: if response.hang_up {
-                    "dropped"
-                } else {
-                    "failed"
-                }
-                .to_owned(),
-            };
+        if is_echo && let Some((response, failure)) = self.work(&request, arrival).await {
             return exchange.finish(response, Some(failure));
         }
         let (response, failure) = self.respond(&request);
@@ -77,5 +270,46 @@ impl Handler for EchoService {
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
         log_rejected("A", &self.metrics, peer, error, status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn plan_follows_the_times() {
+        let arrival = Instant::now();
+        assert_eq!(plan(arrival, None), Plan::Work);
+        assert_eq!(plan(arrival, Some(Duration::ZERO)), Plan::Refuse);
+        assert_eq!(plan(arrival, Some(MS)), Plan::WorkUntil(arrival + MS));
+        assert_eq!(
+            plan(arrival, Some(MS * 200)),
+            Plan::WorkUntil(arrival + MS * 200)
+        );
+        assert_eq!(plan(arrival, Some(Duration::MAX)), Plan::Work);
+    }
+
+    #[test]
+    fn log_fields_drop_body_query_and_other_headers() {
+        let mut headers = Headers::new();
+        headers.push("X-Request-Id", b"abc");
+        headers.push("Cookie", b"secret");
+        let request = Request {
+            head: RequestHead {
+                method: "GET".into(),
+                target: "/echo?msg=a-long-message".into(),
+                version: crate::http::message::Version::Http11,
+                headers,
+            },
+            body: vec![b'x'; 1000],
+        };
+        let kept = log_fields_of(&request);
+        assert_eq!(kept.head.target, "/echo");
+        assert_eq!(kept.head.headers.len(), 1);
+        assert_eq!(kept.head.headers.get_str("x-request-id"), Some("abc"));
+        assert!(kept.body.is_empty());
     }
 }

@@ -9,13 +9,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::process;
+use crate::config::VERSION;
 use crate::http::server::ServerConfig;
 use crate::upstream::ClusterSnapshot;
 use crate::upstream::breaker::BreakerState;
 use crate::upstream::replicas::ReplicaSnapshot;
 
 /// The endpoints we count separately; anything else is `other`.
-const ENDPOINTS: [&str; 5] = ["/health", "/echo", "/call-echo", "/metrics", "other"];
+const ENDPOINTS: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/echo",
+    "/call-echo",
+    "/metrics",
+    "other",
+];
 
 /// The statuses we count separately; anything else is `other`.
 const STATUSES: [u16; 14] = [
@@ -33,6 +42,10 @@ pub const UPSTREAM_OUTCOMES: [&str; 8] = [
     "circuit_open",
     "overloaded",
 ];
+
+/// Why A gave up a request's work (`echo_lab_abandoned_total`): the caller's deadline
+/// (`X-Timeout-Ms`) had passed when it arrived, or passed while A was working.
+pub const ABANDON_REASONS: [&str; 2] = ["expired_on_arrival", "deadline_passed"];
 
 /// Histogram bucket bounds, in seconds (Prometheus's `le`). From sub-millisecond echoes up to
 /// the 1 s deadline and a little past it.
@@ -62,15 +75,33 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The samples of one series; `labels` is empty or `key="value",` (with the comma), put
+    /// before `le` in every bucket and alone on `_sum` and `_count`.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (le, bucket) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
+        let labels = labels.trim_end_matches(',');
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
+            );
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -78,13 +109,15 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; ENDPOINTS.len()],
-    request_duration: Histogram,
+    /// One histogram per endpoint: a fast `/health` probe must not hide a slow `/echo`.
+    request_duration: [Histogram; ENDPOINTS.len()],
     /// Requests the HTTP layer rejected before any handler saw them, by status.
     rejected: [AtomicU64; STATUSES.len()],
     /// Connections open now; the server keeps it current.
     pub open_connections: Arc<AtomicUsize>,
     upstream_calls: [AtomicU64; UPSTREAM_OUTCOMES.len()],
     upstream_duration: Histogram,
+    abandoned: [AtomicU64; ABANDON_REASONS.len()],
 }
 
 impl Metrics {
@@ -103,7 +136,7 @@ impl Metrics {
             .position(|&x| x == endpoint)
             .unwrap_or(ENDPOINTS.len() - 1);
         self.requests[e][status_index(status)].fetch_add(1, Ordering::Relaxed);
-        self.request_duration.observe(elapsed);
+        self.request_duration[e].observe(elapsed);
     }
 
     /// Counts a request rejected by the HTTP layer (400, 408, 431...).
@@ -117,6 +150,13 @@ impl Metrics {
             self.upstream_calls[i].fetch_add(1, Ordering::Relaxed);
         }
         self.upstream_duration.observe(elapsed);
+    }
+
+    /// Counts one request whose work was given up, by reason (one of `ABANDON_REASONS`).
+    pub fn record_abandoned(&self, reason: &str) {
+        if let Some(i) = ABANDON_REASONS.iter().position(|&x| x == reason) {
+            self.abandoned[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The whole exposition. `idle_upstream` is B's count of idle pooled connections (`None`
@@ -154,21 +194,52 @@ impl Metrics {
                 );
             }
         }
-        self.request_duration.render(
-            &mut out,
-            "echo_lab_request_duration_seconds",
-            "Time from a request's arrival to its response.",
-        );
+        self.render_request_duration(&mut out);
         let open = self.open_connections.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "# HELP echo_lab_open_connections Client connections open now.\n\
              # TYPE echo_lab_open_connections gauge\necho_lab_open_connections {open}"
         );
+        self.render_abandoned(&mut out);
         if let Some(idle) = idle_upstream {
             self.render_upstream(&mut out, idle);
         }
+        let _ = writeln!(
+            out,
+            "# HELP echo_lab_build_info The version of echo-lab that is running; always 1.\n\
+             # TYPE echo_lab_build_info gauge\necho_lab_build_info{{version=\"{VERSION}\"}} 1"
+        );
+        process::render(&mut out);
         out
+    }
+
+    /// Every reason, zeros included, so that `rate()` has a series from the first scrape.
+    fn render_abandoned(&self, out: &mut String) {
+        out.push_str(
+            "# HELP echo_lab_abandoned_total Requests whose work was given up because the \
+             caller's deadline (X-Timeout-Ms) had passed, by reason.\n\
+             # TYPE echo_lab_abandoned_total counter\n",
+        );
+        for (reason, n) in ABANDON_REASONS.iter().zip(&self.abandoned) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "echo_lab_abandoned_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+
+    /// The request-duration histogram, one series per endpoint that has seen a request.
+    fn render_request_duration(&self, out: &mut String) {
+        let name = "echo_lab_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a request's arrival to its response, by endpoint.\n\
+             # TYPE {name} histogram"
+        );
+        for (endpoint, histogram) in ENDPOINTS.iter().zip(&self.request_duration) {
+            if histogram.count() > 0 {
+                histogram.render_series(out, name, &format!("endpoint=\"{endpoint}\","));
+            }
+        }
     }
 
     fn render_upstream(&self, out: &mut String, idle: usize) {
@@ -371,16 +442,26 @@ mod tests {
         m.record_request("/nope", 404, Duration::from_micros(50));
         m.record_rejected(431);
         m.record_upstream("timeout", Duration::from_millis(1000));
+        m.record_abandoned("deadline_passed");
         let text = m.render(Some(3));
         assert!(text.contains("echo_lab_requests_total{endpoint=\"/echo\",status=\"200\"} 2\n"));
         assert!(text.contains("echo_lab_requests_total{endpoint=\"other\",status=\"404\"} 1\n"));
         assert!(text.contains("echo_lab_rejected_requests_total{status=\"431\"} 1\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"0.0005\"} 2\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("echo_lab_request_duration_seconds_count 3\n"));
+        let echo = "echo_lab_request_duration_seconds_bucket{endpoint=\"/echo\",";
+        assert!(text.contains(&format!("{echo}le=\"0.0005\"}} 1\n")));
+        assert!(text.contains(&format!("{echo}le=\"+Inf\"}} 2\n")));
+        assert!(text.contains("echo_lab_request_duration_seconds_count{endpoint=\"/echo\"} 2\n"));
+        assert!(text.contains("echo_lab_request_duration_seconds_count{endpoint=\"other\"} 1\n"));
+        assert!(
+            !text.contains("endpoint=\"/health\",le="),
+            "no series before a request"
+        );
+        assert!(text.contains(&format!("echo_lab_build_info{{version=\"{VERSION}\"}} 1\n")));
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"timeout\"} 1\n"));
         assert!(text.contains("echo_lab_upstream_calls_total{outcome=\"ok\"} 0\n"));
         assert!(text.contains("echo_lab_upstream_idle_connections 3\n"));
+        assert!(text.contains("echo_lab_abandoned_total{reason=\"deadline_passed\"} 1\n"));
+        assert!(text.contains("echo_lab_abandoned_total{reason=\"expired_on_arrival\"} 0\n"));
         assert!(!m.render(None).contains("upstream"));
     }
 }

@@ -5,18 +5,23 @@ pub mod caller;
 pub mod chaos;
 pub mod echo;
 pub mod metrics;
+pub mod process;
 pub mod query;
+pub mod trace_context;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::error::RequestError;
+use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
+use crate::http::server::ServerStatus;
+use crate::logging::{self, Field, Value};
 use crate::upstream::CallReport;
 use metrics::Metrics;
+use trace_context::TraceContext;
 
 /// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
 const ALLOW: &str = "GET, HEAD";
@@ -42,9 +47,27 @@ pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Resp
     Response::new(200, metrics::CONTENT_TYPE, metrics.render(idle_upstream))
 }
 
-/// `{"status":"ok"}`: the answer to `/health` on both services.
+/// `{"status":"ok"}`: the answer to `/health` on both services. Liveness: it says only that
+/// the process answers, so whatever else is going on, a restart would not help.
 pub fn health() -> Response {
     Response::json(200, r#"{"status":"ok"}"#)
+}
+
+/// The answer to `/ready` on both services. Readiness: whether to send this instance new
+/// traffic. Not while it is shutting down (it is about to go away), nor while its connection
+/// cap is reached (a new connection would be refused): `503`, with the reason. Unlike a failed
+/// liveness probe, this takes the instance out of rotation without restarting it.
+pub fn ready(server: &ServerStatus) -> Response {
+    if server.is_draining() {
+        Response::json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
+    } else if server.at_connection_cap() {
+        Response::json(
+            503,
+            r#"{"status":"not ready","reason":"connection limit reached"}"#,
+        )
+    } else {
+        Response::json(200, r#"{"status":"ready"}"#)
+    }
 }
 
 /// A failure worth naming in the log line: `error_kind` (when there is one) and the text.
@@ -63,6 +86,8 @@ pub struct Exchange<'a> {
     method: &'a str,
     endpoint: &'a str,
     pub request_id: String,
+    /// The W3C trace this request belongs to, and its span in it.
+    pub trace: TraceContext,
     /// How B's call to A went (B's `/call-echo` only): named in the log line.
     pub upstream: Option<CallReport>,
 }
@@ -86,8 +111,24 @@ impl<'a> Exchange<'a> {
             method: &request.head.method,
             endpoint: request.head.path(),
             request_id,
+            trace: trace_context(&request.head.headers),
             upstream: None,
         }
+    }
+
+    /// The headers that carry this request's identity on to a call it makes: the same
+    /// `X-Request-Id`, and a `traceparent` with the same trace and our span as the parent.
+    /// `traceparent` is made by the caller with `self.trace.traceparent()`, so that it can
+    /// outlive the borrow.
+    pub fn propagated_headers<'s>(&'s self, traceparent: &'s str) -> Vec<(&'static str, &'s str)> {
+        let mut headers = vec![
+            ("X-Request-Id", self.request_id.as_str()),
+            ("traceparent", traceparent),
+        ];
+        if let Some(state) = &self.trace.tracestate {
+            headers.push(("tracestate", state.as_str()));
+        }
+        headers
     }
 
     /// Logs the request's one line and returns the response with its `X-Request-Id`.
@@ -99,54 +140,58 @@ impl<'a> Exchange<'a> {
             exchange: &self,
             status: response.status,
             latency: elapsed,
+            failure: failure.as_ref(),
         };
-        match failure {
-            None => log::info!("{line}"),
-            Some(Failure {
-                kind: Some(kind),
-                text,
-            }) => {
-                log::warn!("{line} error_kind={kind} error={text:?}")
-            }
-            Some(Failure { kind: None, text }) => log::info!("{line} error={text:?}"),
-        }
+        // A failure of a dependency (it has an `error_kind`) is a warning; a client's bad
+        // request is not.
+        let level = match &failure {
+            Some(Failure { kind: Some(_), .. }) => log::Level::Warn,
+            _ => log::Level::Info,
+        };
+        logging::emit(level, module_path!(), &line.fields());
         response.with_header("X-Request-Id", self.request_id)
     }
 }
 
-/// The common part of a request's log line. Formatted once, straight into the logger's line:
-/// building it as a `String` first would cost an allocation and a copy per request.
+/// A request's log line: the one place that lists its fields, in order. Written once, straight
+/// into the logger's line (as `key=value` text or JSON members, see `crate::logging`): building
+/// it as a `String` first would cost an allocation and a copy per request.
 struct LogLine<'e, 'a> {
     exchange: &'e Exchange<'a>,
     status: u16,
     latency: Duration,
+    failure: Option<&'e Failure>,
 }
 
-impl fmt::Display for LogLine<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl LogLine<'_, '_> {
+    fn fields(&self) -> [Field<'_>; 11] {
         let e = self.exchange;
-        // Milliseconds with one decimal, in integers: float formatting costs more.
-        let tenths_of_ms = self.latency.as_micros() / 100;
-        write!(
-            f,
-            "service={} method={} endpoint={} status={} latency_ms={}.{} request_id={}",
-            e.service,
-            e.method,
-            e.endpoint,
-            self.status,
-            tenths_of_ms / 10,
-            tenths_of_ms % 10,
-            e.request_id
-        )?;
-        if let Some(CallReport {
-            replica: Some(replica),
-            attempt,
-            ..
-        }) = e.upstream
-        {
-            write!(f, " replica={replica} attempt={attempt}")?;
-        }
-        Ok(())
+        let (kind, error) = match self.failure {
+            Some(Failure { kind, text }) => (kind.as_ref(), Some(text.as_str())),
+            None => (None, None),
+        };
+        // Which replica answered B, and on which attempt: only when B had a choice.
+        let (replica, attempt) = match &e.upstream {
+            Some(CallReport {
+                replica: Some(replica),
+                attempt,
+                ..
+            }) => (Value::Word(replica), Value::Uint(*attempt as u64)),
+            _ => (Value::Absent, Value::Absent),
+        };
+        [
+            ("service", Value::Word(&e.service)),
+            ("method", Value::Word(&e.method)),
+            ("endpoint", Value::Word(&e.endpoint)),
+            ("status", Value::Uint(u64::from(self.status))),
+            ("latency_ms", Value::Millis(self.latency)),
+            ("request_id", Value::Word(&e.request_id)),
+            ("trace_id", Value::Word(&e.trace.trace_id)),
+            ("replica", replica),
+            ("attempt", attempt),
+            ("error_kind", kind.map_or(Value::Absent, |k| Value::Word(k))),
+            ("error", error.map_or(Value::Absent, Value::Quoted)),
+        ]
     }
 }
 
@@ -168,11 +213,33 @@ pub fn log_rejected(
     if let Some(status) = status {
         metrics.record_rejected(status);
     }
-    let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
-    log::warn!(
-        "service={service} peer={peer} status={status} error={:?}",
-        error.to_string()
-    );
+    let error = error.to_string();
+    let fields = [
+        ("service", Value::Word(&service)),
+        ("peer", Value::Word(&peer)),
+        (
+            "status",
+            status.map_or(Value::Word(&"none"), |s| Value::Uint(s.into())),
+        ),
+        ("error", Value::Quoted(&error)),
+    ];
+    logging::emit(log::Level::Warn, module_path!(), &fields);
+}
+
+/// The request's trace context (W3C Trace Context §3.2, §3.3). Two `traceparent` fields
+/// cannot both name the parent, so they count as invalid and start a new trace; several
+/// `tracestate` fields are one list, joined with commas (RFC 9110 §5.3).
+fn trace_context(headers: &Headers) -> TraceContext {
+    let traceparent = match headers.get_all("traceparent").count() {
+        1 => headers.get_str("traceparent"),
+        _ => None,
+    };
+    let states: Vec<&str> = headers
+        .get_all("tracestate")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    let tracestate = (!states.is_empty()).then(|| states.join(","));
+    TraceContext::from_headers(traceparent, tracestate.as_deref())
 }
 
 /// A client's id is kept if it is short and made of characters that are safe in a log line
@@ -191,6 +258,14 @@ fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}", mix(process_seed().wrapping_add(n)))
+}
+
+/// A 64-bit number, different on every call (SplitMix64 over a counter, from a per-process
+/// seed). For ids that must not collide, not for secrets.
+pub fn random_u64() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let n = STATE.fetch_add(1, Ordering::Relaxed);
+    mix(process_seed().wrapping_add(n))
 }
 
 /// A number in `0.0..1.0`, different on every call (SplitMix64 over a counter). Good enough
@@ -224,6 +299,7 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::http::message::{Headers, Version};
+    use crate::logging::{Fields, LogFormat};
 
     fn head(method: &str, target: &str) -> RequestHead {
         RequestHead {
@@ -256,18 +332,28 @@ mod tests {
             body: Vec::new(),
         };
         request.head.headers.push("X-Request-Id", b"abc-1");
+        request.head.headers.push(
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
         let exchange = Exchange::begin("B", &metrics, &request);
         for (latency, shown) in [(1_000_849, "1000.8"), (50, "0.0"), (123_456, "123.4")] {
             let line = LogLine {
                 exchange: &exchange,
                 status: 503,
                 latency: Duration::from_micros(latency),
+                failure: None,
+            };
+            let fields = line.fields();
+            let text = Fields {
+                format: LogFormat::Text,
+                list: &fields,
             };
             assert_eq!(
-                line.to_string(),
+                text.to_string(),
                 format!(
                     "service=B method=GET endpoint=/call-echo status=503 latency_ms={shown} \
-                     request_id=abc-1"
+                     request_id=abc-1 trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
                 )
             );
         }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use super::balance::{DEFAULT_DECAY, PeakEwma};
+use super::lock;
 use super::outlier::{Outlier, OutlierConfig};
 use crate::http::client::{Client, Upstream};
 use crate::http::limits::ClientLimits;
@@ -104,12 +105,8 @@ impl Replica {
         }
     }
 
-    /// The state, even if a thread panicked while holding the lock: it is plain numbers that
-    /// every update leaves consistent, so there is nothing half-done to fear.
     fn state(&self) -> MutexGuard<'_, ReplicaState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Peak-EWMA cost: what the balancer compares.

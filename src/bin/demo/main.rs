@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         std::env::var(k).ok()
     }) {
         Ok(settings) => settings,
-        Err(ConfigError::Help(text)) => {
+        Err(ConfigError::Help(text) | ConfigError::Version(text)) => {
             say(&text);
             return ExitCode::SUCCESS;
         }

@@ -1,0 +1,377 @@
+//! Log lines in two formats: `text` (the default, written by simple_logger) and `json` (one
+//! JSON object per line, written by `JsonLogger` below, because simple_logger cannot).
+//!
+//! Two kinds of line exist, and both formats show each of them:
+//!
+//! * **Request lines** are the hot path and carry many fields. They are a list of `Field`s,
+//!   written once by `Fields`'s `Display` straight into the logger's line, either as
+//!   `key=value key=value` or as `"key":value,"key":value`. The record carries the key
+//!   `fields` so the JSON logger knows its message is already JSON members. To add a field
+//!   (`replica=`, `attempt=`), add it to the list: both formats follow.
+//! * **Other lines** (listening, shutdown, drain) are plain text, as always, and may carry a few
+//!   `log` key-values (`log::info!(event = "drain_start"; "...")`). simple_logger ignores the
+//!   key-values, so text lines stay as they were; the JSON logger writes them as members,
+//!   followed by the text as `msg`.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The key that marks a record whose message is a list of JSON members (see the module doc).
+pub const FIELDS_KEY: &str = "fields";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-11-24T22:39:45.338Z INFO  [target] service=A ...`, for people.
+    Text,
+    /// `{"ts":"2026-11-24T22:39:45.338Z","level":"INFO",...}`, for log collectors.
+    Json,
+}
+
+/// `--log-format` named neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLogFormat(pub String);
+
+impl fmt::Display for UnknownLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected text or json, got {:?}", self.0)
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(UnknownLogFormat(other.to_owned())),
+        }
+    }
+}
+
+/// Whether lines are JSON. Set once at start, before the first line; read by every request
+/// line (one relaxed load, which costs nothing next to the write).
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the format for every line from now on.
+pub fn set_format(format: LogFormat) {
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+}
+
+/// The format chosen at start.
+pub fn format() -> LogFormat {
+    if JSON.load(Ordering::Relaxed) {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
+}
+
+/// The value of one field of a structured line.
+#[derive(Clone, Copy)]
+pub enum Value<'a> {
+    /// Written bare in text (`method=GET`); a JSON string. For values without spaces or quotes.
+    Word(&'a dyn fmt::Display),
+    /// Written quoted in text (`error="it broke"`); a JSON string. For free text.
+    Quoted(&'a str),
+    /// A number.
+    Uint(u64),
+    /// Milliseconds with one decimal (`latency_ms=1000.8`); a JSON number.
+    Millis(Duration),
+    /// Not written at all (an `error` on a request that did not fail).
+    Absent,
+}
+
+/// One `key=value` of a structured line.
+pub type Field<'a> = (&'static str, Value<'a>);
+
+/// A structured line's fields, written in `format` by `Display`.
+pub struct Fields<'a> {
+    pub format: LogFormat,
+    pub list: &'a [Field<'a>],
+}
+
+impl<'a> Fields<'a> {
+    /// `list` in the format chosen at start.
+    pub fn new(list: &'a [Field<'a>]) -> Fields<'a> {
+        Fields {
+            format: format(),
+            list,
+        }
+    }
+}
+
+impl fmt::Display for Fields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = self.format == LogFormat::Json;
+        let present = self
+            .list
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Absent));
+        for (i, (key, value)) in present.enumerate() {
+            match (json, i) {
+                (false, 0) => write!(f, "{key}=")?,
+                (false, _) => write!(f, " {key}=")?,
+                (true, 0) => write!(f, "\"{key}\":")?,
+                (true, _) => write!(f, ",\"{key}\":")?,
+            }
+            if json {
+                write_json_value(f, value)?;
+            } else {
+                write_text_value(f, value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_text_value(f: &mut fmt::Formatter<'_>, value: &Value<'_>) -> fmt::Result {
+    match value {
+        Value::Word(v) => write!(f, "{v}"),
+        Value::Quoted(s) => write!(f, "{s:?}"),
+        Value::Uint(n) => write!(f, "{n}"),
+        Value::Millis(d) => write_millis(f, *d),
+        Value::Absent => Ok(()),
+    }
+}
+
+fn write_json_value(f: &mut fmt::Formatter<'_>, value: &Value<'_>) -> fmt::Result {
+    match value {
+        Value::Word(v) => write_json_string(f, v),
+        Value::Quoted(s) => write_json_string(f, s),
+        Value::Uint(n) => write!(f, "{n}"),
+        Value::Millis(d) => write_millis(f, *d),
+        Value::Absent => f.write_str("null"),
+    }
+}
+
+/// Milliseconds with one decimal, in integers: float formatting costs more.
+fn write_millis(f: &mut impl fmt::Write, latency: Duration) -> fmt::Result {
+    let tenths_of_ms = latency.as_micros() / 100;
+    write!(f, "{}.{}", tenths_of_ms / 10, tenths_of_ms % 10)
+}
+
+/// Writes `value` as a JSON string literal (RFC 8259 §7), escaping as it goes, so no
+/// intermediate `String` is needed.
+fn write_json_string(
+    out: &mut impl fmt::Write,
+    value: &(impl fmt::Display + ?Sized),
+) -> fmt::Result {
+    out.write_char('"')?;
+    write!(JsonEscape(&mut *out), "{value}")?;
+    out.write_char('"')
+}
+
+/// A writer that escapes what passes through it for the inside of a JSON string.
+struct JsonEscape<W>(W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscape<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            match c {
+                '"' => self.0.write_str("\\\"")?,
+                '\\' => self.0.write_str("\\\\")?,
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c if c < ' ' => write!(self.0, "\\u{:04x}", u32::from(c))?,
+                c => self.0.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs one structured line at `level`; `target` is where it comes from (`module_path!()`),
+/// as for any `log` macro.
+pub fn emit(level: log::Level, target: &str, list: &[Field<'_>]) {
+    log::log!(target: target, level, fields = true; "{}", Fields::new(list));
+}
+
+/// Writes one line per record as a JSON object, on stdout. The level filter is simple_logger's,
+/// so `RUST_LOG` means the same in both formats.
+pub struct JsonLogger {
+    pub filter: simple_logger::SimpleLogger,
+}
+
+impl JsonLogger {
+    /// The whole line, newline included.
+    fn line(record: &log::Record) -> Result<String, fmt::Error> {
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"ts\":\"");
+        write_timestamp(&mut line, SystemTime::now())?;
+        write!(
+            line,
+            "\",\"level\":\"{}\",\"target\":",
+            record.level().as_str()
+        )?;
+        write_json_string(&mut line, record.target())?;
+        let source = record.key_values();
+        if source.get(log::kv::Key::from_str(FIELDS_KEY)).is_some() {
+            write!(line, ",{}", record.args())?;
+        } else {
+            let _ = source.visit(&mut KeyValues(&mut line));
+            line.push_str(",\"msg\":");
+            write_json_string(&mut line, record.args())?;
+        }
+        line.push_str("}\n");
+        Ok(line)
+    }
+}
+
+impl log::Log for JsonLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if let Ok(line) = JsonLogger::line(record) {
+            // One `write` per line, like text mode. A failed write (stdout gone) panics here
+            // on purpose, exactly like simple_logger's `println!`, so that `run`'s guard
+            // handles both formats the same way: one line on stderr, then silence.
+            if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+                panic!("failed printing to stdout: {e}");
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Writes a record's key-values as JSON members: numbers and booleans as such, others as
+/// strings.
+struct KeyValues<'s>(&'s mut String);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let out = &mut *self.0;
+        let written = (|| {
+            out.push(',');
+            write_json_string(out, key.as_str())?;
+            out.push(':');
+            if let Some(n) = value.to_u64() {
+                write!(out, "{n}")
+            } else if let Some(b) = value.to_bool() {
+                write!(out, "{b}")
+            } else {
+                write_json_string(out, &value)
+            }
+        })();
+        written.map_err(|_| log::kv::Error::msg("formatting a key-value failed"))
+    }
+}
+
+/// `2026-11-24T22:39:45.338Z`: RFC 3339 in UTC with milliseconds, as simple_logger writes it.
+fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let of_day = secs % 86_400;
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// The date `days` after 1970-01-01, in the proleptic Gregorian calendar. Howard Hinnant's
+/// `civil_from_days`, which counts in 400-year eras that start on 1 March, so that the leap
+/// day is the last day of its year.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    const DAYS_FROM_0000_03_01_TO_EPOCH: u64 = 719_468;
+    const DAYS_PER_ERA: u64 = 146_097;
+    let z = days + DAYS_FROM_0000_03_01_TO_EPOCH;
+    let era = z / DAYS_PER_ERA;
+    let day_of_era = z % DAYS_PER_ERA;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields_in(format: LogFormat, list: &[Field<'_>]) -> String {
+        Fields { format, list }.to_string()
+    }
+
+    #[test]
+    fn fields_as_text_and_json() {
+        let id = "abc";
+        let fields = [
+            ("service", Value::Word(&"B")),
+            ("status", Value::Uint(503)),
+            (
+                "latency_ms",
+                Value::Millis(Duration::from_micros(1_000_849)),
+            ),
+            ("request_id", Value::Word(&id)),
+            ("error_kind", Value::Absent),
+            ("error", Value::Quoted("say \"hi\"\n")),
+        ];
+        assert_eq!(
+            fields_in(LogFormat::Text, &fields),
+            r#"service=B status=503 latency_ms=1000.8 request_id=abc error="say \"hi\"\n""#
+        );
+        let json = format!("{{{}}}", fields_in(LogFormat::Json, &fields));
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect(&json);
+        assert_eq!(
+            parsed,
+            serde_json::json!({"service": "B", "status": 503, "latency_ms": 1000.8,
+                "request_id": "abc", "error": "say \"hi\"\n"})
+        );
+    }
+
+    #[test]
+    fn json_strings_escape_control_characters() {
+        let mut out = String::new();
+        write_json_string(&mut out, "a\u{1b}b\\").expect("formatting");
+        assert_eq!(out, r#""a\u001bb\\""#);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut out = String::new();
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_991_985_338);
+        write_timestamp(&mut out, at).expect("formatting");
+        assert_eq!(out, "2026-11-29T22:39:45.338Z");
+        out.clear();
+        // A leap day, and the day after it.
+        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_secs(951_782_400)).expect("fmt");
+        assert_eq!(out, "2000-02-29T00:00:00.000Z");
+        out.clear();
+        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_secs(951_868_800)).expect("fmt");
+        assert_eq!(out, "2000-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn log_formats_parse() {
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+}
