@@ -146,8 +146,6 @@ def cell(scenario, variant, run, note):
         if len(late) >= 2 and late[-1][0] > late[0][0]:
             rate = (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
             text += f", {rate:.1f} attempts/s to A in the last half"
-        if note:
-            text += f" ({note})"
     elif scenario == "tail":
         text = f"p99 {lat['p99']:.1f} ms at {a_total / sent:.2f}× load"
     elif scenario == "deadline":

@@ -135,6 +135,12 @@ impl Tally {
         self.latencies.get(i).copied().unwrap_or_default()
     }
 
+    /// The percentage of calls that took longer than `limit`.
+    pub fn percent_over(&self, limit: Duration) -> f64 {
+        let over = self.latencies.iter().filter(|l| **l > limit).count();
+        100.0 * over as f64 / self.latencies.len().max(1) as f64
+    }
+
     /// `200 calls: 66.5 % ok, p50 0.4 ms, p99 1001 ms; 503 connect: 67`.
     pub fn summary(&self) -> String {
         let mut text = format!(

@@ -4,7 +4,8 @@
 //! ```text
 //! chapter    fault                          pattern (B+)               checked
 //! dead       1 of 3 replicas killed         --retries --eject          errors without, none with
-//! slow       1 of 3 replicas +300 ms        --balance peak-ewma --hedge auto   p99 at least halved
+//! slow       1 of 3 replicas +300 ms        --balance peak-ewma       calls over 250 ms cut
+//!                                           --hedge auto               to a fifth or less
 //! flaky      all 3 fail 20 % of calls       --retries                  ok % up to 95 % or more
 //! outage     all 3 fail every call          --breaker                  A's load cut to a third or less,
 //!                                                                      fast 503 circuit_open
@@ -17,7 +18,6 @@
 //! (CI, a shared VM) slows both and changes no verdict; `bench/scenarios.sh` measures the same
 //! faults properly, at 300 calls a second.
 
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -152,15 +152,25 @@ fn dead_replica(bins: &Binaries) -> Result<(), String> {
 fn slow_replica(bins: &Binaries) -> Result<(), String> {
     let a = replicas(bins, [&["--delay-ms", "300"], &[], &[]])?;
     let (b, b_plus) = both_b(bins, &a, &["--balance", "peak-ewma", "--hedge", "auto"])?;
+    // Both patterns learn from answers: peak EWMA each replica's latency, the hedge delay the
+    // 90th percentile, and the retry budget that hedges draw on grows with the calls. A B+
+    // just started knows none of it, and on a busy machine its first second still sends
+    // unhedged calls to the slow replica. What the chapter shows is B+ once it has learned.
+    say("-- B+ warms up for 1 s (not counted):");
+    stream(b_plus.addr, RATE, Duration::from_secs(1))?;
     let (without, with) = through_both(&b, &b_plus, STREAM)?;
-    let (p99_without, p99_with) = (without.quantile(0.99), with.quantile(0.99));
+    // Counted as calls slower than 250 ms rather than by p99 alone: a busy machine adds tens
+    // of milliseconds to everything, never the slow replica's 300.
+    let slow = Duration::from_millis(250);
+    let (over_without, over_with) = (without.percent_over(slow), with.percent_over(slow));
     check(
-        p99_without >= Duration::from_millis(250) && p99_with <= p99_without / 2,
+        over_without >= 20.0 && over_with <= over_without / 5.0,
         format!(
-            "p99 without: {:.0} ms (round robin sends a third of calls to the slow one); with \
-             peak EWMA and hedging: {:.1} ms",
-            ms(p99_without),
-            ms(p99_with)
+            "without: {over_without:.1} % of calls took over 250 ms, p99 {:.0} ms (round robin \
+             sends a third to the slow one); with peak EWMA and hedging: {over_with:.1} %, p99 \
+             {:.1} ms",
+            ms(without.quantile(0.99)),
+            ms(with.quantile(0.99))
         ),
     )
 }
@@ -211,16 +221,9 @@ fn outage(bins: &Binaries) -> Result<(), String> {
 }
 
 fn black_hole(bins: &Binaries) -> Result<(), String> {
-    let flag = a_has_flag(bins, "--blackhole");
-    let chaos: &[&str] = if flag { &["--blackhole"] } else { &[] };
-    let a = replicas(bins, [chaos, chaos, chaos])?;
+    let hole = ["--blackhole"];
+    let a = replicas(bins, [&hole, &hole, &hole])?;
     let (b, b_plus) = both_b(bins, &a, &["--breaker"])?;
-    if !flag {
-        // This A has no --blackhole: a frozen process is one (the kernel still accepts).
-        for replica in &a {
-            replica.signal("-STOP", "frozen: connections accepted, requests never read")?;
-        }
-    }
     // Longer than the others: the breaker must see calls fail (after B's 1 s deadline) before
     // it opens, and the calls sent until then all wait.
     let (without, with) = through_both(&b, &b_plus, STREAM * 3 / 2)?;
@@ -292,13 +295,4 @@ fn deadline(bins: &Binaries) -> Result<(), String> {
             without.sent, with.sent
         ),
     )
-}
-
-/// Whether this build of A takes `flag` (its chaos flags grow; the demo works with older ones).
-fn a_has_flag(bins: &Binaries, flag: &str) -> bool {
-    Command::new(&bins.a)
-        .arg("--help")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
-        .unwrap_or(false)
 }
