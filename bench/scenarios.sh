@@ -45,10 +45,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 for n in "$DURATION" "$RATE"; do
-    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "error: -d and -r need positive integers, got '$n'" >&2; exit 2; }
+    [[ $n =~ ^[1-9][0-9]*$ ]] ||
+        { echo "error: -d and -r need positive integers, got '$n'" >&2; exit 2; }
 done
 for v in $VARIANTS; do
-    case $v in off|resilient|nginx|haproxy) ;; *) echo "error: unknown variant '$v'" >&2; exit 2 ;; esac
+    case $v in
+        off|resilient|nginx|haproxy) ;;
+        *) echo "error: unknown variant '$v'" >&2; exit 2 ;;
+    esac
 done
 for s in $SCENARIOS; do
     case $s in dead|slow|flaky|outage|blackhole|tail|deadline|recovery) ;;
@@ -134,7 +138,8 @@ stop_pid() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true;
 
 # free_port: one the kernel hands out now (for the peers, which cannot take port 0).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # start_b VARIANT URL...: B of that variant over the replicas; sets B_PID and B_ADDR.
@@ -173,12 +178,18 @@ start_b_variant() {
     esac
 }
 
+# attempts: B's per-replica attempt counters now (nothing from a peer, which has none).
+attempts() {
+    curl -s --max-time 1 "http://$B_ADDR/metrics" |
+        grep '^echo_lab_upstream_replica_attempts_total' || true
+}
+
 # sample_b: B's per-replica attempt counters once a second, timestamped, into $RUN/b-samples.
 # Only our B has them; the peers' columns say n/a where a figure needs them.
 sample_b() {
     while :; do
         echo "t $(date +%s.%N)"
-        curl -s --max-time 1 "http://$B_ADDR/metrics" | grep '^echo_lab_upstream_replica_attempts_total' || true
+        attempts
         sleep 1
     done >"$RUN/b-samples" 2>/dev/null &
     SAMPLER=$!
@@ -241,8 +252,7 @@ row() {
     load
     # One last sample as the load ends: a short run would otherwise have few to compare.
     stop_pid "$SAMPLER"
-    { echo "t $(date +%s.%N)"; curl -s --max-time 1 "http://$B_ADDR/metrics" |
-        grep '^echo_lab_upstream_replica_attempts_total' || true; } >>"$RUN/b-samples"
+    { echo "t $(date +%s.%N)"; attempts; } >>"$RUN/b-samples"
     # A may still be working on requests B gave up on or cancelled (a 500 ms tail, a 1.5 s
     # delay); let it finish or abandon them before counting.
     if [ "$scenario" = deadline ]; then sleep 2; else sleep 1; fi
@@ -312,9 +322,10 @@ mkdir -p "$OUT_DIR"
 {
     echo "# Resilience scenarios, $(date -u +'%Y-%m-%d %H:%M UTC')"
     echo
-    echo "\`bench/scenarios.sh -d $DURATION -r $RATE$([ "$QUICK" = 1 ] && echo ' --quick')\` on $(nproc) cores" \
-         "($(git -C "$ROOT" rev-parse --short HEAD)); loadgen open loop, -c $CONNS; $REPLICAS replicas" \
-         "of A; B's deadline $B_TIMEOUT_MS ms."
+    quick=$([ "$QUICK" = 1 ] && echo ' --quick' || true)
+    commit=$(git -C "$ROOT" rev-parse --short HEAD)
+    echo "\`bench/scenarios.sh -d $DURATION -r $RATE$quick\` on $(nproc) cores ($commit);" \
+         "loadgen open loop, -c $CONNS; $REPLICAS replicas of A; B's deadline $B_TIMEOUT_MS ms."
     echo
     $TABLE table "$WORK/results.jsonl" $RUN_VARIANTS
     if [ ${#NOTES[@]} -gt 0 ]; then echo; fi

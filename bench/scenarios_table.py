@@ -127,9 +127,11 @@ def cell(scenario, variant, run, note):
                        default=None)
             at_1s = next((n for t, n in dials if t >= 1.0), dials[-1][1])
             after = dials[-1][1] - at_1s
-            when = (f"all before {dials[0][0]:.1f} s" if last is None
-                    else f"the last by {last:.1f} s")
-            text += f"; dialed it {dials[-1][1]:.0f}× ({after:.0f} after 1 s, {when})"
+            if after:
+                text += f"; dialed it {dials[-1][1]:.0f}×, {after:.0f} after 1 s (the last " \
+                        f"by {last:.1f} s)"
+            else:
+                text += f"; dialed it {dials[-1][1]:.0f}×, none after 1 s"
     elif scenario == "slow":
         slow = per_a.get(0, (0, 0, 0))[0]
         share = pct(slow, sum(a[0] for a in per_a.values()))

@@ -171,7 +171,7 @@ pub fn stream(b: SocketAddr, rate: u32, duration: Duration) -> Result<Tally, Str
     let gap = Duration::from_secs(1) / rate.max(1);
     let start = Instant::now();
     say(&format!(
-        "$ loadgen http://{b}/call-echo?msg=hello --rate {rate} -d {}s    # the demo does this itself",
+        "$ loadgen http://{b}/call-echo?msg=hello --rate {rate} -d {}s    # done in-process",
         duration.as_secs_f64()
     ));
     let results = smol::block_on(executor.run(async {
