@@ -9,7 +9,7 @@ use futures_lite::AsyncRead;
 
 use super::conn::Conn;
 use super::error::RequestError;
-use super::limits::Limits;
+use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::trace::{self, Direction};
 
@@ -34,6 +34,9 @@ pub fn parse_request_head(
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return check_partial_request(buf, limits).map(|()| None),
+        Err(httparse::Error::Version) if let Some(at) = request_minor_above_1(buf) => {
+            return parse_request_head(&as_http11(buf, at), limits);
+        }
         Err(e) => return Err(request_syntax_error(e, buf)),
     };
     if len > limits.max_head_bytes {
@@ -46,6 +49,7 @@ pub fn parse_request_head(
     if target.len() > limits.max_target_bytes {
         return Err(RequestError::UriTooLong);
     }
+    check_target(method, target)?;
     let mut headers = Headers::new();
     for h in req.headers.iter() {
         headers.push(h.name, h.value);
@@ -61,8 +65,13 @@ pub fn parse_request_head(
 }
 
 /// A partial head is fine while it fits; past the cap, it is too large. If the request line
-/// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414).
+/// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414), and we
+/// know that as soon as the line is longer than any line with a target we accept.
 fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError> {
+    let line_cap = limits.max_target_bytes + REQUEST_LINE_SLACK_BYTES;
+    if buf.len() > line_cap && !buf[..=line_cap].contains(&b'\n') {
+        return Err(RequestError::UriTooLong);
+    }
     if buf.len() < limits.max_head_bytes {
         return Ok(());
     }
@@ -71,6 +80,40 @@ fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError
     } else {
         Err(RequestError::UriTooLong)
     }
+}
+
+/// RFC 9110 §6.2: a message of a major version we implement with a higher minor version
+/// (`HTTP/1.2`) is processed as if it were the highest minor version we conform to, 1.1.
+/// httparse knows only 1.0 and 1.1, so such a head is parsed again from a copy that says
+/// `HTTP/1.1`. This runs only after httparse has refused the version: never on the hot path.
+fn as_http11(buf: &[u8], minor_at: usize) -> Vec<u8> {
+    let mut copy = buf.to_vec();
+    copy[minor_at] = b'1';
+    copy
+}
+
+/// Where the minor digit of an `HTTP/1.<2-9>` version ends a request line
+/// (`method SP target SP HTTP/1.x`), if it does. The line may not have ended yet.
+fn request_minor_above_1(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next()?;
+    let above_1 = matches!(
+        version,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    );
+    (above_1 && line.split(|&b| b == b' ').count() == 3).then(|| line.len() - 1)
+}
+
+/// Where the minor digit of an `HTTP/1.<2-9>` version is in a status line, if it is one
+/// (the space after it may not have arrived yet).
+fn response_minor_above_1(buf: &[u8]) -> Option<usize> {
+    let version = matches!(
+        buf.get(..8)?,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    );
+    (version && buf.get(8).is_none_or(|&b| b == b' ')).then_some(7)
 }
 
 /// Turns an httparse error into ours. A well-formed `HTTP/x.y` that is not 1.0 or 1.1 is a
@@ -141,14 +184,152 @@ fn origin_form(target: &str) -> &str {
     }
 }
 
-/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 §3.2): 400 otherwise.
+/// The request-target grammar (RFC 9112 §3.2) beyond what httparse checks (it takes any
+/// visible byte, and any UTF-8):
+///
+/// * a fragment (`#...`) is never sent: it belongs to the client (RFC 9110 §7.1);
+/// * only ASCII: raw bytes above 0x7F are outside RFC 3986 and must be percent-encoded;
+/// * the form: origin-form (`/path?query`), absolute-form (`scheme:...`), or the asterisk-form
+///   `*`, which exists for `OPTIONS` only (RFC 9112 §3.2.4). (The authority-form of `CONNECT`
+///   reads as a scheme here and then finds no route: we are no proxy.)
+///
+/// Percent-escapes are not checked here: a bad one in the query is for the service to name.
+fn check_target(method: &str, target: &str) -> Result<(), RequestError> {
+    let bytes = target.as_bytes();
+    if bytes.contains(&b'#') {
+        return Err(RequestError::Malformed("fragment in the request-target"));
+    }
+    if !bytes.is_ascii() {
+        return Err(RequestError::Malformed(
+            "non-ASCII byte in the request-target",
+        ));
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(())
+        } else {
+            Err(RequestError::Malformed(
+                "asterisk-form request-target without OPTIONS",
+            ))
+        };
+    }
+    if bytes.first() == Some(&b'/') || has_scheme(bytes) {
+        Ok(())
+    } else {
+        Err(RequestError::Malformed(
+            "request-target is not a path or an absolute URI",
+        ))
+    }
+}
+
+/// Whether `target` starts with `scheme ":"`, where scheme = ALPHA *( ALPHA / DIGIT / "+" /
+/// "-" / "." ) (RFC 3986 §3.1).
+fn has_scheme(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let scheme = &target[..colon];
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// An HTTP/1.1 request must carry exactly one `Host`, and its value must be
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 9110 §7.2): 400 otherwise. An HTTP/1.0
+/// request may leave it out.
 fn check_host(head: &RequestHead) -> Result<(), RequestError> {
-    let hosts = head.headers.get_all("host").count();
-    match (head.version, hosts) {
-        (_, n) if n > 1 => Err(RequestError::Malformed("more than one Host field")),
-        (Version::Http11, 0) => Err(RequestError::Malformed("HTTP/1.1 request without Host")),
+    let mut hosts = head.headers.get_all("host");
+    match (head.version, hosts.next(), hosts.next()) {
+        (_, Some(_), Some(_)) => Err(RequestError::Malformed("more than one Host field")),
+        (Version::Http11, None, _) => Err(RequestError::Malformed("HTTP/1.1 request without Host")),
+        (_, Some(host), None) if !is_valid_host(host) => {
+            Err(RequestError::Malformed("invalid Host field value"))
+        }
         _ => Ok(()),
     }
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), with RFC 3986 §3.2.2's
+/// `uri-host = IP-literal / IPv4address / reg-name` and `port = *DIGIT`.
+///
+/// An empty value is valid (the URI has no authority). So is an empty port (`host:`). We
+/// refuse a port over 65535, which names no TCP port, and a comma: RFC 3986 allows it in a
+/// reg-name, but no host has one, and a Host of `a,b` is two Host fields someone joined.
+/// Userinfo (`@`), a path (`/`), whitespace: none is in the grammar.
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        // IP-literal: everything up to `]` is the address, then `:port` or nothing.
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let port = match &rest[close + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        };
+        if !is_ip_literal(&rest[..close]) {
+            return false;
+        }
+        (None, port)
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (Some(&value[..colon]), Some(&value[colon + 1..])),
+            None => (Some(value), None),
+        }
+    };
+    let host_ok = host.is_none_or(is_reg_name);
+    let port_ok = port.is_none_or(|p| {
+        p.iter().all(u8::is_ascii_digit) && (p.len() <= 5 && parse_port(p) <= 65535)
+    });
+    host_ok && port_ok
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )` without the comma (see `is_valid_host`).
+/// An IPv4 address is a reg-name too, as far as the grammar goes.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let escape = name.get(i + 1..i + 3);
+                if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() => {}
+            b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture` inside the brackets (RFC 3986 §3.2.2).
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = inside {
+        // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (digits, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !digits.is_empty()
+            && digits.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail
+                .iter()
+                .all(|&b| b != b'%' && b != b',' && (b == b':' || is_reg_name(&[b])));
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// A port of at most five digits, as a number.
+fn parse_port(digits: &[u8]) -> u32 {
+    digits.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
 }
 
 /// Reads the next request head from `conn`, leaving any bytes after it (a body, or a pipelined
@@ -201,6 +382,9 @@ pub fn parse_response_head(
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ResponseHeadError::TooLarge),
+        Err(httparse::Error::Version) if let Some(at) = response_minor_above_1(buf) => {
+            return parse_response_head(&as_http11(buf, at), max_head_bytes, max_headers);
+        }
         Err(e) => return Err(ResponseHeadError::Malformed(syntax_reason(e))),
     };
     if len > max_head_bytes {
@@ -381,7 +565,7 @@ mod tests {
 
     #[test]
     fn oversized_head_is_431_and_oversized_target_is_414() {
-        let big_value = "v".repeat(9000);
+        let big_value = "v".repeat(17_000);
         assert_eq!(
             status_of(&lines(&[
                 "GET / HTTP/1.1",
@@ -391,10 +575,162 @@ mod tests {
             Some(431)
         );
         let mut long_line = b"GET /".to_vec();
-        long_line.extend(std::iter::repeat_n(b'a', 9000));
+        long_line.extend(std::iter::repeat_n(b'a', 17_000));
         assert_eq!(status_of(&long_line), Some(414));
-        let target = format!("GET /{} HTTP/1.1", "a".repeat(5000));
+        let target = format!("GET /{} HTTP/1.1", "a".repeat(8000));
         assert_eq!(status_of(&lines(&[&target, "Host: a"])), Some(414));
+    }
+
+    #[test]
+    fn a_target_of_8000_octets_is_accepted() {
+        let target = format!("/{}", "a".repeat(7999));
+        let line = format!("GET {target} HTTP/1.1");
+        let big_field = format!("X: {}", "v".repeat(7000));
+        let (head, _) = parse(&lines(&[&line, "Host: a", &big_field]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.target.len(), 8000);
+    }
+
+    #[test]
+    fn an_unfinished_request_line_longer_than_any_we_accept_is_414_at_once() {
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 8000 + REQUEST_LINE_SLACK_BYTES));
+        assert_eq!(status_of(&line), Some(414));
+        line.truncate(8000);
+        assert!(parse(&line).expect("still fine").is_none());
+    }
+
+    fn host_status(host: &str) -> Option<u16> {
+        status_of(&lines(&["GET / HTTP/1.1", &format!("Host:{host}")]))
+    }
+
+    #[test]
+    fn valid_host_values_are_accepted() {
+        for host in [
+            "",
+            " ",
+            "a",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]",
+            "[v1.fe80::a+en1]",
+            "ex%41mple",
+            "a-b_c~d!$&'()*+;=",
+            "localhost:65535",
+        ] {
+            assert_eq!(host_status(host), None, "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_host_values_are_400() {
+        for host in [
+            "user@example.com",
+            "user:pw@example.com",
+            "example.com/x",
+            "a, b",
+            "a,b",
+            "exa mple.com",
+            "example.com:80x",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:-1",
+            "[::1",
+            "[::1]x",
+            "[nonsense]",
+            "::1",
+            "ex%4mple",
+            "ex%zzmple",
+            "a\"b",
+            "a?b",
+            "a#b",
+        ] {
+            assert_eq!(host_status(host), Some(400), "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_host_is_also_400_in_http10() {
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.0", "Host: user@a"])),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn a_fragment_in_the_target_is_400() {
+        assert_eq!(
+            status_of(&lines(&["GET /health#x HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(&lines(&["GET /# HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn non_ascii_bytes_in_the_target_are_400() {
+        // Valid UTF-8 gets past httparse; invalid UTF-8 does not.
+        assert_eq!(
+            status_of(&lines(&["GET /h\u{e9}alth HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_only() {
+        let (head, _) = parse(&lines(&["OPTIONS * HTTP/1.1", "Host: a"]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.target, "*");
+        for method in ["GET", "HEAD", "POST", "DELETE"] {
+            let line = format!("{method} * HTTP/1.1");
+            assert_eq!(
+                status_of(&lines(&[&line, "Host: a"])),
+                Some(400),
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_that_is_no_path_nor_uri_is_400() {
+        assert_eq!(
+            status_of(&lines(&["GET health HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(&lines(&["GET ?x HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        // The absolute-form of any scheme is grammar; it only finds no route.
+        assert!(parse(&lines(&["GET urn:x HTTP/1.1", "Host: a"])).is_ok());
+    }
+
+    #[test]
+    fn http_1_2_request_is_served_as_1_1() {
+        let raw = lines(&["GET /health HTTP/1.2", "Host: a"]);
+        let (head, len) = parse(&raw).expect("valid").expect("complete");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(len, raw.len());
+        for cut in 0..raw.len() {
+            assert!(parse(&raw[..cut]).expect("prefix").is_none(), "cut {cut}");
+        }
+        assert_eq!(
+            status_of(b"GET / HTTP/1.2\r\n\r\n"),
+            Some(400),
+            "still needs Host"
+        );
     }
 
     #[test]
@@ -443,6 +779,28 @@ mod tests {
             parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn http_1_2_status_line_is_read_as_1_1() {
+        let raw = b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let (head, len) = parse_response_head(raw, 1024, 64)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.status, 200);
+        assert_eq!(&raw[len..], b"{}");
+        for cut in 0..len {
+            assert_eq!(
+                parse_response_head(&raw[..cut], 1024, 64),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        assert!(matches!(
+            parse_response_head(b"HTTP/2.0 200 OK\r\n\r\n", 1024, 64),
+            Err(ResponseHeadError::Malformed(_))
+        ));
     }
 
     #[test]
