@@ -323,6 +323,9 @@ fn content_length_list_of_different_values_is_400() {
 
 #[test]
 fn transfer_encoding_gzip_is_400() {
+    // Not 501: with a final coding other than chunked the length of a request cannot be
+    // known, and RFC 9112 §6.3 (rule 4) says the server MUST answer 400 and close. That MUST
+    // wins over §6.1's SHOULD 501, which covers codings before a final chunked.
     let a = Service::a(&[]);
     let raw = head_and_body(
         &[
@@ -350,7 +353,9 @@ fn transfer_encoding_chunked_then_gzip_is_400() {
 }
 
 #[test]
-fn transfer_encoding_chunked_twice_is_400() {
+fn transfer_encoding_chunked_twice_is_501() {
+    // Two fields are one list (RFC 9110 §5.3): `chunked, chunked`. It ends in chunked, so the
+    // framing is known, but it asks for a coding applied twice, which we do not implement.
     let a = Service::a(&[]);
     let raw = head_and_body(
         &[
@@ -361,7 +366,61 @@ fn transfer_encoding_chunked_twice_is_400() {
         ],
         b"0\r\n\r\n",
     );
-    assert_rejected(a.addr, &raw, 400);
+    assert_rejected(a.addr, &raw, 501);
+}
+
+/// A chunked request whose Transfer-Encoding is `te`: a coding we do not implement.
+fn assert_unknown_coding_is_501(te: &str) {
+    let a = Service::a(&[]);
+    let field = format!("Transfer-Encoding: {te}");
+    let raw = head_and_body(&["POST /health HTTP/1.1", "Host: a", &field], b"0\r\n\r\n");
+    let reply = assert_rejected(a.addr, &raw, 501);
+    assert_eq!(
+        error_of(&reply),
+        "bad message framing: Transfer-Encoding with a coding other than a single chunked",
+        "{te}"
+    );
+}
+
+#[test]
+fn transfer_encoding_gzip_then_chunked_is_501() {
+    // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD be 501.
+    assert_unknown_coding_is_501("gzip, chunked");
+}
+
+#[test]
+fn transfer_encoding_chunked_with_a_parameter_is_501() {
+    assert_unknown_coding_is_501("chunked;foo=bar");
+}
+
+#[test]
+fn transfer_encoding_gzip_and_chunked_in_two_fields_is_501() {
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: chunked",
+        ],
+        b"0\r\n\r\n",
+    );
+    assert_rejected(a.addr, &raw, 501);
+}
+
+#[test]
+fn malformed_transfer_encoding_is_400() {
+    let a = Service::a(&[]);
+    for te in ["chu nked", "\"chunked\"", "chunked;"] {
+        let field = format!("Transfer-Encoding: {te}");
+        let raw = head_and_body(&["POST /health HTTP/1.1", "Host: a", &field], b"0\r\n\r\n");
+        let reply = assert_rejected(a.addr, &raw, 400);
+        assert_eq!(
+            error_of(&reply),
+            "bad message framing: malformed Transfer-Encoding",
+            "{te}"
+        );
+    }
 }
 
 #[test]
