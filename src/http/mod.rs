@@ -4,13 +4,14 @@
 //! Read it in the order a request flows:
 //! `conn` (bytes in a buffer) → `head` (request line and fields) → `body` and `chunked`
 //! (where the body ends) → `message` (the values) → `write` (bytes back out) → `server`
-//! (the connection loop). `client` is the same path in the other direction. `limits` and
+//! (the connection loop), with `date` the clock behind its `Date` field. `client` is the same path in the other direction. `limits` and
 //! `error` hold every bound and every failure.
 
 pub mod body;
 pub mod chunked;
 pub mod client;
 pub mod conn;
+pub mod date;
 pub mod error;
 pub mod head;
 pub mod limits;
