@@ -481,6 +481,43 @@ fn missing_crlf_after_chunk_data_is_400() {
     );
 }
 
+#[test]
+fn chunk_extension_without_a_name_is_400() {
+    // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ ... ] ), name = token.
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: chunked",
+        ],
+        b"5;\r\nhello\r\n0\r\n\r\n",
+    );
+    let reply = assert_rejected(a.addr, &raw, 400);
+    assert_eq!(
+        error_of(&reply),
+        "bad chunked body: chunk extension without a name"
+    );
+}
+
+#[test]
+fn chunk_extension_name_that_is_not_a_token_is_400() {
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: chunked",
+        ],
+        b"5;bad[=x\r\nhello\r\n0\r\n\r\n",
+    );
+    let reply = assert_rejected(a.addr, &raw, 400);
+    assert_eq!(
+        error_of(&reply),
+        "bad chunked body: invalid chunk extension"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Head syntax (RFC 9112 §2–5)
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use futures_lite::AsyncRead;
 
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
-use super::message::{Headers, RequestHead, ResponseHead, Version};
+use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
 use super::trace::{self, Direction};
 
 /// How the body of one message is delimited.
@@ -222,35 +222,6 @@ fn is_transfer_parameter(param: &[u8]) -> bool {
     };
     let (name, value) = (param[..eq].trim_ascii(), param[eq + 1..].trim_ascii());
     is_token(name) && (is_token(value) || is_quoted_string(value))
-}
-
-/// `1*tchar` (RFC 9110 §5.6.2).
-pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// `DQUOTE *( qdtext / quoted-pair ) DQUOTE`, exactly (RFC 9110 §5.6.4).
-pub(crate) fn is_quoted_string(s: &[u8]) -> bool {
-    let [b'"', inner @ .., b'"'] = s else {
-        return false;
-    };
-    let mut escaped = false;
-    for &b in inner {
-        let visible = b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
-        if !visible {
-            return false;
-        }
-        if escaped {
-            escaped = false;
-        } else if b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            return false;
-        }
-    }
-    !escaped
 }
 
 /// The `Content-Length`, if any (RFC 9110 §8.6). Every value of every such field must be the

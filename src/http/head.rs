@@ -375,7 +375,18 @@ pub fn parse_response_head(
 ) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
     let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut slots[..max_headers.min(HEADER_SLOTS)]);
-    let len = match res.parse(buf) {
+    // obs-fold (a field line continued on the next line, RFC 9112 §5.2). A user agent MUST
+    // replace each obs-fold with SP before interpreting the field; a gateway may instead
+    // refuse the response (502), or replace the folds the same way before forwarding. B is a
+    // user agent of A's header fields (it reads them for framing and keep-alive, and passes
+    // none of them on) and a gateway only of A's body. Replacing the folds is what the user
+    // agent must do and what a gateway may do, so it is right for B in both roles. Requests
+    // stay strict (400): a server may reject obs-fold, and folded requests are a smuggling
+    // tool, while a folded response from our own upstream is only old-fashioned.
+    let parsed = httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut res, buf);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head_bytes => {
             return Err(ResponseHeadError::TooLarge);
@@ -399,7 +410,11 @@ pub fn parse_response_head(
     }
     let mut headers = Headers::new();
     for h in res.headers.iter() {
-        headers.push(h.name, h.value);
+        if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            headers.push(h.name, &unfold(h.value));
+        } else {
+            headers.push(h.name, h.value);
+        }
     }
     let head = ResponseHead {
         version: Version::from_minor(minor),
@@ -408,6 +423,15 @@ pub fn parse_response_head(
         headers,
     };
     Ok(Some((head, len)))
+}
+
+/// A field value with every obs-fold's CR and LF replaced by SP (RFC 9112 §5.2). httparse
+/// hands a folded value over with its line breaks in it, e.g. `one\r\n two`.
+fn unfold(value: &[u8]) -> Vec<u8> {
+    value
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect()
 }
 
 #[cfg(test)]
@@ -779,6 +803,27 @@ mod tests {
             parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn obs_fold_in_a_response_is_replaced_by_spaces() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\n\tthree\r\nContent-Length: 2\r\n\r\n{}";
+        let (head, len) = parse_response_head(raw, 1024, 64)
+            .expect("ok")
+            .expect("complete");
+        let value = head.headers.get("x-folded").expect("the field");
+        assert!(
+            !value.contains(&b'\r') && !value.contains(&b'\n'),
+            "{value:?}"
+        );
+        let words: Vec<&[u8]> = value
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert_eq!(words, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(head.headers.get_str("content-length"), Some("2"));
+        assert_eq!(&raw[len..], b"{}");
     }
 
     #[test]
