@@ -320,9 +320,10 @@ fn is_ip_literal(inside: &[u8]) -> bool {
         return !digits.is_empty()
             && digits.iter().all(u8::is_ascii_hexdigit)
             && !tail.is_empty()
+            // One byte at a time, `is_reg_name` is unreserved / sub-delims less the comma.
             && tail
                 .iter()
-                .all(|&b| b != b'%' && b != b',' && (b == b':' || is_reg_name(&[b])));
+                .all(|&b| b == b':' || b == b',' || is_reg_name(&[b]));
     }
     std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
