@@ -159,11 +159,10 @@ fn parse_port(digits: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use crate::http::error::RequestError;
     use crate::http::head::parse_request_head;
     use crate::http::limits::Limits;
     use crate::http::message::RequestHead;
-
-    use super::super::error::RequestError;
 
     fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
         parse_request_head(raw, &Limits::default())
