@@ -78,7 +78,7 @@ fn put_digits(slot: &mut [u8], mut n: u64) {
 /// Gregorian calendar. Howard Hinnant's `civil_from_days`: shift the epoch to 0000-03-01, so
 /// that February, with its leap day, is the last month of the year; then count 400-year eras
 /// (146,097 days each), years within the era, and days within the year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Days from 0000-03-01 to 1970-01-01.
     let z = days + 719_468;
     let era = z / 146_097;
