@@ -276,7 +276,8 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
 fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
+    // The calendar arithmetic is the Date header's (RFC 9110 §5.6.7), shared.
+    let (year, month, day) = crate::http::date::civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
     write!(
         out,
@@ -286,29 +287,6 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
         of_day % 60,
         since_epoch.subsec_millis()
     )
-}
-
-/// The date `days` after 1970-01-01, in the proleptic Gregorian calendar. Howard Hinnant's
-/// `civil_from_days`, which counts in 400-year eras that start on 1 March, so that the leap
-/// day is the last day of its year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    const DAYS_FROM_0000_03_01_TO_EPOCH: u64 = 719_468;
-    const DAYS_PER_ERA: u64 = 146_097;
-    let z = days + DAYS_FROM_0000_03_01_TO_EPOCH;
-    let era = z / DAYS_PER_ERA;
-    let day_of_era = z % DAYS_PER_ERA;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

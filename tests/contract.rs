@@ -150,13 +150,14 @@ fn assert_head_matches_get(addr: SocketAddr, target: &str) {
     );
 }
 
-/// A method other than GET/HEAD on a known path: 405, `Allow: GET, HEAD`, a JSON error.
+/// A method other than GET/HEAD/OPTIONS on a known path: 405, `Allow: GET, HEAD, OPTIONS`
+/// (the same list `OPTIONS` answers), a JSON error.
 fn assert_405(addr: SocketAddr, method: &str, target: &str) {
     let (reply, _) = request(addr, method, target, &[("Content-Length", "0")]);
     assert_error_reply(&reply, 405);
     assert_eq!(
         reply.header("Allow"),
-        Some("GET, HEAD"),
+        Some("GET, HEAD, OPTIONS"),
         "{method} {target}: {reply:?}"
     );
 }
@@ -504,6 +505,50 @@ fn b_post_and_delete_are_405_with_allow() {
             assert_405(b.addr, method, target);
         }
     }
+}
+
+/// `OPTIONS target` (RFC 9110 §9.3.7): 200, `Allow: GET, HEAD, OPTIONS`,
+/// `Content-Length: 0` and nothing after the head.
+fn assert_options(addr: SocketAddr, target: &str) {
+    let (reply, raw) = request(addr, "OPTIONS", target, &[]);
+    assert_eq!(reply.status, 200, "OPTIONS {target}: {reply:?}");
+    assert_eq!(
+        reply.header("Allow"),
+        Some("GET, HEAD, OPTIONS"),
+        "{target}"
+    );
+    assert_eq!(reply.header("Content-Length"), Some("0"), "{target}");
+    assert_eq!(
+        reply.header("Content-Type"),
+        None,
+        "no content, no type: {target}"
+    );
+    assert!(raw.ends_with(b"\r\n\r\n"), "no body: {raw:?}");
+    assert!(reply.header("X-Request-Id").is_some(), "{target}");
+}
+
+#[test]
+fn a_options_asterisk_and_known_paths_answer_allow() {
+    let a = Service::a(&[]);
+    for target in ["*", "/health", "/echo?msg=x", "/metrics"] {
+        assert_options(a.addr, target);
+    }
+    let (reply, _) = request(a.addr, "OPTIONS", "/nope", &[]);
+    assert_error_reply(&reply, 404);
+}
+
+#[test]
+fn b_options_asterisk_and_known_paths_answer_allow() {
+    let a = Service::a(&[]);
+    let b = Service::b(&a.url(), &[]);
+    for target in ["*", "/health", "/call-echo?msg=x"] {
+        assert_options(b.addr, target);
+    }
+    assert!(
+        !a.logs().iter().any(|l| l.contains("endpoint=/echo")),
+        "OPTIONS /call-echo does not call A: {:?}",
+        a.logs()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -166,9 +166,10 @@ fn chunked_body(chunks: usize, size: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn head_over_8_kib_is_431() {
+fn head_over_16_kib_is_431() {
+    // 16 KiB: an 8,000-octet request-target and 8 KiB of fields (see `limits.rs`).
     let a = Service::a(&[]);
-    let big = format!("X-Big: {}", "v".repeat(9000));
+    let big = format!("X-Big: {}", "v".repeat(17_000));
     let reply = assert_rejected(
         a.addr,
         &head(&["GET /health HTTP/1.1", "Host: a", &big]),
@@ -180,9 +181,28 @@ fn head_over_8_kib_is_431() {
 #[test]
 fn request_target_over_the_limit_is_414() {
     let a = Service::a(&[]);
-    let line = format!("GET /{} HTTP/1.1", "a".repeat(5000));
+    let line = format!("GET /{} HTTP/1.1", "a".repeat(8000));
     let reply = assert_rejected(a.addr, &head(&[&line, "Host: a"]), 414);
     assert_eq!(error_of(&reply), "request-target too long");
+}
+
+#[test]
+fn request_target_of_8000_octets_is_served() {
+    // RFC 9112 §3: request-lines of at least 8,000 octets should be supported. With a few
+    // KiB of fields besides, as a browser with cookies would send.
+    let a = Service::a(&[]);
+    let msg = "m".repeat(8000 - "/echo?msg=".len());
+    let target = format!("/echo?msg={msg}");
+    assert_eq!(target.len(), 8000);
+    let cookie = format!("Cookie: {}", "c".repeat(6000));
+    let line = format!("GET {target} HTTP/1.1");
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(&head(&[&line, "Host: a", &cookie, "Connection: close"]))
+        .expect("write");
+    let reply = read_reply(&mut stream, false);
+    assert_eq!(reply.status, 200, "{}", reply.status_line);
+    assert_eq!(reply.json(), serde_json::json!({ "echo": msg }));
 }
 
 #[test]
@@ -303,6 +323,9 @@ fn content_length_list_of_different_values_is_400() {
 
 #[test]
 fn transfer_encoding_gzip_is_400() {
+    // Not 501: with a final coding other than chunked the length of a request cannot be
+    // known, and RFC 9112 §6.3 (rule 4) says the server MUST answer 400 and close. That MUST
+    // wins over §6.1's SHOULD 501, which covers codings before a final chunked.
     let a = Service::a(&[]);
     let raw = head_and_body(
         &[
@@ -330,7 +353,9 @@ fn transfer_encoding_chunked_then_gzip_is_400() {
 }
 
 #[test]
-fn transfer_encoding_chunked_twice_is_400() {
+fn transfer_encoding_chunked_twice_is_501() {
+    // Two fields are one list (RFC 9110 §5.3): `chunked, chunked`. It ends in chunked, so the
+    // framing is known, but it asks for a coding applied twice, which we do not implement.
     let a = Service::a(&[]);
     let raw = head_and_body(
         &[
@@ -341,7 +366,61 @@ fn transfer_encoding_chunked_twice_is_400() {
         ],
         b"0\r\n\r\n",
     );
-    assert_rejected(a.addr, &raw, 400);
+    assert_rejected(a.addr, &raw, 501);
+}
+
+/// A chunked request whose Transfer-Encoding is `te`: a coding we do not implement.
+fn assert_unknown_coding_is_501(te: &str) {
+    let a = Service::a(&[]);
+    let field = format!("Transfer-Encoding: {te}");
+    let raw = head_and_body(&["POST /health HTTP/1.1", "Host: a", &field], b"0\r\n\r\n");
+    let reply = assert_rejected(a.addr, &raw, 501);
+    assert_eq!(
+        error_of(&reply),
+        "bad message framing: Transfer-Encoding with a coding other than a single chunked",
+        "{te}"
+    );
+}
+
+#[test]
+fn transfer_encoding_gzip_then_chunked_is_501() {
+    // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD be 501.
+    assert_unknown_coding_is_501("gzip, chunked");
+}
+
+#[test]
+fn transfer_encoding_chunked_with_a_parameter_is_501() {
+    assert_unknown_coding_is_501("chunked;foo=bar");
+}
+
+#[test]
+fn transfer_encoding_gzip_and_chunked_in_two_fields_is_501() {
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: chunked",
+        ],
+        b"0\r\n\r\n",
+    );
+    assert_rejected(a.addr, &raw, 501);
+}
+
+#[test]
+fn malformed_transfer_encoding_is_400() {
+    let a = Service::a(&[]);
+    for te in ["chu nked", "\"chunked\"", "chunked;"] {
+        let field = format!("Transfer-Encoding: {te}");
+        let raw = head_and_body(&["POST /health HTTP/1.1", "Host: a", &field], b"0\r\n\r\n");
+        let reply = assert_rejected(a.addr, &raw, 400);
+        assert_eq!(
+            error_of(&reply),
+            "bad message framing: malformed Transfer-Encoding",
+            "{te}"
+        );
+    }
 }
 
 #[test]
@@ -399,6 +478,43 @@ fn missing_crlf_after_chunk_data_is_400() {
     assert_eq!(
         error_of(&reply),
         "bad chunked body: missing CRLF after chunk data"
+    );
+}
+
+#[test]
+fn chunk_extension_without_a_name_is_400() {
+    // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ ... ] ), name = token.
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: chunked",
+        ],
+        b"5;\r\nhello\r\n0\r\n\r\n",
+    );
+    let reply = assert_rejected(a.addr, &raw, 400);
+    assert_eq!(
+        error_of(&reply),
+        "bad chunked body: chunk extension without a name"
+    );
+}
+
+#[test]
+fn chunk_extension_name_that_is_not_a_token_is_400() {
+    let a = Service::a(&[]);
+    let raw = head_and_body(
+        &[
+            "POST /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: chunked",
+        ],
+        b"5;bad[=x\r\nhello\r\n0\r\n\r\n",
+    );
+    let reply = assert_rejected(a.addr, &raw, 400);
+    assert_eq!(
+        error_of(&reply),
+        "bad chunked body: invalid chunk extension"
     );
 }
 
@@ -490,10 +606,69 @@ fn http11_without_host_is_400() {
 }
 
 #[test]
+fn host_with_userinfo_path_list_space_or_bad_port_is_400() {
+    // RFC 9112 §3.2: a Host with an invalid field value is 400. RFC 9110 §7.2 and RFC 3986
+    // §3.2.2 give its grammar: `uri-host [ ":" port ]`.
+    let a = Service::a(&[]);
+    for host in ["user@a", "a/x", "a, b", "a b", "a:80x", "a:99999"] {
+        let field = format!("Host: {host}");
+        let reply = assert_rejected(a.addr, &head(&["GET /health HTTP/1.1", &field]), 400);
+        assert_eq!(
+            error_of(&reply),
+            "malformed request: invalid Host field value",
+            "Host: {host}"
+        );
+    }
+}
+
+#[test]
+fn empty_host_and_host_with_port_are_served() {
+    let a = Service::a(&[]);
+    for field in ["Host:", "Host: a:8080", "Host: [::1]:80"] {
+        let mut stream = connect(a.addr);
+        stream
+            .write_all(&head(&["GET /health HTTP/1.1", field, "Connection: close"]))
+            .expect("write");
+        assert_eq!(read_reply(&mut stream, false).status, 200, "{field}");
+    }
+}
+
+#[test]
 fn two_host_fields_is_400() {
     let a = Service::a(&[]);
     let raw = head(&["GET /health HTTP/1.1", "Host: a", "Host: b"]);
     assert_rejected(a.addr, &raw, 400);
+}
+
+#[test]
+fn fragment_in_the_target_is_400_not_404() {
+    let a = Service::a(&[]);
+    let reply = assert_rejected(a.addr, &head(&["GET /health#x HTTP/1.1", "Host: a"]), 400);
+    assert_eq!(
+        error_of(&reply),
+        "malformed request: fragment in the request-target"
+    );
+}
+
+#[test]
+fn asterisk_form_with_get_is_400_not_404() {
+    let a = Service::a(&[]);
+    assert_rejected(a.addr, &head(&["GET * HTTP/1.1", "Host: a"]), 400);
+}
+
+#[test]
+fn raw_non_ascii_in_the_target_is_400_not_404() {
+    let a = Service::a(&[]);
+    // `é` as raw UTF-8: valid UTF-8, but RFC 3986 wants it percent-encoded.
+    let reply = assert_rejected(
+        a.addr,
+        b"GET /h\xc3\xa9alth HTTP/1.1\r\nHost: a\r\n\r\n",
+        400,
+    );
+    assert_eq!(
+        error_of(&reply),
+        "malformed request: non-ASCII byte in the request-target"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,7 +989,7 @@ fn a_logs_a_warning_with_status_and_error_for_a_rejected_request() {
 #[test]
 fn a_logs_a_warning_for_a_431() {
     let a = Service::a(&[]);
-    let big = format!("X-Big: {}", "v".repeat(9000));
+    let big = format!("X-Big: {}", "v".repeat(17_000));
     assert_rejected(
         a.addr,
         &head(&["GET /health HTTP/1.1", "Host: a", &big]),
@@ -883,8 +1058,8 @@ fn b_bad_chunk_size_is_400() {
 }
 
 #[test]
-fn b_head_over_8_kib_is_431() {
-    let big = format!("X-Big: {}", "v".repeat(9000));
+fn b_head_over_16_kib_is_431() {
+    let big = format!("X-Big: {}", "v".repeat(17_000));
     assert_b_rejects(
         &head(&["GET /call-echo?msg=x HTTP/1.1", "Host: b", &big]),
         431,

@@ -122,9 +122,12 @@ fn open_connections_gauge_counts_kept_alive_sockets() {
 fn promtool_accepts_the_exposition() {
     let a = Service::a(&[]);
     let b = Service::b(&a.url(), &[]);
+    // Every pattern on: the breaker's, the budget's and the replicas' series too.
+    let resilient = Service::b(&a.url(), &["--resilient"]);
     get(b.addr, "/call-echo?msg=x");
+    get(resilient.addr, "/call-echo?msg=x");
     get(a.addr, "/echo?msg=%ZZ");
-    for service in [&a, &b] {
+    for service in [&a, &b, &resilient] {
         let text = scrape(service);
         let child = Command::new("promtool")
             .args(["check", "metrics"])

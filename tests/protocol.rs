@@ -305,3 +305,65 @@ fn a_response_is_not_held_back_by_the_body_of_the_next_request() {
     assert_echo(&read_reply(&mut stream, false), "second");
     assert_still_open(&mut stream, "third");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Date (RFC 9110 §6.6.1)
+// ---------------------------------------------------------------------------------------------
+
+/// The reply carries one `Date`, an IMF-fixdate of a second during the test.
+fn assert_dated(reply: &Reply, from: u64) {
+    let dates: Vec<&str> = reply
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("date"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(dates.len(), 1, "one Date field: {reply:?}");
+    let to = unix_now();
+    let matches_a_second =
+        (from..=to).any(|s| dates[0].as_bytes() == echo_lab::http::date::imf_fixdate(s));
+    assert!(
+        matches_a_second,
+        "Date {:?} is not a second in {from}..={to} ({})",
+        dates[0], reply.status_line
+    );
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
+#[test]
+fn every_response_carries_date() {
+    let from = unix_now();
+    let a = Service::a(&[]);
+    for target in [
+        "/health",
+        "/echo?msg=x",
+        "/nope",
+        "/echo?msg=%ZZ",
+        "/metrics",
+    ] {
+        assert_dated(&common::get(a.addr, target), from);
+    }
+    // 405, and a request the HTTP layer rejects (400, then close).
+    for raw in [
+        &b"DELETE /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+        b"GET /health HTTP/1.1\r\n\r\n",
+    ] {
+        let bytes = common::exchange(a.addr, raw);
+        let (replies, _) = parse_replies(&bytes, false);
+        assert_eq!(replies.len(), 1, "{:?}", String::from_utf8_lossy(&bytes));
+        assert_dated(&replies[0], from);
+    }
+    // B's own answers: 200 through A, and 503 when A is gone.
+    let b = Service::b(&a.url(), &[]);
+    assert_dated(&common::get(b.addr, "/call-echo?msg=x"), from);
+    drop(a);
+    let reply = common::get(b.addr, "/call-echo?msg=x");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_dated(&reply, from);
+}

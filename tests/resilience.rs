@@ -457,3 +457,40 @@ fn recovery_after_a_black_hole_is_quick_and_fast_fails_meanwhile() {
     let after = drive(b.addr, 50, Duration::from_secs(1));
     assert!(ok_share(&after) == 1.0, "{after:?}");
 }
+
+#[test]
+fn a_retry_is_in_the_wire_trace_and_the_log_line() {
+    // One replica that fails the first request it sees and answers every later one.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let fake = FakeUpstream::start(move |mut stream: TcpStream| {
+        while common::read_request_head(&mut stream).is_some() {
+            let response: &[u8] = if count.fetch_add(1, Ordering::Relaxed) == 0 {
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"echo\":\"x\"}"
+            };
+            if std::io::Write::write_all(&mut stream, response).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&fake.url(), &["--retries", "--trace-wire"]);
+    assert_eq!(get(b.addr, "/call-echo?msg=x").status, 200);
+    assert!(
+        b.wait_for_log("attempt 1 (First) to replica", Duration::from_secs(2))
+            .is_some()
+    );
+    assert!(
+        b.wait_for_log("attempt 2 (Retry) to replica", Duration::from_secs(2))
+            .is_some()
+    );
+    let line = b
+        .wait_for_log("endpoint=/call-echo", Duration::from_secs(2))
+        .expect("the request's line");
+    assert!(
+        line.contains(&format!("replica={} attempt=2", fake.addr)),
+        "{line}"
+    );
+    assert_eq!(seen.load(Ordering::Relaxed), 2);
+}

@@ -70,7 +70,10 @@ struct Generated {
 const TARGET_CHARS: &[u8] = b"abcxyz0189-._~/?=&%+";
 const NAME_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
 const VALUE_CHARS: &[u8] = b"abcdefgxyzABCXYZ0123456789 \t-_.,;:=/\"'()[]{}*!~";
-const EXT_CHARS: &[u8] = b"abcxyz019=\"-. ";
+/// A chunk extension value is a token or a quoted-string (RFC 9112 §7.1.1).
+const EXT_TOKEN_CHARS: &[u8] = b"abcxyz019-.!~";
+/// Inside a quoted-string: spaces, `=`, `;` and `,` are all plain text there.
+const EXT_QUOTED_CHARS: &[u8] = b"abcxyz019=-. ;,";
 
 /// A field value: visible characters, spaces and tabs inside but never at either end (OWS
 /// around a value is not part of it, RFC 9110 §5.5).
@@ -105,11 +108,14 @@ fn chunked(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
         match rng.range(0, 3) {
             0 => String::new(),
             1 => format!(";{}", rng.string(b"abcxyz", 1, 5)),
-            2 => format!(
-                ";{}={}",
-                rng.string(b"abc", 1, 3),
-                rng.string(EXT_CHARS, 0, 8)
-            ),
+            2 => {
+                let value = if rng.chance(50) {
+                    rng.string(EXT_TOKEN_CHARS, 1, 8)
+                } else {
+                    format!("\"{}\"", rng.string(EXT_QUOTED_CHARS, 0, 8))
+                };
+                format!(";{}={value}", rng.string(b"abc", 1, 3))
+            }
             _ => format!(" ;a=b;{}", rng.string(b"xyz", 1, 3)),
         }
     };

@@ -546,6 +546,109 @@ fn a_http10_body_ended_by_close_is_ok() {
 }
 
 #[test]
+fn a_transfer_encoding_not_ending_in_chunked_is_bad_response() {
+    // RFC 9112 §6.3: such a body runs to the close, but it is still coded, and B decodes no
+    // coding but chunked. Passing the bytes on as A's JSON would be wrong even when they parse.
+    let _load = shared();
+    for coding in ["chunked, identity", "deflate", "x-custom"] {
+        let a = FakeUpstream::start(move |mut stream| {
+            if read_request_head(&mut stream).is_some() {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Transfer-Encoding: {coding}\r\n\r\n{}",
+                    echo_body("coded")
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+            // Dropping the stream ends the body.
+        });
+        let b = Service::b(&a.url(), &[]);
+        let (reply, took) = timed_get(b.addr, "/call-echo?msg=coded");
+        let error = assert_unavailable(&reply, "bad_response");
+        assert!(error.contains("transfer coding"), "{coding}: {error}");
+        assert!(error.contains(coding), "{coding}: {error}");
+        assert!(
+            took < Duration::from_millis(1000),
+            "{coding}: took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_transfer_encoding_not_ending_in_chunked_is_refused_without_waiting_for_the_close() {
+    let _load = shared();
+    let a = FakeUpstream::start(answer_then_hold(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: deflate\r\n\r\n{\"echo\":\"x\"}".to_vec(),
+    ));
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=x");
+    assert_unavailable(&reply, "bad_response");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[test]
+fn a_folded_response_header_is_unfolded_and_the_call_succeeds() {
+    // RFC 9112 §5.2: a user agent replaces obs-fold with SP before interpreting the field.
+    // Content-Type is folded too, and Content-Length after it still frames the body.
+    let _load = shared();
+    let a = FakeUpstream::start(|mut stream| {
+        while let Some(head) = read_request_head(&mut stream) {
+            let body = echo_body(&msg_of(&head));
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type:\r\n application/json\r\n\
+                 X-Folded: one\r\n two\r\n\tthree\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&a.url(), &[]);
+    assert_echoed(&get(b.addr, "/call-echo?msg=folded"), "folded");
+    assert_echoed(&get(b.addr, "/call-echo?msg=again"), "again");
+}
+
+#[test]
+fn a_http_1_2_status_line_is_read_as_http_1_1() {
+    // RFC 9110 §6.2: a higher minor version is processed as the highest we conform to.
+    // As 1.1, the connection is kept alive and reused for the second call.
+    let _load = shared();
+    let a = FakeUpstream::start(|mut stream| {
+        while let Some(head) = read_request_head(&mut stream) {
+            let body = echo_body(&msg_of(&head));
+            let response = format!(
+                "HTTP/1.2 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&a.url(), &[]);
+    assert_echoed(&get(b.addr, "/call-echo?msg=minor"), "minor");
+    assert_echoed(&get(b.addr, "/call-echo?msg=two"), "two");
+}
+
+#[test]
+fn a_chunk_extension_with_an_unterminated_quoted_string_is_bad_response_at_once() {
+    // RFC 9112 §7.1.1: chunk-ext-val = token / quoted-string. The size line has ended, so
+    // the string never will: no reason to wait for the deadline.
+    let _load = shared();
+    let a = FakeUpstream::start(answer_then_hold(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;a=\"abc\r\n{\"e\":\r\n"
+            .to_vec(),
+    ));
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=x");
+    let error = assert_unavailable(&reply, "bad_response");
+    assert!(error.contains("quoted string"), "{error}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[test]
 fn a_half_a_second_late_is_ok() {
     let _load = shared();
     let a = FakeUpstream::start(|mut stream| {

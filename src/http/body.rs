@@ -10,7 +10,7 @@ use futures_lite::AsyncRead;
 
 use super::chunked::ChunkedDecoder;
 use super::conn::Conn;
-use super::message::{Headers, RequestHead, ResponseHead, Version};
+use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
 use super::trace::{self, Direction};
 
 /// How the body of one message is delimited.
@@ -35,8 +35,15 @@ pub enum FramingError {
     ConflictingLengths,
     /// A `Content-Length` that is not a plain decimal number.
     BadLength,
-    /// A `Transfer-Encoding` that is not exactly one final `chunked`.
+    /// A `Transfer-Encoding` whose final coding is not `chunked`: the length of a request
+    /// cannot be known (RFC 9112 §6.3, rule 4), and a response runs until close.
     UnsupportedTransferEncoding,
+    /// A `Transfer-Encoding` that ends in `chunked` but lists other codings too, or gives
+    /// `chunked` a parameter (`gzip, chunked`, `chunked;foo=bar`): well framed, but a coding
+    /// we do not implement (RFC 9112 §6.1: a server answers `501`).
+    UnknownTransferCoding,
+    /// A `Transfer-Encoding` value that is not a list of transfer codings (RFC 9112 §6.1).
+    MalformedTransferEncoding,
     /// A `Transfer-Encoding` in an HTTP/1.0 request, which RFC 9112 §6.1 calls faulty framing.
     TransferEncodingInHttp10,
 }
@@ -48,8 +55,12 @@ impl fmt::Display for FramingError {
             FramingError::ConflictingLengths => "conflicting Content-Length values",
             FramingError::BadLength => "invalid Content-Length",
             FramingError::UnsupportedTransferEncoding => {
-                "Transfer-Encoding other than a single final chunked"
+                "Transfer-Encoding whose final coding is not chunked"
             }
+            FramingError::UnknownTransferCoding => {
+                "Transfer-Encoding with a coding other than a single chunked"
+            }
+            FramingError::MalformedTransferEncoding => "malformed Transfer-Encoding",
             FramingError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
         })
     }
@@ -94,7 +105,10 @@ impl From<io::Error> for BodyError {
 ///
 /// 3. `Transfer-Encoding` together with `Content-Length`: reject (400), never guess.
 /// 4. `Transfer-Encoding` whose final coding is `chunked`: the chunked coding. We decode no
-///    other coding, so anything but exactly `chunked` is rejected (400).
+///    other coding: one listed before `chunked`, or a parameter on it, is a coding we do not
+///    implement (501, §6.1). A final coding other than `chunked` leaves the length unknown:
+///    §6.3 says 400, a MUST that wins over §6.1's SHOULD 501. A value that is not a list of
+///    codings at all is 400.
 /// 5. `Content-Length` values that disagree, or are not digits: reject (400).
 /// 6. A valid `Content-Length`: that many bytes.
 /// 7. Neither: the request has no body.
@@ -110,8 +124,12 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
     }
     match (has_te, length) {
         (true, Some(_)) => Err(FramingError::LengthAndTransferEncoding),
-        (true, None) if is_only_chunked(&head.headers) => Ok(BodyFraming::Chunked),
-        (true, None) => Err(FramingError::UnsupportedTransferEncoding),
+        (true, None) => match transfer_codings(&head.headers) {
+            Codings::OnlyChunked => Ok(BodyFraming::Chunked),
+            Codings::OthersThenChunked => Err(FramingError::UnknownTransferCoding),
+            Codings::NotFinalChunked => Err(FramingError::UnsupportedTransferEncoding),
+            Codings::Malformed => Err(FramingError::MalformedTransferEncoding),
+        },
         (false, Some(0) | None) => Ok(BodyFraming::Empty),
         (false, Some(n)) => Ok(BodyFraming::Length(n)),
     }
@@ -123,8 +141,9 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
 /// 2. (A 2xx to `CONNECT` — we never send one.)
 /// 3. `Transfer-Encoding` with `Content-Length`: an error, not a guess (§6.3 warns it may
 ///    be smuggling or response splitting).
-/// 4. `Transfer-Encoding` with a final `chunked`: chunked (we decode no other coding); one
-///    without a final `chunked`: the body runs until the connection closes.
+/// 4. `Transfer-Encoding` with a final `chunked`: chunked (we decode no other coding, so
+///    one listed before it is an error); one without a final `chunked`: the body runs until
+///    the connection closes (and is still coded: see `ClientError::CodedBody`).
 /// 5. `Content-Length` values that disagree or are not digits: an error.
 /// 6. A valid `Content-Length`: that many bytes.
 /// 7. Neither: the body runs until the connection closes.
@@ -137,26 +156,72 @@ pub fn response_framing(
     }
     let length = content_length(&head.headers)?;
     let has_te = head.headers.get("transfer-encoding").is_some();
-    let last_is_chunked = head
-        .headers
-        .tokens("transfer-encoding")
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
     match (has_te, length) {
         (true, Some(_)) => Err(FramingError::LengthAndTransferEncoding),
-        (true, None) if is_only_chunked(&head.headers) => Ok(BodyFraming::Chunked),
-        (true, None) if last_is_chunked => Err(FramingError::UnsupportedTransferEncoding),
-        (true, None) => Ok(BodyFraming::UntilClose),
+        (true, None) => match transfer_codings(&head.headers) {
+            Codings::OnlyChunked => Ok(BodyFraming::Chunked),
+            Codings::OthersThenChunked => Err(FramingError::UnknownTransferCoding),
+            Codings::NotFinalChunked => Ok(BodyFraming::UntilClose),
+            Codings::Malformed => Err(FramingError::MalformedTransferEncoding),
+        },
         (false, Some(n)) => Ok(BodyFraming::Length(n)),
         (false, None) => Ok(BodyFraming::UntilClose),
     }
 }
 
-/// Whether the `Transfer-Encoding` fields list exactly one coding, `chunked`.
-fn is_only_chunked(headers: &Headers) -> bool {
-    let mut codings = headers.tokens("transfer-encoding");
-    let first = codings.next();
-    first.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none()
+/// What the `Transfer-Encoding` fields of a message list, all fields taken together in order
+/// (RFC 9110 §5.3: several field lines are one comma-separated list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codings {
+    /// Exactly one coding, `chunked`, without parameters: the only one we decode.
+    OnlyChunked,
+    /// A final `chunked`, but with other codings before it or a parameter on it.
+    OthersThenChunked,
+    /// The final coding is not `chunked`.
+    NotFinalChunked,
+    /// Not a list of `transfer-coding`s: empty, or not tokens.
+    Malformed,
+}
+
+/// Sorts the `Transfer-Encoding` list. Its grammar (RFC 9112 §6.1, RFC 9110 §5.6):
+///
+/// ```text
+/// Transfer-Encoding  = #transfer-coding
+/// transfer-coding    = token *( OWS ";" OWS transfer-parameter )
+/// transfer-parameter = token BWS "=" BWS ( token / quoted-string )
+/// ```
+///
+/// Elements are split at commas; a quoted-string with a comma in it then reads as malformed,
+/// which is refused all the same. Empty elements are skipped, as §5.6.1 asks.
+fn transfer_codings(headers: &Headers) -> Codings {
+    let mut count = 0;
+    let mut last_plain_chunked = false;
+    let mut last_chunked = false;
+    for coding in headers.tokens("transfer-encoding") {
+        let mut parts = coding.split(|&b| b == b';');
+        let name = parts.next().unwrap_or_default().trim_ascii();
+        if !is_token(name) || !parts.clone().all(is_transfer_parameter) {
+            return Codings::Malformed;
+        }
+        count += 1;
+        last_chunked = name.eq_ignore_ascii_case(b"chunked");
+        last_plain_chunked = last_chunked && parts.next().is_none();
+    }
+    match (count, last_chunked) {
+        (0, _) => Codings::Malformed,
+        (1, true) if last_plain_chunked => Codings::OnlyChunked,
+        (_, true) => Codings::OthersThenChunked,
+        (_, false) => Codings::NotFinalChunked,
+    }
+}
+
+/// `OWS token BWS "=" BWS ( token / quoted-string ) OWS`.
+fn is_transfer_parameter(param: &[u8]) -> bool {
+    let Some(eq) = param.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let (name, value) = (param[..eq].trim_ascii(), param[eq + 1..].trim_ascii());
+    is_token(name) && (is_token(value) || is_quoted_string(value))
 }
 
 /// The `Content-Length`, if any (RFC 9110 §8.6). Every value of every such field must be the
@@ -330,15 +395,66 @@ mod tests {
                 FramingError::UnsupportedTransferEncoding,
             ),
             (
+                &[("Transfer-Encoding", "xchunked")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked, identity")],
+                FramingError::UnsupportedTransferEncoding,
+            ),
+            (
                 &[
                     ("Transfer-Encoding", "chunked"),
                     ("Transfer-Encoding", "chunked"),
                 ],
-                FramingError::UnsupportedTransferEncoding,
+                FramingError::UnknownTransferCoding,
             ),
             (
-                &[("Transfer-Encoding", "xchunked")],
-                FramingError::UnsupportedTransferEncoding,
+                &[("Transfer-Encoding", "gzip, chunked")],
+                FramingError::UnknownTransferCoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked;foo=bar")],
+                FramingError::UnknownTransferCoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked; q=\"a b\"")],
+                FramingError::UnknownTransferCoding,
+            ),
+            (
+                &[
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                FramingError::UnknownTransferCoding,
+            ),
+            (
+                &[("Transfer-Encoding", "")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", ",")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chu nked")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "\"chunked\"")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked;")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked;foo")],
+                FramingError::MalformedTransferEncoding,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked;foo=\"bar")],
+                FramingError::MalformedTransferEncoding,
             ),
         ];
         for (fields, expected) in cases {
@@ -388,6 +504,37 @@ mod tests {
             ),
             Ok(BodyFraming::Chunked)
         );
+        for coded in ["chunked, identity", "deflate", "x-custom"] {
+            assert_eq!(
+                response_framing(&response_with(200, &[("Transfer-Encoding", coded)]), false),
+                Ok(BodyFraming::UntilClose),
+                "{coded}"
+            );
+        }
+        assert_eq!(
+            response_framing(
+                &response_with(200, &[("Transfer-Encoding", "gzip, chunked")]),
+                false
+            ),
+            Err(FramingError::UnknownTransferCoding)
+        );
+    }
+
+    #[test]
+    fn quoted_strings() {
+        for ok in [&b"\"\""[..], b"\"a b\"", b"\"a\\\"b\"", b"\"\\\\\""] {
+            assert!(is_quoted_string(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"\""[..],
+            b"\"abc",
+            b"abc\"",
+            b"\"a\"b\"",
+            b"\"a\\\"",
+            b"\"a\x01\"",
+        ] {
+            assert!(!is_quoted_string(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     fn read(raw: &[u8], framing: BodyFraming, max: usize) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {

@@ -13,6 +13,7 @@
 
 use super::body::BodyError;
 use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
+use super::message::{is_tchar, quoted_string_len};
 
 /// Where the decoder is inside a chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +162,7 @@ fn take_line(input: &[u8], max: usize) -> Result<Option<&[u8]>, BodyError> {
     }
 }
 
-/// `1*HEXDIG`, then optionally `BWS ";" ...` extensions, which we accept and ignore.
+/// `chunk-size [ chunk-ext ]`: `1*HEXDIG`, then extensions, which we check and ignore.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
@@ -170,18 +171,67 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     if digits > 16 {
         return Err(BodyError::BadChunk("chunk size overflows"));
     }
-    let ext = &line[digits..];
-    let no_controls = !ext.iter().any(|&b| b.is_ascii_control() && b != b'\t');
-    let ext_ok = ext.is_empty() || ext.trim_ascii_start().starts_with(b";") && no_controls;
-    if !ext_ok {
-        return Err(BodyError::BadChunk("junk after chunk size"));
-    }
+    check_chunk_ext(&line[digits..])?;
     let mut size: u64 = 0;
     for &d in &line[..digits] {
         let v = (d as char).to_digit(16).unwrap_or(0);
         size = (size << 4) | u64::from(v);
     }
     Ok(size)
+}
+
+/// Chunk extensions (RFC 9112 §7.1.1), which a recipient ignores but must still be able to
+/// parse: a parser that skips them loosely may end a chunk-size line somewhere a strict one
+/// does not (in a quoted string, say), and that disagreement is a smuggling vector.
+///
+/// ```text
+/// chunk-ext     = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+fn check_chunk_ext(mut ext: &[u8]) -> Result<(), BodyError> {
+    loop {
+        ext = skip_bws(ext);
+        if ext.is_empty() {
+            return Ok(());
+        }
+        let Some(rest) = ext.strip_prefix(b";") else {
+            return Err(BodyError::BadChunk("junk after chunk size"));
+        };
+        let rest = skip_bws(rest);
+        let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
+        if name == 0 {
+            return Err(BodyError::BadChunk("chunk extension without a name"));
+        }
+        let rest = skip_bws(&rest[name..]);
+        ext = match rest.strip_prefix(b"=") {
+            None => rest,
+            Some(value) => {
+                let value = skip_bws(value);
+                let len = if value.first() == Some(&b'"') {
+                    quoted_string_len(value).ok_or(BodyError::BadChunk(
+                        "unterminated quoted string in a chunk extension",
+                    ))?
+                } else {
+                    value.iter().take_while(|&&b| is_tchar(b)).count()
+                };
+                if len == 0 {
+                    return Err(BodyError::BadChunk("chunk extension without a value"));
+                }
+                &value[len..]
+            }
+        };
+        // What follows an extension must be the next one or the end of the line.
+        if !skip_bws(ext).is_empty() && !skip_bws(ext).starts_with(b";") {
+            return Err(BodyError::BadChunk("invalid chunk extension"));
+        }
+    }
+}
+
+/// `BWS = *( SP / HTAB )`, skipped.
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 #[cfg(test)]
@@ -234,6 +284,81 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn valid_chunk_extensions_are_ignored() {
+        for line in [
+            &b"5;a\r\n"[..],
+            b"5;a=b\r\n",
+            b"5 ; a = b ; c\r\n",
+            b"5;a=\"quoted; \\\" value\"\r\n",
+            b"5;a=\"\";b=c\r\n",
+        ] {
+            let raw = [line, &b"hello\r\n0\r\n\r\n"[..]].concat();
+            let (out, _, done) = decode_all(&raw).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(out, b"hello", "{line:?}");
+            assert!(done);
+        }
+    }
+
+    fn chunk_error(raw: &[u8]) -> String {
+        match decode_all(raw) {
+            Err(BodyError::BadChunk(what)) => what.to_owned(),
+            other => panic!(
+                "{:?}: expected BadChunk, got {other:?}",
+                String::from_utf8_lossy(raw)
+            ),
+        }
+    }
+
+    #[test]
+    fn a_chunk_extension_without_a_name_is_an_error() {
+        assert_eq!(
+            chunk_error(b"5;\r\nhello\r\n"),
+            "chunk extension without a name"
+        );
+        assert_eq!(
+            chunk_error(b"5;=x\r\nhello\r\n"),
+            "chunk extension without a name"
+        );
+        assert_eq!(
+            chunk_error(b"5;a;\r\nhello\r\n"),
+            "chunk extension without a name"
+        );
+    }
+
+    #[test]
+    fn a_chunk_extension_name_that_is_not_a_token_is_an_error() {
+        assert_eq!(
+            chunk_error(b"5;bad[=x\r\nhello\r\n"),
+            "invalid chunk extension"
+        );
+        assert_eq!(
+            chunk_error(b"5;a=b c\r\nhello\r\n"),
+            "invalid chunk extension"
+        );
+        assert_eq!(
+            chunk_error(b"5;a=\r\nhello\r\n"),
+            "chunk extension without a value"
+        );
+        assert_eq!(
+            chunk_error(b"5;a=[\r\nhello\r\n"),
+            "chunk extension without a value"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_quoted_string_is_an_error_at_once() {
+        // The line has ended; nothing more to wait for.
+        assert_eq!(
+            chunk_error(b"5;a=\"abc\r\n"),
+            "unterminated quoted string in a chunk extension"
+        );
+        assert_eq!(
+            chunk_error(b"5;a=\"abc\\\"\r\n"),
+            "unterminated quoted string in a chunk extension"
+        );
     }
 
     #[test]

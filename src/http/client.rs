@@ -385,6 +385,19 @@ impl Client {
         phase.store(Phase::Body as u8, Ordering::Relaxed);
         let framing = response_framing(&head, false)
             .map_err(|e| bad_response(format!("{e} in the response")))?;
+        // A Transfer-Encoding without a final `chunked` means the body runs to the close
+        // (RFC 9112 §6.3, rule 4), but it is still in that coding, which we do not decode
+        // (`deflate`, `x-custom`, even `chunked, identity`): the bytes are not the content,
+        // so there is nothing to hand the caller. Refused now, instead of after waiting for
+        // the close; the connection is dropped, so no framing is left in doubt.
+        if framing == BodyFraming::UntilClose
+            && let Some(codings) = head.headers.get("transfer-encoding")
+        {
+            return Err(bad_response(format!(
+                "response body in a transfer coding we do not decode ({})",
+                String::from_utf8_lossy(codings)
+            )));
+        }
         let body = read_body(&mut conn, framing, self.limits.max_body_bytes)
             .await
             .map_err(|e| match e {

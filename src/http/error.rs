@@ -1,5 +1,6 @@
 //! What can go wrong while a server reads a request, and the status each failure is answered
-//! with (RFC 9110 §15.5, RFC 9112 §2.2 and §6.3). One enum, one `Display`, one `status()`.
+//! with (RFC 9110 §15.5 and §15.6, RFC 9112 §2.2, §6.1 and §6.3). One enum, one `Display`,
+//! one `status()`.
 //!
 //! After any of these the connection is closed: once framing is in doubt we do not know where
 //! the next request would start, and guessing is how request smuggling happens.
@@ -46,6 +47,8 @@ impl RequestError {
             RequestError::Timeout => Some(408),
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => Some(431),
             RequestError::UriTooLong => Some(414),
+            // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD be 501.
+            RequestError::Framing(FramingError::UnknownTransferCoding) => Some(501),
             RequestError::Malformed(_) | RequestError::Framing(_) | RequestError::BadChunk(_) => {
                 Some(400)
             }
@@ -97,5 +100,19 @@ impl From<BodyError> for RequestError {
             BodyError::Closed => RequestError::Closed,
             BodyError::Io(e) => RequestError::Io(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_transfer_coding_is_501_and_a_bad_one_400() {
+        let status = |e: FramingError| RequestError::Framing(e).status();
+        assert_eq!(status(FramingError::UnknownTransferCoding), Some(501));
+        assert_eq!(status(FramingError::UnsupportedTransferEncoding), Some(400));
+        assert_eq!(status(FramingError::MalformedTransferEncoding), Some(400));
+        assert_eq!(status(FramingError::LengthAndTransferEncoding), Some(400));
     }
 }

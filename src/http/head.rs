@@ -9,8 +9,9 @@ use futures_lite::AsyncRead;
 
 use super::conn::Conn;
 use super::error::RequestError;
-use super::limits::Limits;
+use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
+use super::target::{check_host, check_target};
 use super::trace::{self, Direction};
 
 /// The most header slots httparse is ever given; `Limits::max_headers` picks how many are used.
@@ -34,6 +35,9 @@ pub fn parse_request_head(
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return check_partial_request(buf, limits).map(|()| None),
+        Err(httparse::Error::Version) if let Some(at) = request_minor_above_1(buf) => {
+            return parse_request_head(&as_http11(buf, at), limits);
+        }
         Err(e) => return Err(request_syntax_error(e, buf)),
     };
     if len > limits.max_head_bytes {
@@ -46,6 +50,7 @@ pub fn parse_request_head(
     if target.len() > limits.max_target_bytes {
         return Err(RequestError::UriTooLong);
     }
+    check_target(method, target)?;
     let mut headers = Headers::new();
     for h in req.headers.iter() {
         headers.push(h.name, h.value);
@@ -61,8 +66,13 @@ pub fn parse_request_head(
 }
 
 /// A partial head is fine while it fits; past the cap, it is too large. If the request line
-/// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414).
+/// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414), and we
+/// know that as soon as the line is longer than any line with a target we accept.
 fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError> {
+    let line_cap = limits.max_target_bytes + REQUEST_LINE_SLACK_BYTES;
+    if buf.len() > line_cap && !buf[..=line_cap].contains(&b'\n') {
+        return Err(RequestError::UriTooLong);
+    }
     if buf.len() < limits.max_head_bytes {
         return Ok(());
     }
@@ -71,6 +81,40 @@ fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError
     } else {
         Err(RequestError::UriTooLong)
     }
+}
+
+/// RFC 9110 §6.2: a message of a major version we implement with a higher minor version
+/// (`HTTP/1.2`) is processed as if it were the highest minor version we conform to, 1.1.
+/// httparse knows only 1.0 and 1.1, so such a head is parsed again from a copy that says
+/// `HTTP/1.1`. This runs only after httparse has refused the version: never on the hot path.
+fn as_http11(buf: &[u8], minor_at: usize) -> Vec<u8> {
+    let mut copy = buf.to_vec();
+    copy[minor_at] = b'1';
+    copy
+}
+
+/// Where the minor digit of an `HTTP/1.<2-9>` version ends a request line
+/// (`method SP target SP HTTP/1.x`), if it does. The line may not have ended yet.
+fn request_minor_above_1(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next()?;
+    let above_1 = matches!(
+        version,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    );
+    (above_1 && line.split(|&b| b == b' ').count() == 3).then(|| line.len() - 1)
+}
+
+/// Where the minor digit of an `HTTP/1.<2-9>` version is in a status line, if it is one
+/// (the space after it may not have arrived yet).
+fn response_minor_above_1(buf: &[u8]) -> Option<usize> {
+    let version = matches!(
+        buf.get(..8)?,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    );
+    (version && buf.get(8).is_none_or(|&b| b == b' ')).then_some(7)
 }
 
 /// Turns an httparse error into ours. A well-formed `HTTP/x.y` that is not 1.0 or 1.1 is a
@@ -141,16 +185,6 @@ fn origin_form(target: &str) -> &str {
     }
 }
 
-/// An HTTP/1.1 request must carry exactly one `Host` (RFC 9112 §3.2): 400 otherwise.
-fn check_host(head: &RequestHead) -> Result<(), RequestError> {
-    let hosts = head.headers.get_all("host").count();
-    match (head.version, hosts) {
-        (_, n) if n > 1 => Err(RequestError::Malformed("more than one Host field")),
-        (Version::Http11, 0) => Err(RequestError::Malformed("HTTP/1.1 request without Host")),
-        _ => Ok(()),
-    }
-}
-
 /// Reads the next request head from `conn`, leaving any bytes after it (a body, or a pipelined
 /// request) in the buffer. `Ok(None)`: the peer closed cleanly before sending anything.
 /// The caller bounds the time this may take.
@@ -194,13 +228,27 @@ pub fn parse_response_head(
 ) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
     let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut slots[..max_headers.min(HEADER_SLOTS)]);
-    let len = match res.parse(buf) {
+    // obs-fold (a field line continued on the next line, RFC 9112 §5.2). A user agent MUST
+    // replace each obs-fold with SP before interpreting the field; a gateway may instead
+    // refuse the response (502), or replace the folds the same way before forwarding. B is a
+    // user agent of A's header fields (it reads them for framing and keep-alive, and passes
+    // none of them on) and a gateway only of A's body. Replacing the folds is what the user
+    // agent must do and what a gateway may do, so it is right for B in both roles. Requests
+    // stay strict (400): a server may reject obs-fold, and folded requests are a smuggling
+    // tool, while a folded response from our own upstream is only old-fashioned.
+    let parsed = httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut res, buf);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head_bytes => {
             return Err(ResponseHeadError::TooLarge);
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ResponseHeadError::TooLarge),
+        Err(httparse::Error::Version) if let Some(at) = response_minor_above_1(buf) => {
+            return parse_response_head(&as_http11(buf, at), max_head_bytes, max_headers);
+        }
         Err(e) => return Err(ResponseHeadError::Malformed(syntax_reason(e))),
     };
     if len > max_head_bytes {
@@ -215,7 +263,11 @@ pub fn parse_response_head(
     }
     let mut headers = Headers::new();
     for h in res.headers.iter() {
-        headers.push(h.name, h.value);
+        if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
+            headers.push(h.name, &unfold(h.value));
+        } else {
+            headers.push(h.name, h.value);
+        }
     }
     let head = ResponseHead {
         version: Version::from_minor(minor),
@@ -224,6 +276,15 @@ pub fn parse_response_head(
         headers,
     };
     Ok(Some((head, len)))
+}
+
+/// A field value with every obs-fold's CR and LF replaced by SP (RFC 9112 §5.2). httparse
+/// hands a folded value over with its line breaks in it, e.g. `one\r\n two`.
+fn unfold(value: &[u8]) -> Vec<u8> {
+    value
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect()
 }
 
 #[cfg(test)]
@@ -381,7 +442,7 @@ mod tests {
 
     #[test]
     fn oversized_head_is_431_and_oversized_target_is_414() {
-        let big_value = "v".repeat(9000);
+        let big_value = "v".repeat(17_000);
         assert_eq!(
             status_of(&lines(&[
                 "GET / HTTP/1.1",
@@ -391,10 +452,46 @@ mod tests {
             Some(431)
         );
         let mut long_line = b"GET /".to_vec();
-        long_line.extend(std::iter::repeat_n(b'a', 9000));
+        long_line.extend(std::iter::repeat_n(b'a', 17_000));
         assert_eq!(status_of(&long_line), Some(414));
-        let target = format!("GET /{} HTTP/1.1", "a".repeat(5000));
+        let target = format!("GET /{} HTTP/1.1", "a".repeat(8000));
         assert_eq!(status_of(&lines(&[&target, "Host: a"])), Some(414));
+    }
+
+    #[test]
+    fn a_target_of_8000_octets_is_accepted() {
+        let target = format!("/{}", "a".repeat(7999));
+        let line = format!("GET {target} HTTP/1.1");
+        let big_field = format!("X: {}", "v".repeat(7000));
+        let (head, _) = parse(&lines(&[&line, "Host: a", &big_field]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.target.len(), 8000);
+    }
+
+    #[test]
+    fn an_unfinished_request_line_longer_than_any_we_accept_is_414_at_once() {
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 8000 + REQUEST_LINE_SLACK_BYTES));
+        assert_eq!(status_of(&line), Some(414));
+        line.truncate(8000);
+        assert!(parse(&line).expect("still fine").is_none());
+    }
+
+    #[test]
+    fn http_1_2_request_is_served_as_1_1() {
+        let raw = lines(&["GET /health HTTP/1.2", "Host: a"]);
+        let (head, len) = parse(&raw).expect("valid").expect("complete");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(len, raw.len());
+        for cut in 0..raw.len() {
+            assert!(parse(&raw[..cut]).expect("prefix").is_none(), "cut {cut}");
+        }
+        assert_eq!(
+            status_of(b"GET / HTTP/1.2\r\n\r\n"),
+            Some(400),
+            "still needs Host"
+        );
     }
 
     #[test]
@@ -443,6 +540,49 @@ mod tests {
             parse_response_head(b"HTTP/1.1 200 OK\r\n", 1024, 64),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn obs_fold_in_a_response_is_replaced_by_spaces() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\n\tthree\r\nContent-Length: 2\r\n\r\n{}";
+        let (head, len) = parse_response_head(raw, 1024, 64)
+            .expect("ok")
+            .expect("complete");
+        let value = head.headers.get("x-folded").expect("the field");
+        assert!(
+            !value.contains(&b'\r') && !value.contains(&b'\n'),
+            "{value:?}"
+        );
+        let words: Vec<&[u8]> = value
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert_eq!(words, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(head.headers.get_str("content-length"), Some("2"));
+        assert_eq!(&raw[len..], b"{}");
+    }
+
+    #[test]
+    fn http_1_2_status_line_is_read_as_1_1() {
+        let raw = b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let (head, len) = parse_response_head(raw, 1024, 64)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.status, 200);
+        assert_eq!(&raw[len..], b"{}");
+        for cut in 0..len {
+            assert_eq!(
+                parse_response_head(&raw[..cut], 1024, 64),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        assert!(matches!(
+            parse_response_head(b"HTTP/2.0 200 OK\r\n\r\n", 1024, 64),
+            Err(ResponseHeadError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -10,11 +10,14 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request head (request line + header fields), in bytes. Past it: `431`, or
-    /// `414` when the request line alone has not ended yet. 8 KiB is what most servers use
-    /// (nginx's default large buffer, Apache's `LimitRequestLine`); async-h1 cites
-    /// CVE-2020-7662-style memory floods as the reason to cap it.
+    /// `414` when the request line alone has not ended yet. It must hold the longest
+    /// request-target we accept *and* a normal set of header fields: 16 KiB is an 8,000-octet
+    /// target plus 8 KiB of fields, the head size most servers allow on its own (nginx's large
+    /// buffer, Apache's `LimitRequestFieldSize`). async-h1 cites CVE-2020-7662-style memory
+    /// floods as the reason to cap it at all.
     pub max_head_bytes: usize,
-    /// Longest request-target, in bytes. Past it: `414 URI Too Long`.
+    /// Longest request-target, in bytes. Past it: `414 URI Too Long`. RFC 9112 §3 recommends
+    /// supporting request-lines of at least 8,000 octets; we accept a target of that size.
     pub max_target_bytes: usize,
     /// Most header fields in one request. Past it: `431`.
     pub max_headers: usize,
@@ -34,8 +37,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_head_bytes: 8 * 1024,
-            max_target_bytes: 4 * 1024,
+            max_head_bytes: 16 * 1024,
+            max_target_bytes: 8000,
             max_headers: 64,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -80,6 +83,11 @@ impl Default for ClientLimits {
         }
     }
 }
+
+/// Room on a request line besides the target: the method, two spaces, `HTTP/1.1` and CRLF.
+/// A request line still unfinished past `max_target_bytes` plus this cannot carry a target we
+/// accept, so it is answered `414` at once instead of being read up to the whole head cap.
+pub const REQUEST_LINE_SLACK_BYTES: usize = 64;
 
 /// Longest line of chunked framing (a chunk-size line or a trailer field) we accept.
 /// A chunk size needs at most 16 hex digits; the rest is room for chunk extensions.

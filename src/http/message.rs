@@ -90,6 +90,48 @@ impl Headers {
     }
 }
 
+/// Whether `b` is a `tchar`, a byte allowed in a token (RFC 9110 §5.6.2).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `token = 1*tchar` (RFC 9110 §5.6.2).
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// The length of the quoted-string at the front of `s`, closing quote included, or `None`
+/// if `s` does not start with one or it never ends (RFC 9110 §5.6.4):
+///
+/// ```text
+/// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+/// qdtext        = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+/// quoted-pair   = "\" ( HTAB / SP / VCHAR / obs-text )
+/// ```
+pub fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"\"")?;
+    let mut escaped = false;
+    for (i, &b) in rest.iter().enumerate() {
+        // HTAB, SP, VCHAR and obs-text: everything but the other control bytes and DEL.
+        if b != b'\t' && (b < b' ' || b == 0x7f) {
+            return None;
+        }
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            return Some(i + 2);
+        }
+    }
+    None
+}
+
+/// Whether `s` is exactly one quoted-string.
+pub fn is_quoted_string(s: &[u8]) -> bool {
+    quoted_string_len(s) == Some(s.len())
+}
+
 /// Whether a connection stays open after this message (RFC 9112 §9.3): HTTP/1.1 persists
 /// unless a side says `Connection: close`; HTTP/1.0 closes unless it says `keep-alive`.
 pub fn keeps_alive(version: Version, headers: &Headers) -> bool {

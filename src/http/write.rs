@@ -2,6 +2,7 @@
 //! line, then the body — CRLF after every line. The writer appends to a buffer and never
 //! touches a socket, so a whole response (or several pipelined ones) goes out in one write.
 
+use super::date;
 use super::message::{Response, Version, reason_phrase};
 
 /// Appends `response` to `out`.
@@ -12,6 +13,8 @@ use super::message::{Response, Version, reason_phrase};
 ///   `Content-Length`, and no body (RFC 9110 §9.3.2).
 /// * `close` announces that we close the connection after this response (RFC 9112 §9.6);
 ///   for an HTTP/1.0 client that stays, `keep-alive` is said explicitly.
+///
+/// Every response carries `Date` (RFC 9110 §6.6.1), from the per-second cache in `date.rs`.
 pub fn write_response(
     out: &mut Vec<u8>,
     response: &Response,
@@ -26,6 +29,8 @@ pub fn write_response(
     push_decimal(out, u64::from(response.status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(response.status).as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    date::push_now(out);
     out.extend_from_slice(b"\r\n");
     for (name, value) in &response.headers {
         push_field(out, name, value);
@@ -84,11 +89,20 @@ pub fn write_get_request(out: &mut Vec<u8>, target: &str, host: &str, headers: &
 mod tests {
     use super::*;
 
+    /// The response as text, with its `Date` line (checked, then taken out: it changes).
     fn written(version: Version, head_only: bool, close: bool) -> String {
         let mut out = Vec::new();
         let response = Response::json(200, "{}").with_header("X-Request-Id", "r1");
         write_response(&mut out, &response, version, head_only, close);
-        String::from_utf8(out).expect("ascii")
+        let text = String::from_utf8(out).expect("ascii");
+        let (status_line, rest) = text.split_once("\r\n").expect("a status line");
+        let (date, rest) = rest.split_once("\r\n").expect("a Date line");
+        assert_eq!(date.len(), "Date: ".len() + date::IMF_FIXDATE_LEN, "{date}");
+        assert!(
+            date.starts_with("Date: ") && date.ends_with(" GMT"),
+            "{date}"
+        );
+        format!("{status_line}\r\n{rest}")
     }
 
     #[test]

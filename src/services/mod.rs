@@ -23,23 +23,44 @@ use crate::upstream::CallReport;
 use metrics::Metrics;
 use trace_context::TraceContext;
 
-/// The methods every route answers (RFC 9110 §9.3.1, §9.3.2).
-const ALLOW: &str = "GET, HEAD";
+/// The methods every route answers (RFC 9110 §9.3.1, §9.3.2, §9.3.7), for `Allow` on both
+/// the answer to `OPTIONS` and a 405: the two must agree (RFC 9110 §10.2.1).
+const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// Longest `X-Request-Id` we accept from a client; longer ones are replaced.
 const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// Finds the route for `head` among `paths`: `Ok(path)` for a known path and GET or HEAD,
-/// otherwise the 404 or 405 response to send.
+/// otherwise the response to send: the answer to `OPTIONS`, a 404 or a 405.
 pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Response> {
+    // `OPTIONS *` asks about the server itself rather than a resource (RFC 9110 §9.3.7). The
+    // HTTP layer lets the asterisk-form through with OPTIONS only.
+    if head.target == "*" {
+        return Err(options());
+    }
     let Some(path) = paths.iter().find(|p| **p == head.path()) else {
         return Err(Response::json_error(404, "not found"));
     };
-    if head.method != "GET" && head.method != "HEAD" {
-        let text = format!("method {} not allowed; use {ALLOW}", head.method);
-        return Err(Response::json_error(405, &text).with_header("Allow", ALLOW));
+    match head.method.as_str() {
+        "GET" | "HEAD" => Ok(path),
+        "OPTIONS" => Err(options()),
+        method => {
+            let text = format!("method {method} not allowed; use {ALLOW}");
+            Err(Response::json_error(405, &text).with_header("Allow", ALLOW))
+        }
     }
-    Ok(path)
+}
+
+/// The answer to `OPTIONS`: `200` with `Allow` and no content. Not `204`: RFC 9110 §9.3.7
+/// asks for `Content-Length: 0` when there is no content, and §8.6 forbids that field on a
+/// `204`. Every route takes the same methods, so `*` and each path get the same answer.
+fn options() -> Response {
+    Response {
+        status: 200,
+        headers: vec![("Allow", ALLOW.to_owned())],
+        body: Vec::new(),
+        hang_up: false,
+    }
 }
 
 /// The metrics exposition, as a response.
@@ -322,6 +343,18 @@ mod tests {
         let not_allowed = route(&head("POST", "/health"), &["/health"]).expect_err("405");
         assert_eq!(not_allowed.status, 405);
         assert!(not_allowed.headers.contains(&("Allow", ALLOW.to_owned())));
+    }
+
+    #[test]
+    fn options_answers_allow_with_no_content() {
+        for target in ["*", "/health"] {
+            let answer = route(&head("OPTIONS", target), &["/health"]).expect_err("options");
+            assert_eq!(answer.status, 200, "{target}");
+            assert_eq!(answer.headers, [("Allow", "GET, HEAD, OPTIONS".to_owned())]);
+            assert!(answer.body.is_empty());
+        }
+        let unknown = route(&head("OPTIONS", "/nope"), &["/health"]).expect_err("404");
+        assert_eq!(unknown.status, 404);
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! The request-target and `Host` grammar a request head must follow (RFC 9112 §3.2,
+//! RFC 9110 §7.2, RFC 3986 §3), beyond the bytes httparse already refuses.
+//!
+//! httparse takes any visible byte in a target and leaves field values to us. These checks
+//! turn what would be a `404` for a path that happens not to exist, or a `Host` nobody could
+//! mean, into the `400` the grammar calls for.
+
+use super::error::RequestError;
+use super::message::{RequestHead, Version};
+
+/// The request-target grammar (RFC 9112 §3.2) beyond what httparse checks (it takes any
+/// visible byte, and any UTF-8):
+///
+/// * a fragment (`#...`) is never sent: it belongs to the client (RFC 9110 §7.1);
+/// * only ASCII: raw bytes above 0x7F are outside RFC 3986 and must be percent-encoded;
+/// * the form: origin-form (`/path?query`), absolute-form (`scheme:...`), or the asterisk-form
+///   `*`, which exists for `OPTIONS` only (RFC 9112 §3.2.4). (The authority-form of `CONNECT`
+///   reads as a scheme here and then finds no route: we are no proxy.)
+///
+/// Percent-escapes are not checked here: a bad one in the query is for the service to name.
+pub fn check_target(method: &str, target: &str) -> Result<(), RequestError> {
+    let bytes = target.as_bytes();
+    if bytes.contains(&b'#') {
+        return Err(RequestError::Malformed("fragment in the request-target"));
+    }
+    if !bytes.is_ascii() {
+        return Err(RequestError::Malformed(
+            "non-ASCII byte in the request-target",
+        ));
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(())
+        } else {
+            Err(RequestError::Malformed(
+                "asterisk-form request-target without OPTIONS",
+            ))
+        };
+    }
+    if bytes.first() == Some(&b'/') || has_scheme(bytes) {
+        Ok(())
+    } else {
+        Err(RequestError::Malformed(
+            "request-target is not a path or an absolute URI",
+        ))
+    }
+}
+
+/// Whether `target` starts with `scheme ":"`, where scheme = ALPHA *( ALPHA / DIGIT / "+" /
+/// "-" / "." ) (RFC 3986 §3.1).
+fn has_scheme(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let scheme = &target[..colon];
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// An HTTP/1.1 request must carry exactly one `Host`, and its value must be
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 9110 §7.2): 400 otherwise. An HTTP/1.0
+/// request may leave it out.
+pub fn check_host(head: &RequestHead) -> Result<(), RequestError> {
+    let mut hosts = head.headers.get_all("host");
+    match (head.version, hosts.next(), hosts.next()) {
+        (_, Some(_), Some(_)) => Err(RequestError::Malformed("more than one Host field")),
+        (Version::Http11, None, _) => Err(RequestError::Malformed("HTTP/1.1 request without Host")),
+        (_, Some(host), None) if !is_valid_host(host) => {
+            Err(RequestError::Malformed("invalid Host field value"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), with RFC 3986 §3.2.2's
+/// `uri-host = IP-literal / IPv4address / reg-name` and `port = *DIGIT`.
+///
+/// An empty value is valid (the URI has no authority). So is an empty port (`host:`). We
+/// refuse a port over 65535, which names no TCP port, and a comma: RFC 3986 allows it in a
+/// reg-name, but no host has one, and a Host of `a,b` is two Host fields someone joined.
+/// Userinfo (`@`), a path (`/`), whitespace: none is in the grammar.
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        // IP-literal: everything up to `]` is the address, then `:port` or nothing.
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let port = match &rest[close + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        };
+        if !is_ip_literal(&rest[..close]) {
+            return false;
+        }
+        (None, port)
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (Some(&value[..colon]), Some(&value[colon + 1..])),
+            None => (Some(value), None),
+        }
+    };
+    let host_ok = host.is_none_or(is_reg_name);
+    let port_ok = port.is_none_or(|p| {
+        p.iter().all(u8::is_ascii_digit) && (p.len() <= 5 && parse_port(p) <= 65535)
+    });
+    host_ok && port_ok
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )` without the comma (see `is_valid_host`).
+/// An IPv4 address is a reg-name too, as far as the grammar goes.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let escape = name.get(i + 1..i + 3);
+                if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() => {}
+            b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture` inside the brackets (RFC 3986 §3.2.2).
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = inside {
+        // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (digits, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !digits.is_empty()
+            && digits.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            // One byte at a time, `is_reg_name` is unreserved / sub-delims less the comma.
+            && tail
+                .iter()
+                .all(|&b| b == b':' || b == b',' || is_reg_name(&[b]));
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// A port of at most five digits, as a number.
+fn parse_port(digits: &[u8]) -> u32 {
+    digits.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::http::error::RequestError;
+    use crate::http::head::parse_request_head;
+    use crate::http::limits::Limits;
+    use crate::http::message::RequestHead;
+
+    fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        parse_request_head(raw, &Limits::default())
+    }
+
+    fn status_of(raw: &[u8]) -> Option<u16> {
+        parse(raw).err().and_then(|e| e.status())
+    }
+
+    fn lines(lines: &[&str]) -> Vec<u8> {
+        let mut raw = lines.join("\r\n");
+        raw.push_str("\r\n\r\n");
+        raw.into_bytes()
+    }
+
+    fn host_status(host: &str) -> Option<u16> {
+        status_of(&lines(&["GET / HTTP/1.1", &format!("Host:{host}")]))
+    }
+
+    #[test]
+    fn valid_host_values_are_accepted() {
+        for host in [
+            "",
+            " ",
+            "a",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]",
+            "[v1.fe80::a+en1]",
+            "ex%41mple",
+            "a-b_c~d!$&'()*+;=",
+            "localhost:65535",
+        ] {
+            assert_eq!(host_status(host), None, "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_host_values_are_400() {
+        for host in [
+            "user@example.com",
+            "user:pw@example.com",
+            "example.com/x",
+            "a, b",
+            "a,b",
+            "exa mple.com",
+            "example.com:80x",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:-1",
+            "[::1",
+            "[::1]x",
+            "[nonsense]",
+            "::1",
+            "ex%4mple",
+            "ex%zzmple",
+            "a\"b",
+            "a?b",
+            "a#b",
+        ] {
+            assert_eq!(host_status(host), Some(400), "Host: {host:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_host_is_also_400_in_http10() {
+        assert_eq!(
+            status_of(&lines(&["GET / HTTP/1.0", "Host: user@a"])),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn a_fragment_in_the_target_is_400() {
+        assert_eq!(
+            status_of(&lines(&["GET /health#x HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(&lines(&["GET /# HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn non_ascii_bytes_in_the_target_are_400() {
+        // Valid UTF-8 gets past httparse; invalid UTF-8 does not.
+        assert_eq!(
+            status_of(&lines(&["GET /h\u{e9}alth HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_only() {
+        let (head, _) = parse(&lines(&["OPTIONS * HTTP/1.1", "Host: a"]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.target, "*");
+        for method in ["GET", "HEAD", "POST", "DELETE"] {
+            let line = format!("{method} * HTTP/1.1");
+            assert_eq!(
+                status_of(&lines(&[&line, "Host: a"])),
+                Some(400),
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_that_is_no_path_nor_uri_is_400() {
+        assert_eq!(
+            status_of(&lines(&["GET health HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(&lines(&["GET ?x HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+        // The absolute-form of any scheme is grammar; it only finds no route.
+        assert!(parse(&lines(&["GET urn:x HTTP/1.1", "Host: a"])).is_ok());
+    }
+}
