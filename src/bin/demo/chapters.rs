@@ -113,6 +113,23 @@ fn through_both(
     Ok((without, with))
 }
 
+/// Prints what B+'s `/metrics` says of the pattern at work: each of `names`, summed over its
+/// series (over the replicas, for a per-replica one).
+fn show_metrics(b_plus: &Service, names: &[&str]) -> Result<(), String> {
+    say(&format!(
+        "$ curl -s http://{}/metrics | grep -E '{}'",
+        b_plus.addr,
+        names.join("|")
+    ));
+    for name in names {
+        match metric(b_plus, name, "")? {
+            Some(value) => say(&format!("{name} {value}")),
+            None => say(&format!("{name}: no such series")),
+        }
+    }
+    Ok(())
+}
+
 /// Passes with `text` as the verdict when `ok`, else fails with it.
 fn check(ok: bool, text: String) -> Result<(), String> {
     if ok {
@@ -137,6 +154,13 @@ fn dead_replica(bins: &Binaries) -> Result<(), String> {
     let (b, b_plus) = both_b(bins, &a, &["--retries", "--eject"])?;
     a[2].signal("-KILL", "A3 dies; both Bs still have it in their lists")?;
     let (without, with) = through_both(&b, &b_plus, STREAM)?;
+    show_metrics(
+        &b_plus,
+        &[
+            "echo_lab_upstream_retries_total",
+            "echo_lab_upstream_replica_ejections_total",
+        ],
+    )?;
     let ejected = b_plus.log_count("ejected after consecutive failures");
     check(
         without.failed_percent() >= 15.0 && with.failed_percent() <= 1.0,
@@ -159,6 +183,13 @@ fn slow_replica(bins: &Binaries) -> Result<(), String> {
     say("-- B+ warms up for 1 s (not counted):");
     stream(b_plus.addr, RATE, Duration::from_secs(1))?;
     let (without, with) = through_both(&b, &b_plus, STREAM)?;
+    show_metrics(
+        &b_plus,
+        &[
+            "echo_lab_upstream_hedges_total",
+            "echo_lab_upstream_hedge_wins_total",
+        ],
+    )?;
     // Counted as calls slower than 250 ms rather than by p99 alone: a busy machine adds tens
     // of milliseconds to everything, never the slow replica's 300.
     let slow = Duration::from_millis(250);
@@ -180,6 +211,13 @@ fn flaky(bins: &Binaries) -> Result<(), String> {
     let a = replicas(bins, [&fail, &fail, &fail])?;
     let (b, b_plus) = both_b(bins, &a, &["--retries"])?;
     let (without, with) = through_both(&b, &b_plus, STREAM)?;
+    show_metrics(
+        &b_plus,
+        &[
+            "echo_lab_upstream_retries_total",
+            "echo_lab_upstream_budget_refusals_total",
+        ],
+    )?;
     check(
         without.ok_percent() <= 92.0
             && with.ok_percent() >= 95.0
@@ -205,6 +243,7 @@ fn outage(bins: &Binaries) -> Result<(), String> {
     let with = stream(b_plus.addr, RATE, STREAM)?;
     let after = echo_work(&a)?;
     say(&format!("B+: {}", with.summary()));
+    show_metrics(&b_plus, &["echo_lab_upstream_breaker_opened_total"])?;
     let load = |work: f64, tally: &Tally| work / tally.sent.max(1) as f64;
     let (load_without, load_with) = (load(middle - before, &without), load(after - middle, &with));
     let open = with.failures.get("503 circuit_open").copied().unwrap_or(0);
@@ -227,6 +266,7 @@ fn black_hole(bins: &Binaries) -> Result<(), String> {
     // Longer than the others: the breaker must see calls fail (after B's 1 s deadline) before
     // it opens, and the calls sent until then all wait.
     let (without, with) = through_both(&b, &b_plus, STREAM * 3 / 2)?;
+    show_metrics(&b_plus, &["echo_lab_upstream_breaker_opened_total"])?;
     let (p50_without, p50_with) = (without.quantile(0.5), with.quantile(0.5));
     check(
         p50_without >= Duration::from_millis(800) && p50_with <= p50_without / 4,
