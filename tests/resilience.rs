@@ -345,6 +345,10 @@ fn a_breaker_probe_is_one_attempt_and_closes_the_breaker_when_a_is_back() {
     for _ in 0..10 {
         assert_eq!(get(b.addr, "/call-echo?msg=x").status, 200, "closed again");
     }
+    assert!(
+        b.wait_for_log("circuit breaker closed", Duration::from_secs(1))
+            .is_some()
+    );
 }
 
 #[test]
@@ -376,18 +380,21 @@ fn abandoned(replicas: &[Service]) -> f64 {
         .sum()
 }
 
-/// Sends `n` calls at once through B and waits for all of them.
-fn burst(b: SocketAddr, n: usize) -> Vec<u16> {
+/// Sends `n` calls at once through B and waits for all of them: each one's `error_kind`, or
+/// `"ok"`.
+fn burst(b: SocketAddr, n: usize) -> Vec<String> {
     let calls: Vec<_> = (0..n)
         .map(|_| thread::spawn(move || timed_get(b, "/call-echo?msg=x", Duration::from_secs(3))))
         .collect();
+    let kind = |(reply, _): (common::Reply, Duration)| {
+        reply.json()["error_kind"]
+            .as_str()
+            .unwrap_or("ok")
+            .to_owned()
+    };
     calls
         .into_iter()
-        .map(|c| {
-            c.join()
-                .expect("thread")
-                .map_or(0, |(reply, _)| reply.status)
-        })
+        .map(|c| c.join().expect("thread").map_or("no answer".into(), kind))
         .collect()
 }
 
@@ -397,7 +404,9 @@ fn a_passed_deadline_stops_the_work_on_a() {
     let replicas = [Service::a(&slow), Service::a(&slow)];
     let both = urls(&replicas.iter().collect::<Vec<_>>());
     let b = Service::b(&both, &["--propagate-deadline"]);
-    assert!(burst(b.addr, 10).iter().all(|&s| s == 503));
+    // B's own deadline fires first (A is told the time left, rounded up), so B says timeout.
+    let kinds = burst(b.addr, 10);
+    assert!(kinds.iter().all(|k| k == "timeout"), "{kinds:?}");
     let end = Instant::now() + Duration::from_secs(3);
     while abandoned(&replicas) < 10.0 && Instant::now() < end {
         thread::sleep(Duration::from_millis(20));
@@ -415,7 +424,7 @@ fn a_passed_deadline_stops_the_work_on_a() {
     // Without the header, A finishes work nobody waits for.
     let replicas = [Service::a(&slow)];
     let b = Service::b(&replicas[0].url(), &[]);
-    assert!(burst(b.addr, 3).iter().all(|&s| s == 503));
+    assert!(burst(b.addr, 3).iter().all(|k| k == "timeout"));
     thread::sleep(Duration::from_millis(800)); // past A's 1.5 s of work
     assert_eq!(abandoned(&replicas), 0.0);
 }

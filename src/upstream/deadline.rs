@@ -38,14 +38,17 @@ pub const MAX_DIGITS: usize = 9;
 /// The largest value we send or accept, in milliseconds: nine 9s.
 const MAX_MS: u64 = 999_999_999;
 
-/// The header value for `remaining`: whole milliseconds, rounded down, so A never believes it
-/// has more time than B will give it. Less than 1 ms left is `0`: A refuses it at once, which
-/// is right, since no answer can come back in time. A longer wait than [`MAX_DIGITS`] can say
-/// is sent as the largest value (it is still "a very long time", and a receiver would ignore a
-/// longer number).
+/// The header value for `remaining`: whole milliseconds, rounded up, so that A's deadline
+/// (its arrival + this) never comes before B's own: B's timer fires first and B reports its
+/// `timeout`, and A gives up a moment later, after the time the request spent on the wire.
+/// Rounded down, A could give up first and its "abandoned" `503` would race B's timer, turning
+/// some of B's timeouts into `upstream_status`. A may work a moment too long, never give up
+/// too early. Nothing left is `0`: A refuses that at once. A longer wait than [`MAX_DIGITS`]
+/// can say is sent as the largest value (it is still "a very long time", and a receiver would
+/// ignore a longer number).
 pub fn format_remaining(remaining: Duration) -> String {
-    let ms = remaining.as_millis().min(u128::from(MAX_MS));
-    ms.to_string()
+    let ms = remaining.as_nanos().div_ceil(1_000_000);
+    ms.min(u128::from(MAX_MS)).to_string()
 }
 
 /// The time left that a header value says, or `None` when the value is not `1*DIGIT` of at
@@ -83,15 +86,15 @@ mod tests {
     }
 
     #[test]
-    fn formats_rounding_down() {
-        assert_eq!(format_remaining(Duration::from_micros(999_999)), "999");
-        assert_eq!(format_remaining(Duration::from_micros(1_500)), "1");
+    fn formats_rounding_up_so_a_never_gives_up_before_b() {
+        assert_eq!(format_remaining(Duration::from_micros(999_001)), "1000");
+        assert_eq!(format_remaining(Duration::from_micros(1_500)), "2");
+        assert_eq!(format_remaining(Duration::from_nanos(1)), "1");
     }
 
     #[test]
     fn formats_zero_when_none_left() {
         assert_eq!(format_remaining(Duration::ZERO), "0");
-        assert_eq!(format_remaining(Duration::from_micros(999)), "0");
     }
 
     #[test]

@@ -387,7 +387,11 @@ impl Cluster {
         // 4. The call's outcome, as the breaker sees A as a whole.
         let answered = matches!(&result, Ok(r) if r.head.status < 500);
         if let Some(breaker) = &self.breaker {
-            lock(breaker).record(admission, answered, Instant::now());
+            let now = Instant::now();
+            let mut breaker = lock(breaker);
+            let was = breaker.state(now);
+            breaker.record(admission, answered, now);
+            log_breaker_change(was, breaker.state(now));
         }
         (result.map_err(CallError::Client), report)
     }
@@ -598,10 +602,14 @@ impl Cluster {
     }
 
     fn admit(&self, now: Instant) -> Admission {
-        match &self.breaker {
+        let admission = match &self.breaker {
             Some(breaker) => lock(breaker).admit(now),
             None => Admission::Call,
+        };
+        if admission == Admission::Probe {
+            log::info!("circuit breaker half-open: this call goes to A as a probe");
         }
+        admission
     }
 
     /// The replicas now. When names have not resolved to anything yet (A's name does not
@@ -671,6 +679,23 @@ impl Cluster {
             .iter()
             .map(|r| r.client.idle_connections())
             .sum()
+    }
+}
+
+/// Says so when the breaker opened, closed or opened again after a failed probe, so that a
+/// learner sees B decide in its log.
+fn log_breaker_change(was: BreakerState, is: BreakerState) {
+    match (was, is) {
+        (BreakerState::Closed, BreakerState::Open) => {
+            log::warn!("circuit breaker open: too many recent calls to A failed; failing fast")
+        }
+        (BreakerState::HalfOpen, BreakerState::Open) => {
+            log::warn!("circuit breaker open again: the probe failed")
+        }
+        (BreakerState::HalfOpen, BreakerState::Closed) => {
+            log::info!("circuit breaker closed: the probe succeeded; calling A again")
+        }
+        _ => {}
     }
 }
 
