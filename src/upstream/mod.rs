@@ -210,10 +210,6 @@ pub struct CallReport {
     pub replica: Option<SocketAddr>,
     /// Which attempt that was, counting from 1, hedges included.
     pub attempt: usize,
-    /// Attempts sent, hedges included.
-    pub attempts: usize,
-    /// Whether a hedge was sent.
-    pub hedged: bool,
 }
 
 /// A's replicas and the policy for calling them, shared by every call B makes.
@@ -415,7 +411,6 @@ impl Cluster {
             (Some(hedge), false) => Some(Timer::after(lock(hedge).delay())),
             _ => None,
         };
-        report.attempts = 1;
         loop {
             match next_event(&mut running, &mut hedge_timer).await {
                 Event::HedgeDue => {
@@ -423,8 +418,6 @@ impl Cluster {
                     hedge_timer = None;
                     if self.may_send_another(&tried, deadline) {
                         self.stats.hedges.fetch_add(1, Ordering::Relaxed);
-                        report.hedged = true;
-                        report.attempts += 1;
                         let hedge =
                             self.launch(&set, &mut tried, Reason::Hedge, target, headers, deadline);
                         running.push(hedge);
@@ -452,7 +445,6 @@ impl Cluster {
                         return result;
                     }
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    report.attempts += 1;
                     let again =
                         self.launch(&set, &mut tried, Reason::Retry, target, headers, deadline);
                     running.push(again);
