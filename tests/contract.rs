@@ -9,12 +9,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    FakeUpstream, Reply, Service, connect, get_with, parse_replies, read_request_head,
-    read_to_close,
+    FakeUpstream, Reply, Service, connect, get_with, output_within, parse_replies,
+    read_request_head, read_to_close,
 };
 use serde_json::{Value, json};
 
@@ -236,34 +235,16 @@ fn head_field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 
 /// Runs a binary to completion (it must exit within 10 s) with `args` and `envs`.
 fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("HOST")
         .env_remove("PORT")
         .env_remove("SERVICE_A_URL")
         .env_remove("TIMEOUT_MS")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn binary");
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "{bin} {args:?} did not exit within 10 s; stderr: {:?}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+        .envs(envs.iter().copied());
+    output_within(&mut command, Duration::from_secs(10))
 }
 
 /// A failed start: a non-zero exit and exactly one non-empty line on stderr; returns it.

@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, connect, get, parse_replies, read_reply};
+use common::{End, Reply, Service, connect, get, parse_replies, read_reply, read_until_end};
 
 /// How long a rejected connection may take to be answered and closed by the server.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -34,40 +34,6 @@ fn head_and_body(lines: &[&str], body: &[u8]) -> Vec<u8> {
     let mut raw = head(lines);
     raw.extend_from_slice(body);
     raw
-}
-
-/// How reading a connection to its end went.
-#[derive(Debug)]
-enum End {
-    /// The server closed its side cleanly (FIN).
-    Eof,
-    /// The connection was reset or failed.
-    Failed(std::io::Error),
-    /// Nothing more came, and the connection stayed open, until the time was up.
-    StillOpen,
-}
-
-/// Reads everything that arrives on `stream` until it ends or `within` has passed.
-fn read_until_end(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, End) {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (out, End::StillOpen);
-        }
-        stream.set_read_timeout(Some(left)).expect("read timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return (out, End::Eof),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return (out, End::StillOpen);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return (out, End::Failed(e)),
-        }
-    }
 }
 
 /// Checks that what arrived is exactly one error response with `status` — status line, JSON
@@ -224,7 +190,8 @@ fn content_length_over_64_kib_with_expect_100_continue_is_413_before_the_body() 
         "Content-Length: 70000",
         "Expect: 100-continue",
     ]);
-    // No `100 Continue` first: the body is refused before it is invited.
+    // No `100 Continue` first: the body is refused before it is invited. `assert_rejected`
+    // counts interim responses too, and wants exactly one response, the 413.
     assert_rejected(a.addr, &raw, 413);
 }
 
