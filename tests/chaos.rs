@@ -109,11 +109,13 @@ fn rates_outside_zero_to_one_are_refused() {
         ["--drop-rate", "-0.1"],
         ["--fail-rate", "often"],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
-            .args(["--port", "0"])
-            .args(args)
-            .output()
-            .expect("run service-a");
+        // Refused at start: a service still running after 10 s accepted the value.
+        let out = common::output_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
+                .args(["--port", "0"])
+                .args(args),
+            Duration::from_secs(10),
+        );
         assert!(!out.status.success(), "{args:?} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -94,14 +95,22 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
 
     let mut a = Service::a(&[]);
     let pid = a.child.id();
-    // One request first, so whatever the service opens lazily is in the starting count.
-    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
-        .map(|(reply, _)| reply)
-        .expect("first /health");
-    assert_eq!(reply.status, 200);
-    // Its connection is closed by now or about to be (the service lingers briefly).
-    thread::sleep(Duration::from_millis(300));
-    let before = open_fds(pid);
+    // One request first, so whatever the service opens lazily is in the starting count. It
+    // travels on a kept-alive connection, so we know its descriptor is counted now; the
+    // starting count is one less, once the service has seen us close it.
+    let mut first = common::connect(a.addr);
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write the first /health");
+    assert_eq!(common::read_reply(&mut first, false).status, 200);
+    let with_first = open_fds(pid);
+    drop(first);
+    let before = poll_fds(pid, Duration::from_secs(5), |n| n < with_first);
+    assert_eq!(
+        before,
+        with_first - 1,
+        "the first connection's descriptor was released"
+    );
 
     let opening = Instant::now();
     let deadline = opening + Duration::from_secs(60);
@@ -171,6 +180,18 @@ fn a_raises_its_soft_open_file_limit_to_the_hard_limit() {
     let (soft, a_hard) = nofile_limits(&a.child.id().to_string()).expect("A's limits");
     assert_eq!(a_hard, hard, "the hard limit is inherited unchanged");
     assert_eq!(soft, hard, "A left its soft limit at {soft}");
+    // A warning would come right after the startup line, before any request's line: once a
+    // request's line is in, the warning has had its chance.
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+        .map(|(reply, _)| reply)
+        .expect("/health");
+    assert_eq!(reply.status, 200);
+    assert!(
+        a.wait_for_log("endpoint=/health", Duration::from_secs(5))
+            .is_some(),
+        "no log line for /health: {:?}",
+        a.logs()
+    );
     assert!(
         a.logs().iter().all(|l| !l.contains("open-file limit")),
         "no warning when the limit is high enough: {:?}",

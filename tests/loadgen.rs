@@ -5,16 +5,19 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use common::Service;
+use common::{FakeUpstream, Service, output_within, read_request_head};
 use serde_json::Value;
 
-/// Runs `loadgen` with `args`; its output.
+/// Runs `loadgen` with `args`; its output. Every run here asks for a second or less of load,
+/// so one still running after 20 s is a hang.
 fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("run loadgen")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args),
+        Duration::from_secs(20),
+    )
 }
 
 /// Runs `loadgen ... --json`, checks it succeeded, and returns the JSON summary (the last line
@@ -82,6 +85,55 @@ fn open_loop_sends_at_the_given_rate() {
     assert_eq!(count(&summary, "/status/200"), requests, "{summary}");
     // The schedule itself is exact: request i is due at i/200 s, for i in 0..200.
     assert_eq!(requests + count(&summary, "/unsent"), 200, "{summary}");
+}
+
+#[test]
+fn open_loop_spreads_its_requests_over_the_duration() {
+    // A server that notes when each request arrives. At 50 requests/s for 1 s, request i is
+    // due at i × 20 ms: the arrivals span about a second, half of them in each half. A
+    // generator that sent them all at once (or as fast as it could) would take milliseconds.
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let server = FakeUpstream::start(move |mut stream| {
+        while read_request_head(&mut stream).is_some() {
+            seen.lock().expect("arrivals").push(Instant::now());
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+            if std::io::Write::write_all(&mut stream, answer).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("{}/echo?msg=paced", server.url());
+    let summary = loadgen_json(&[&url, "--rate", "50", "-d", "1s", "-c", "50"]);
+    let mut arrivals = arrivals.lock().expect("arrivals").clone();
+    arrivals.sort();
+    assert_eq!(
+        arrivals.len() as u64,
+        count(&summary, "/requests"),
+        "{summary}"
+    );
+    assert!(
+        arrivals.len() >= 40,
+        "only {} requests arrived: {summary}",
+        arrivals.len()
+    );
+    let first = arrivals[0];
+    let span = arrivals[arrivals.len() - 1] - first;
+    // Due from 0 to 980 ms; allow a stall of a few hundred ms on a busy machine.
+    assert!(
+        (Duration::from_millis(700)..Duration::from_millis(1500)).contains(&span),
+        "{} requests arrived over {span:?}, expected about 1 s",
+        arrivals.len()
+    );
+    let early = arrivals
+        .iter()
+        .filter(|t| **t - first < Duration::from_millis(500))
+        .count();
+    assert!(
+        (15..=35).contains(&early),
+        "{early} of {} requests arrived in the first half second, expected about 25",
+        arrivals.len()
+    );
 }
 
 #[test]
