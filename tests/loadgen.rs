@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,12 +137,8 @@ fn open_loop_spreads_its_requests_over_the_duration() {
 
 #[test]
 fn refused_connections_are_counted_by_kind() {
-    // A port that was free a moment ago: nobody listens there now.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}/echo");
+    let (_refusing, nobody) = common::refusing_port();
+    let url = format!("http://{nobody}/echo");
     let summary = loadgen_json(&[&url, "-d", "300ms", "-c", "2"]);
     assert_eq!(count(&summary, "/responses"), 0, "{summary}");
     assert!(count(&summary, "/errors/connect") > 0, "{summary}");

@@ -21,12 +21,14 @@ fn refused(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
 }
 
-/// Sends `IN_FLIGHT` concurrent requests (`target(i)`) to `service`, sends it SIGTERM about
-/// 150 ms later, while they are in flight, and checks: every one gets its 200 (checked by
+/// Sends `IN_FLIGHT` concurrent requests (`target(i)`) to `service` (started with
+/// `--trace-wire`), sends it SIGTERM once its wire trace shows every request head received
+/// (`received` is the start of those heads), and checks: every one gets its 200 (checked by
 /// `check`), the service stops accepting, logs the drain, and exits 0 within the grace period.
 fn drains_in_flight_on_sigterm(
     service: &mut Service,
     name: &str,
+    received: &str,
     target: impl Fn(usize) -> String,
     check: impl Fn(usize, &Reply),
 ) {
@@ -42,7 +44,12 @@ fn drains_in_flight_on_sigterm(
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(150));
+    // In flight: the service has read every request head (and, with its delay, answered none).
+    assert!(
+        service.wait_for_logs(&format!("<- {received}"), IN_FLIGHT, Duration::from_secs(5)),
+        "{name}: not all {IN_FLIGHT} requests reached the service: {:?}",
+        service.logs()
+    );
     let signalled = start.elapsed();
     service.signal("TERM");
 
@@ -101,10 +108,11 @@ fn drains_in_flight_on_sigterm(
 fn b_finishes_20_calls_in_flight_on_sigterm() {
     let a = Service::a(&["--delay-ms", "500"]);
     let grace = GRACE_MS.to_string();
-    let mut b = Service::b(&a.url(), &["--shutdown-grace-ms", &grace]);
+    let mut b = Service::b(&a.url(), &["--shutdown-grace-ms", &grace, "--trace-wire"]);
     drains_in_flight_on_sigterm(
         &mut b,
         "B",
+        "GET /call-echo?msg=m",
         |i| format!("/call-echo?msg=m{i}"),
         |i, reply| {
             assert_eq!(
@@ -118,10 +126,17 @@ fn b_finishes_20_calls_in_flight_on_sigterm() {
 #[test]
 fn a_finishes_20_echoes_in_flight_on_sigterm() {
     let grace = GRACE_MS.to_string();
-    let mut a = Service::a(&["--delay-ms", "500", "--shutdown-grace-ms", &grace]);
+    let mut a = Service::a(&[
+        "--delay-ms",
+        "500",
+        "--shutdown-grace-ms",
+        &grace,
+        "--trace-wire",
+    ]);
     drains_in_flight_on_sigterm(
         &mut a,
         "A",
+        "GET /echo?msg=m",
         |i| format!("/echo?msg=m{i}"),
         |i, reply| {
             assert_eq!(reply.json(), serde_json::json!({"echo": format!("m{i}")}));

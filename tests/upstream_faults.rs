@@ -171,12 +171,6 @@ fn assert_echoed(reply: &Reply, msg: &str) {
     );
 }
 
-/// A port on which nothing listens (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Starts the real `service-a` on a given port, waiting up to 2 s for the port to be free.
 fn spawn_a_on(port: u16) -> Service {
     let end = Instant::now() + Duration::from_secs(2);
@@ -223,8 +217,8 @@ fn concurrent_gets(addr: SocketAddr, threads: usize, per_thread: usize) -> Vec<R
 #[test]
 fn a_not_running_is_connect_fast() {
     let _load = shared();
-    let port = free_port();
-    let b = Service::b(&format!("http://127.0.0.1:{port}"), &[]);
+    let (_refusing, nobody) = common::refusing_port();
+    let b = Service::b(&format!("http://{nobody}"), &[]);
     let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
     let error = assert_unavailable(&reply, "connect");
     assert!(error.contains("connect"), "{error}");
@@ -234,8 +228,8 @@ fn a_not_running_is_connect_fast() {
 #[test]
 fn b_health_is_ok_while_a_is_down() {
     let _load = shared();
-    let port = free_port();
-    let b = Service::b(&format!("http://127.0.0.1:{port}"), &[]);
+    let (_refusing, nobody) = common::refusing_port();
+    let b = Service::b(&format!("http://{nobody}"), &[]);
     assert_unavailable(&get(b.addr, "/call-echo?msg=x"), "connect");
     let health = get(b.addr, "/health");
     assert_eq!(health.status, 200);
@@ -617,19 +611,30 @@ fn a_killed_and_restarted_on_the_same_port_never_shows_a_503() {
 #[test]
 fn a_closing_every_kept_alive_connection_after_answering_never_shows_a_503() {
     let _load = shared();
-    let a = FakeUpstream::start(|mut stream| {
+    let (closed_tx, closed) = mpsc::channel();
+    let closed_tx = Mutex::new(closed_tx);
+    let a = FakeUpstream::start(move |mut stream| {
         if let Some(head) = read_request_head(&mut stream) {
             // HTTP/1.1, no `Connection: close`: B may well pool this connection.
             let _ = stream.write_all(&json_200(&echo_body(&msg_of(&head))));
         }
+        drop(stream);
+        let _ = closed_tx.lock().expect("closed_tx").send(());
     });
     let b = Service::b(&a.url(), &[]);
+    let mut closes = 0;
     for i in 0..20 {
         let msg = format!("n{i}");
         assert_echoed(&get(b.addr, &format!("/call-echo?msg={msg}")), &msg);
+        // After odd calls, the next call starts only once A has closed every connection so
+        // far (the FIN is on its way); after even ones it races the FIN. Neither may show.
         if i % 2 == 1 {
-            // Leave time for the FIN to arrive before the next call checks the connection out.
-            thread::sleep(Duration::from_millis(20));
+            while closes < i + 1 {
+                closed
+                    .recv_timeout(HOLD)
+                    .unwrap_or_else(|_| panic!("the fake A closed only {closes} connections"));
+                closes += 1;
+            }
         }
     }
 }

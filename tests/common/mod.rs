@@ -149,6 +149,21 @@ impl Service {
         None
     }
 
+    /// Waits up to `within` until at least `count` log lines contain `needle`; whether they do.
+    pub fn wait_for_logs(&self, needle: &str, count: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            let seen = self.logs().iter().filter(|l| l.contains(needle)).count();
+            if seen >= count {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -573,4 +588,20 @@ pub fn output_within(command: &mut Command, within: Duration) -> Output {
         stdout: stdout.recv().unwrap_or_default(),
         stderr: stderr.recv().unwrap_or_default(),
     }
+}
+
+/// A port on 127.0.0.1 where every connection is refused, held for as long as the returned
+/// socket lives: bound, so no other process can take it, but never listening. (A port that
+/// was free a moment ago may be someone else's by the time it is used.)
+pub fn refusing_port() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("an IP address");
+    (socket, addr)
 }
