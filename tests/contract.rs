@@ -247,12 +247,13 @@ fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     output_within(&mut command, Duration::from_secs(10))
 }
 
-/// A failed start: a non-zero exit and exactly one non-empty line on stderr; returns it.
+/// A failed start: exit status 2 and exactly one non-empty line on stderr; returns it.
 fn assert_one_line_failure(out: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "{what}: expected a non-zero exit, got {:?}; stderr {stderr:?}",
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: expected exit status 2 (README, Flags), got {:?}; stderr {stderr:?}",
         out.status
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -469,6 +470,44 @@ fn b_call_echo_bad_escape_is_400() {
 }
 
 #[test]
+fn b_call_echo_bad_escape_is_400_without_calling_a() {
+    let (upstream, heads) = recording_upstream();
+    let b = Service::b(&upstream.url(), &[]);
+    let reply = get_reply(b.addr, "/call-echo?msg=%ZZ");
+    assert_error_reply(&reply, 400);
+    // A good call afterwards reaches A: the fake would have recorded the bad one too.
+    assert_eq!(get_reply(b.addr, "/call-echo?msg=ok").status, 200);
+    let heads = heads.lock().expect("heads lock").clone();
+    assert_eq!(heads.len(), 1, "A saw only the good call: {heads:?}");
+    assert!(heads[0].starts_with("GET /echo?msg=ok "), "{heads:?}");
+}
+
+#[test]
+fn b_passes_a_2xx_json_object_through_byte_for_byte() {
+    // Spacing, key order, escapes and number spelling that a parse-and-reserialize would
+    // change: B must send A's bytes on unchanged.
+    let from_a = r#"{ "echo" : "xA",  "n": 1.50, "z":[ ], "a" :{"b":null} }"#;
+    let a = FakeUpstream::start(move |mut stream: TcpStream| {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{from_a}",
+            from_a.len()
+        );
+        while read_request_head(&mut stream).is_some() {
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&a.url(), &[]);
+    let reply = get_reply(b.addr, "/call-echo?msg=x");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.text(),
+        format!(r#"{{"service_b":"ok","service_a":{from_a}}}"#)
+    );
+}
+
+#[test]
 fn b_call_echo_non_utf8_is_400() {
     let a = Service::a(&[]);
     let b = Service::b(&a.url(), &[]);
@@ -554,6 +593,42 @@ fn b_head_call_echo_matches_get_without_body() {
     let a = Service::a(&[]);
     let b = Service::b(&a.url(), &[]);
     assert_head_matches_get(b.addr, "/call-echo?msg=hello%20there");
+}
+
+#[test]
+fn head_on_an_unknown_path_is_the_404_head_without_body() {
+    let a = Service::a(&[]);
+    let b = Service::b(&a.url(), &[]);
+    for addr in [a.addr, b.addr] {
+        assert_head_matches_get(addr, "/no-such-path");
+        assert_eq!(request(addr, "HEAD", "/no-such-path", &[]).0.status, 404);
+    }
+}
+
+#[test]
+fn head_on_metrics_is_a_200_head_without_body() {
+    // The exposition changes from one scrape to the next (this very request is counted), so
+    // its length is checked to be there, not to equal a GET's.
+    let a = Service::a(&[]);
+    let b = Service::b(&a.url(), &[]);
+    for addr in [a.addr, b.addr] {
+        let (head, raw) = request(addr, "HEAD", "/metrics", &[]);
+        assert_eq!(head.status, 200, "{head:?}");
+        assert_eq!(
+            head.header("Content-Type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert!(
+            head.header("Content-Length")
+                .is_some_and(|l| l.parse::<usize>().is_ok_and(|n| n > 100)),
+            "HEAD /metrics announces the exposition's length: {head:?}"
+        );
+        assert_eq!(
+            raw.len(),
+            raw_head(&raw).len() + 4,
+            "no body after the head"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -846,6 +921,50 @@ fn port_flag_beats_port_variable() {
     let a = Service::start(A_BIN, &[], &[("PORT", &env_port.to_string())]);
     assert_ne!(a.addr.port(), env_port, "--port 0 wins over PORT");
     assert_reply(&get_reply(a.addr, "/health"), 200, json!({"status": "ok"}));
+}
+
+#[test]
+fn port_variable_is_used_without_the_flag() {
+    // PORT names a port that is taken: A can only fail on it if it read PORT. (A free port
+    // would have to be released first, and could be taken by someone else meanwhile.)
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = run_bin(A_BIN, &["--host", "127.0.0.1"], &[("PORT", &port)]);
+    let line = assert_one_line_failure(&out, "PORT in use");
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "A tried the port PORT names: {line:?}"
+    );
+}
+
+#[test]
+fn rust_log_warn_keeps_warnings_and_drops_info_lines() {
+    // With RUST_LOG=warn, A's first log line is the chaos warning: the INFO startup line
+    // before it is gone. (The address is then known only to whoever chose the port.)
+    let mut child = Command::new(A_BIN)
+        .args(["--host", "127.0.0.1", "--port", "0", "--delay-ms", "1"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn A");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let first = first.expect("a first log line within 10 s");
+    assert!(
+        first.contains("WARN") && first.contains("chaos on"),
+        "the first line under RUST_LOG=warn: {first:?}"
+    );
 }
 
 #[test]

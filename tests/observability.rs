@@ -246,3 +246,44 @@ fn wire_trace_makes_control_bytes_visible_and_is_off_by_default() {
     );
     assert!(quiet.logs().iter().all(|l| !l.contains("[wire]")));
 }
+
+#[test]
+fn trace_wire_variable_turns_the_trace_on() {
+    let a = Service::start(env!("CARGO_BIN_EXE_service-a"), &[], &[("TRACE_WIRE", "1")]);
+    get(a.addr, "/health");
+    assert!(
+        a.wait_for_log("<- GET /health HTTP/1.1\\r\\n", Duration::from_secs(2))
+            .is_some(),
+        "TRACE_WIRE=1 without the flag traces: {:?}",
+        a.logs()
+    );
+}
+
+#[test]
+fn wire_trace_shows_the_first_256_bytes_of_a_body_and_its_size() {
+    // /echo of 300 letters: the body is {"echo":"..."}, 311 bytes.
+    let a = Service::a(&["--trace-wire"]);
+    let msg = "m".repeat(300);
+    let body = format!(r#"{{"echo":"{msg}"}}"#);
+    let reply = get(a.addr, &format!("/echo?msg={msg}"));
+    assert_eq!(reply.text(), body);
+    let line = a
+        .wait_for_log("-> [body] ", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no body traced: {:?}", a.logs()));
+    let traced = line.split("-> [body] ").nth(1).expect("the traced part");
+    assert_eq!(
+        traced,
+        format!("{} ... ({} bytes in all)", &body[..256], body.len()),
+        "exactly 256 bytes shown, then the size"
+    );
+    // A body of exactly 256 bytes is shown whole, with no size note.
+    let msg = "n".repeat(256 - r#"{"echo":""}"#.len());
+    let body = format!(r#"{{"echo":"{msg}"}}"#);
+    assert_eq!(body.len(), 256);
+    get(a.addr, &format!("/echo?msg={msg}"));
+    let needle = format!("-> [body] {body}");
+    let line = a
+        .wait_for_log(&needle, Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no 256-byte body traced: {:?}", a.logs()));
+    assert!(line.ends_with(&body), "{line}");
+}
