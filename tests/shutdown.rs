@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, closed_within, connect, read_reply, timed_get};
+use common::{End, Reply, Service, closed_within, connect, read_reply, read_until_end, timed_get};
 
 /// Requests in flight when the signal arrives.
 const IN_FLIGHT: usize = 20;
@@ -211,4 +211,75 @@ fn sigint_exits_zero() {
             service.logs()
         );
     }
+}
+
+/// Starts A with `--trace-wire` and `args`, sends `GET /echo?msg=<msg>` on a kept-alive
+/// connection, and waits until A's trace shows the request head received: it is in flight.
+fn a_with_one_echo_in_flight(args: &[&str], msg: &str) -> (Service, TcpStream) {
+    let mut all = vec!["--trace-wire"];
+    all.extend_from_slice(args);
+    let a = Service::a(&all);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(format!("GET /echo?msg={msg} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .expect("write");
+    let received = format!("<- GET /echo?msg={msg} ");
+    assert!(
+        a.wait_for_log(&received, Duration::from_secs(5)).is_some(),
+        "A never read the request: {:?}",
+        a.logs()
+    );
+    (a, stream)
+}
+
+#[test]
+fn an_answer_given_while_draining_says_connection_close_and_the_connection_closes() {
+    let (mut a, mut stream) = a_with_one_echo_in_flight(&["--delay-ms", "500"], "drain");
+    a.signal("TERM");
+    let reply = read_reply(&mut stream, false);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "a kept-alive request answered while draining is told the connection ends: {reply:?}"
+    );
+    let (rest, end) = read_until_end(&mut stream, Duration::from_secs(2));
+    assert!(
+        matches!(end, End::Eof) && rest.is_empty(),
+        "then closed: {end:?} {rest:?}"
+    );
+    assert_eq!(a.wait_exit(GRACE), Some(0));
+}
+
+#[test]
+fn work_longer_than_the_grace_period_is_cut_and_the_exit_is_still_zero() {
+    // The echo takes 5 s; the grace period is 300 ms.
+    let (mut a, mut stream) =
+        a_with_one_echo_in_flight(&["--delay-ms", "5000", "--shutdown-grace-ms", "300"], "cut");
+    let signalled = Instant::now();
+    a.signal("TERM");
+    let code = a.wait_exit(Duration::from_secs(4));
+    let took = signalled.elapsed();
+    assert_eq!(
+        code,
+        Some(0),
+        "exit status after the grace cutoff: {:?}",
+        a.logs()
+    );
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(2500)).contains(&took),
+        "exited {took:?} after SIGTERM, expected just after the 300 ms grace"
+    );
+    // The cut request gets no answer: its connection just ends.
+    let (bytes, end) = read_until_end(&mut stream, Duration::from_secs(2));
+    assert!(
+        bytes.is_empty() && !matches!(end, End::StillOpen),
+        "{end:?} {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        a.logs().iter().any(|l| l.contains("grace period over")),
+        "{:?}",
+        a.logs()
+    );
 }
