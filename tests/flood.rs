@@ -213,3 +213,42 @@ fn a_warns_when_its_open_file_limit_is_below_the_connection_cap() {
         .expect("/health");
     assert_eq!(reply.status, 200);
 }
+
+#[test]
+fn running_out_of_descriptors_pauses_accept_and_recovers() {
+    // 40 descriptors in all (soft and hard, so A cannot raise them): a few for A itself,
+    // the rest for connections. 60 connections: the kernel completes them all, A runs out
+    // partway, its accept fails with EMFILE, and it must neither spin nor die.
+    let mut a = a_under_ulimit("-n 40");
+    let held: Vec<TcpStream> = (0..60)
+        .map(|i| {
+            TcpStream::connect_timeout(&a.addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect();
+    let first = a
+        .wait_for_log("accept failed", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no accept error logged: {:?}", a.logs()));
+    assert!(first.contains("ERROR"), "{first}");
+    // Paused 50 ms after each failure, not retried at once: over a second, about 20 errors
+    // (a spinning loop would log thousands).
+    // (A window to count in, not a wait for something to happen.)
+    thread::sleep(Duration::from_secs(1));
+    let errors = a
+        .logs()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (2..=60).contains(&errors),
+        "{errors} accept errors in about a second: the 50 ms pause is not there"
+    );
+    assert!(a.is_running(), "A died out of descriptors");
+
+    // The held connections go away; A accepts again and answers.
+    drop(held);
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(5))
+        .map(|(reply, _)| reply)
+        .unwrap_or_else(|e| panic!("/health after the descriptors came back: {e}"));
+    assert_eq!(reply.status, 200);
+}
