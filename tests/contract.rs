@@ -206,22 +206,14 @@ fn assert_log_line(line: &str, service: &str, endpoint: &str, status: u16, reque
 
 /// A fake A that answers every `/echo` with `{"echo":"fake"}` and records each request head.
 fn recording_upstream() -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    let upstream = FakeUpstream::start(move |mut stream: TcpStream| {
+    common::recording_upstream(|_| {
         let body = r#"{"echo":"fake"}"#;
-        let response = format!(
+        format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        );
-        while let Some(head) = read_request_head(&mut stream) {
-            seen.lock().expect("heads lock").push(head);
-            if stream.write_all(response.as_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    (upstream, heads)
+        )
+        .into_bytes()
+    })
 }
 
 /// The value of header `name` in a raw request head.

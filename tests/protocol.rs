@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use common::{IO_TIMEOUT, Reply, Service, closed_within, connect, parse_replies, read_reply};
+use common::{IO_TIMEOUT, Reply, Service, closed_within, connect, read_replies, read_reply};
 use serde_json::json;
 
 /// How long we give the server to close a connection it said it would close.
@@ -45,44 +45,6 @@ fn assert_still_open(stream: &mut TcpStream, probe: &str) {
         .expect("write on the kept-alive connection");
     let reply = read_reply(stream, false);
     assert_echo(&reply, probe);
-}
-
-/// Reads exactly `count` responses from a stream. Unlike `read_reply`, which drops whatever
-/// arrived after the first response, this keeps reading until all `count` are complete and
-/// checks that nothing beyond them arrived: pipelined answers usually come in one segment.
-fn read_replies(stream: &mut TcpStream, count: usize) -> Vec<Reply> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let (replies, used) = parse_replies(&raw, false);
-        if replies.len() >= count {
-            assert_eq!(
-                replies.len(),
-                count,
-                "more responses than requests: {raw:?}"
-            );
-            assert_eq!(
-                used,
-                raw.len(),
-                "bytes after the last response: {:?}",
-                String::from_utf8_lossy(&raw[used..])
-            );
-            return replies;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => panic!(
-                "closed after {} of {count} responses: {:?}",
-                replies.len(),
-                String::from_utf8_lossy(&raw)
-            ),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => panic!(
-                "read failed ({e}) after {} of {count} responses: {:?}",
-                replies.len(),
-                String::from_utf8_lossy(&raw)
-            ),
-        }
-    }
 }
 
 #[test]

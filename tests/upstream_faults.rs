@@ -868,27 +868,14 @@ fn a_stale_pooled_connection_is_retried_within_the_same_deadline() {
 #[test]
 fn x_request_id_reaches_a() {
     let _load = shared();
-    let (tx, rx) = mpsc::channel::<String>();
-    let tx = Mutex::new(tx);
-    let a = FakeUpstream::start(move |mut stream| {
-        while let Some(head) = read_request_head(&mut stream) {
-            let _ = tx.lock().expect("sender").send(head.clone());
-            if stream
-                .write_all(&json_200(&echo_body(&msg_of(&head))))
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
+    let (a, heads) = common::recording_upstream(|head| json_200(&echo_body(&msg_of(head))));
     let b = Service::b(&a.url(), &[]);
     let id = "faults-test-id-42";
     let reply = get_with(b.addr, "/call-echo?msg=rid", &[("X-Request-Id", id)]);
     assert_echoed(&reply, "rid");
     assert_eq!(reply.header("x-request-id"), Some(id));
-    let head = rx
-        .recv_timeout(Duration::from_secs(2))
-        .expect("A saw the request");
+    // B answered only after A did: the head is recorded.
+    let head = heads.lock().expect("heads")[0].clone();
     let forwarded = head
         .lines()
         .filter_map(|l| l.split_once(':'))

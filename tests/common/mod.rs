@@ -485,6 +485,64 @@ impl Drop for FakeUpstream {
     }
 }
 
+/// A fake A that answers every request on a kept-alive connection with `answer(head)` and
+/// records every request head it read, in order of arrival.
+pub fn recording_upstream(
+    answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let upstream = FakeUpstream::start(move |mut stream: TcpStream| {
+        while let Some(head) = read_request_head(&mut stream) {
+            seen.lock().expect("heads lock").push(head.clone());
+            if stream.write_all(&answer(&head)).is_err() {
+                return;
+            }
+        }
+    });
+    (upstream, heads)
+}
+
+/// Reads exactly `count` responses from a stream, and checks that nothing beyond them
+/// arrived. Unlike `read_reply`, which drops whatever came after the first response, this
+/// keeps reading until all `count` are complete: pipelined answers usually come in one
+/// segment. Interim responses count.
+pub fn read_replies(stream: &mut TcpStream, count: usize) -> Vec<Reply> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (replies, used) = parse_replies(&raw, false);
+        if replies.len() >= count {
+            assert_eq!(
+                replies.len(),
+                count,
+                "more responses than expected: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            assert_eq!(
+                used,
+                raw.len(),
+                "bytes after the last response: {:?}",
+                String::from_utf8_lossy(&raw[used..])
+            );
+            return replies;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed after {} of {count} responses: {:?}",
+                replies.len(),
+                String::from_utf8_lossy(&raw)
+            ),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "read failed ({e}) after {} of {count} responses: {:?}",
+                replies.len(),
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+    }
+}
+
 /// Reads one request head (up to the blank line) from a fake upstream's connection.
 /// Returns `None` if the client closed first.
 pub fn read_request_head(stream: &mut TcpStream) -> Option<String> {
