@@ -237,28 +237,15 @@ fn new_knobs_come_from_the_environment_too() {
 /// Runs service-a with `args` and `envs`, expecting it to refuse to start: its exit code and
 /// stderr. Bounded: a service that starts anyway is killed and reported, not waited on.
 fn refused_start(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
-        .args(["--port", "0"])
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run service-a");
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("service-a {args:?} {envs:?} started instead of refusing");
+    let out = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_service-a"))
+            .args(["--port", "0"])
+            .args(args)
+            .envs(envs.iter().copied()),
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
 }
 
 /// A bad start: arguments, environment, and the flag the error must name.

@@ -28,13 +28,11 @@ const OVERALL: Duration = Duration::from_secs(240);
 /// What became of one request.
 #[derive(Debug)]
 enum Outcome {
-    Ok,
+    /// 200, and whether A was up and listening for the whole request.
+    Ok { steady: bool },
     /// 503, with its `error_kind`, and whether A was up and listening for the whole request
     /// (no reason to fail then, except a slow machine).
-    Unavailable {
-        kind: String,
-        steady: bool,
-    },
+    Unavailable { kind: String, steady: bool },
 }
 
 /// A client on one kept-alive connection to B, reconnecting when B closes it.
@@ -128,7 +126,7 @@ fn judge(reply: &Reply, msg: &str, id: &str, steady: bool) -> Result<Outcome, St
             if body != want {
                 return Err(format!("200 with body {body}, expected {want}"));
             }
-            Ok(Outcome::Ok)
+            Ok(Outcome::Ok { steady })
         }
         503 => {
             let kind = body["error_kind"]
@@ -275,7 +273,11 @@ fn ten_thousand_calls_while_a_is_killed_and_restarted_twice() {
     let failures = std::mem::take(&mut *failures.lock().unwrap());
     let ok = outcomes
         .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Ok))
+        .filter(|(_, o)| matches!(o, Outcome::Ok { .. }))
+        .count();
+    let steady_ok = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Ok { steady: true }))
         .count();
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut steady_503: Vec<(usize, String)> = Vec::new();
@@ -302,7 +304,7 @@ fn ten_thousand_calls_while_a_is_killed_and_restarted_twice() {
         failures.len()
     );
     println!(
-        "churn: 503s sent while A was up and listening: {} {:?}",
+        "churn: sent while A was up and listening: 200={steady_ok} 503={} {:?}",
         steady_503.len(),
         &steady_503[..steady_503.len().min(20)]
     );
@@ -324,7 +326,19 @@ fn ten_thousand_calls_while_a_is_killed_and_restarted_twice() {
         unexcused.is_empty(),
         "503s for requests sent while A was up: {unexcused:?}"
     );
-    assert!(ok > 0, "no request succeeded");
+    // The bound: at most 1 % of the requests sent while A was steady may miss the 1 s
+    // deadline (a loaded machine); every other one is a 200. At least the 2 000 before the
+    // first kill were steady.
+    let steady = steady_ok + steady_503.len();
+    assert!(
+        steady >= KILL_AT[0],
+        "only {steady} requests were sent while A was steady"
+    );
+    assert!(
+        steady_503.len() * 100 <= steady,
+        "{} of {steady} requests sent while A was up timed out (over 1 %)",
+        steady_503.len()
+    );
     assert!(b.is_running(), "B is not running at the end");
     assert_eq!(b.child.id(), b_pid, "B was restarted");
     let logs = b.logs();

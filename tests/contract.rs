@@ -9,12 +9,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    FakeUpstream, Reply, Service, connect, get_with, parse_replies, read_request_head,
-    read_to_close,
+    FakeUpstream, Reply, Service, connect, get_with, output_within, parse_replies,
+    read_request_head, read_to_close,
 };
 use serde_json::{Value, json};
 
@@ -218,22 +217,14 @@ fn assert_log_line(line: &str, service: &str, endpoint: &str, status: u16, reque
 
 /// A fake A that answers every `/echo` with `{"echo":"fake"}` and records each request head.
 fn recording_upstream() -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    let upstream = FakeUpstream::start(move |mut stream: TcpStream| {
+    common::recording_upstream(|_| {
         let body = r#"{"echo":"fake"}"#;
-        let response = format!(
+        format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        );
-        while let Some(head) = read_request_head(&mut stream) {
-            seen.lock().expect("heads lock").push(head);
-            if stream.write_all(response.as_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    (upstream, heads)
+        )
+        .into_bytes()
+    })
 }
 
 /// The value of header `name` in a raw request head.
@@ -247,42 +238,25 @@ fn head_field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 
 /// Runs a binary to completion (it must exit within 10 s) with `args` and `envs`.
 fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("HOST")
         .env_remove("PORT")
         .env_remove("SERVICE_A_URL")
         .env_remove("TIMEOUT_MS")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn binary");
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "{bin} {args:?} did not exit within 10 s; stderr: {:?}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+        .envs(envs.iter().copied());
+    output_within(&mut command, Duration::from_secs(10))
 }
 
-/// A failed start: a non-zero exit and exactly one non-empty line on stderr; returns it.
+/// A failed start: exit status 2 and exactly one non-empty line on stderr; returns it.
 fn assert_one_line_failure(out: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "{what}: expected a non-zero exit, got {:?}; stderr {stderr:?}",
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: expected exit status 2 (README, Flags), got {:?}; stderr {stderr:?}",
         out.status
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -290,8 +264,45 @@ fn assert_one_line_failure(out: &Output, what: &str) -> String {
     lines[0].to_owned()
 }
 
-/// `--help` exits 0 and lists each flag on a line together with its variable.
-fn assert_help_lists(bin: &str, flags: &[(&str, &str)]) {
+/// The flags the README's flag table promises for service `which` (`'A'` or `'B'`), with their
+/// variables: every row without a prefix, and the rows marked `A:` or `B:`.
+fn readme_flags(which: char) -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let table = readme
+        .split("## Flags")
+        .nth(1)
+        .expect("README has a Flags section");
+    let mut flags = Vec::new();
+    for row in table.lines().take_while(|l| !l.starts_with("## ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | flag | variable | default | what |
+        let [_, flag, var, ..] = cells[..] else {
+            continue;
+        };
+        let (only, flag) = match flag.split_once(": ") {
+            Some((service, flag)) => (service.chars().next(), flag),
+            None => (None, flag),
+        };
+        let (Some(flag), Some(var)) = (flag.strip_prefix("`--"), var.strip_prefix('`')) else {
+            continue;
+        };
+        if only.is_none_or(|s| s == which) {
+            let flag = format!("--{}", flag.trim_end_matches('`'));
+            flags.push((flag, var.trim_end_matches('`').to_owned()));
+        }
+    }
+    flags
+}
+
+/// `--help` exits 0 and lists exactly the README's flags for this service, each on a line
+/// together with its variable (and `--help` itself).
+fn assert_help_lists_readme_flags(bin: &str, which: char) {
+    let flags = readme_flags(which);
+    assert!(
+        flags.len() >= 8,
+        "README's flag table for {which}: {flags:?}"
+    );
     let out = run_bin(bin, &["--help"], &[]);
     assert!(out.status.success(), "--help exits 0: {:?}", out.status);
     let text = format!(
@@ -299,13 +310,25 @@ fn assert_help_lists(bin: &str, flags: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for (flag, env) in flags {
+    for (flag, env) in &flags {
         assert!(
             text.lines().any(|l| l
                 .split(|c: char| c.is_whitespace() || c == '=')
-                .any(|w| w == *flag)
-                && l.contains(env)),
+                .any(|w| w == flag)
+                && l.contains(env.as_str())),
             "--help lists {flag} with {env}:\n{text}"
+        );
+    }
+    // And nothing the README does not document.
+    let listed: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2 && *w != "--help")
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .collect();
+    for flag in listed {
+        assert!(
+            flags.iter().any(|(f, _)| f == flag),
+            "--help lists {flag}, which README's flag table does not have for {which}"
         );
     }
 }
@@ -450,6 +473,44 @@ fn b_call_echo_bad_escape_is_400() {
 }
 
 #[test]
+fn b_call_echo_bad_escape_is_400_without_calling_a() {
+    let (upstream, heads) = recording_upstream();
+    let b = Service::b(&upstream.url(), &[]);
+    let reply = get_reply(b.addr, "/call-echo?msg=%ZZ");
+    assert_error_reply(&reply, 400);
+    // A good call afterwards reaches A: the fake would have recorded the bad one too.
+    assert_eq!(get_reply(b.addr, "/call-echo?msg=ok").status, 200);
+    let heads = heads.lock().expect("heads lock").clone();
+    assert_eq!(heads.len(), 1, "A saw only the good call: {heads:?}");
+    assert!(heads[0].starts_with("GET /echo?msg=ok "), "{heads:?}");
+}
+
+#[test]
+fn b_passes_a_2xx_json_object_through_byte_for_byte() {
+    // Spacing, key order, escapes and number spelling that a parse-and-reserialize would
+    // change: B must send A's bytes on unchanged.
+    let from_a = r#"{ "echo" : "xA",  "n": 1.50, "z":[ ], "a" :{"b":null} }"#;
+    let a = FakeUpstream::start(move |mut stream: TcpStream| {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{from_a}",
+            from_a.len()
+        );
+        while read_request_head(&mut stream).is_some() {
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let b = Service::b(&a.url(), &[]);
+    let reply = get_reply(b.addr, "/call-echo?msg=x");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.text(),
+        format!(r#"{{"service_b":"ok","service_a":{from_a}}}"#)
+    );
+}
+
+#[test]
 fn b_call_echo_non_utf8_is_400() {
     let a = Service::a(&[]);
     let b = Service::b(&a.url(), &[]);
@@ -581,6 +642,42 @@ fn b_head_call_echo_matches_get_without_body() {
     assert_head_matches_get(b.addr, "/call-echo?msg=hello%20there");
 }
 
+#[test]
+fn head_on_an_unknown_path_is_the_404_head_without_body() {
+    let a = Service::a(&[]);
+    let b = Service::b(&a.url(), &[]);
+    for addr in [a.addr, b.addr] {
+        assert_head_matches_get(addr, "/no-such-path");
+        assert_eq!(request(addr, "HEAD", "/no-such-path", &[]).0.status, 404);
+    }
+}
+
+#[test]
+fn head_on_metrics_is_a_200_head_without_body() {
+    // The exposition changes from one scrape to the next (this very request is counted), so
+    // its length is checked to be there, not to equal a GET's.
+    let a = Service::a(&[]);
+    let b = Service::b(&a.url(), &[]);
+    for addr in [a.addr, b.addr] {
+        let (head, raw) = request(addr, "HEAD", "/metrics", &[]);
+        assert_eq!(head.status, 200, "{head:?}");
+        assert_eq!(
+            head.header("Content-Type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert!(
+            head.header("Content-Length")
+                .is_some_and(|l| l.parse::<usize>().is_ok_and(|n| n > 100)),
+            "HEAD /metrics announces the exposition's length: {head:?}"
+        );
+        assert_eq!(
+            raw.len(),
+            raw_head(&raw).len() + 4,
+            "no body after the head"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // X-Request-Id
 // ---------------------------------------------------------------------------------------------
@@ -614,6 +711,14 @@ fn b_keeps_a_sane_request_id_and_logs_it() {
     );
 }
 
+/// A fresh id is 16 hex digits (lowercase), as the README promises.
+fn assert_fresh_id(id: &str) {
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "a fresh request id is 16 hex digits, got {id:?}"
+    );
+}
+
 #[test]
 fn a_generates_a_request_id_when_absent() {
     let a = Service::a(&[]);
@@ -621,16 +726,8 @@ fn a_generates_a_request_id_when_absent() {
     let second = get_reply(a.addr, "/health");
     let id1 = first.header("X-Request-Id").expect("an id is generated");
     let id2 = second.header("X-Request-Id").expect("an id is generated");
-    for id in [id1, id2] {
-        assert!(
-            !id.is_empty()
-                && id.len() <= 128
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b)),
-            "generated id is sane: {id:?}"
-        );
-    }
+    assert_fresh_id(id1);
+    assert_fresh_id(id2);
     assert_ne!(id1, id2, "each request gets its own id");
     assert!(
         a.wait_for_log(&format!("request_id={id1}"), LOG_WAIT)
@@ -647,11 +744,7 @@ fn a_replaces_an_id_with_spaces_and_quotes() {
     let reply = get_with(a.addr, "/health", &[("X-Request-Id", bad)]);
     assert_eq!(reply.status, 200);
     let id = reply.header("X-Request-Id").expect("an id is returned");
-    assert!(!id.is_empty());
-    assert!(
-        !id.contains(' ') && !id.contains('"'),
-        "replaced id is sane: {id:?}"
-    );
+    assert_fresh_id(id);
     assert!(
         a.wait_for_log(&format!("request_id={id}"), LOG_WAIT)
             .is_some(),
@@ -672,9 +765,18 @@ fn a_replaces_an_id_of_200_chars() {
     let reply = get_with(a.addr, "/health", &[("X-Request-Id", &long)]);
     assert_eq!(reply.status, 200);
     let id = reply.header("X-Request-Id").expect("an id is returned");
-    assert!(!id.is_empty());
-    assert_ne!(id, long);
-    assert!(id.len() < 200, "replaced id is short: {id:?}");
+    assert_fresh_id(id);
+}
+
+#[test]
+fn a_keeps_an_id_of_exactly_128_chars_and_replaces_129() {
+    let a = Service::a(&[]);
+    let longest = "k".repeat(128);
+    let reply = get_with(a.addr, "/health", &[("X-Request-Id", &longest)]);
+    assert_eq!(reply.header("X-Request-Id"), Some(longest.as_str()));
+    let over = "k".repeat(129);
+    let reply = get_with(a.addr, "/health", &[("X-Request-Id", &over)]);
+    assert_fresh_id(reply.header("X-Request-Id").expect("an id is returned"));
 }
 
 #[test]
@@ -763,20 +865,12 @@ fn a_log_line_has_the_contract_format() {
 
 #[test]
 fn a_help_lists_every_flag_with_its_variable() {
-    assert_help_lists(A_BIN, &[("--host", "HOST"), ("--port", "PORT")]);
+    assert_help_lists_readme_flags(A_BIN, 'A');
 }
 
 #[test]
 fn b_help_lists_every_flag_with_its_variable() {
-    assert_help_lists(
-        B_BIN,
-        &[
-            ("--host", "HOST"),
-            ("--port", "PORT"),
-            ("--service-a-url", "SERVICE_A_URL"),
-            ("--timeout-ms", "TIMEOUT_MS"),
-        ],
-    );
+    assert_help_lists_readme_flags(B_BIN, 'B');
 }
 
 #[test]
@@ -874,6 +968,50 @@ fn port_flag_beats_port_variable() {
     let a = Service::start(A_BIN, &[], &[("PORT", &env_port.to_string())]);
     assert_ne!(a.addr.port(), env_port, "--port 0 wins over PORT");
     assert_reply(&get_reply(a.addr, "/health"), 200, json!({"status": "ok"}));
+}
+
+#[test]
+fn port_variable_is_used_without_the_flag() {
+    // PORT names a port that is taken: A can only fail on it if it read PORT. (A free port
+    // would have to be released first, and could be taken by someone else meanwhile.)
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = run_bin(A_BIN, &["--host", "127.0.0.1"], &[("PORT", &port)]);
+    let line = assert_one_line_failure(&out, "PORT in use");
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "A tried the port PORT names: {line:?}"
+    );
+}
+
+#[test]
+fn rust_log_warn_keeps_warnings_and_drops_info_lines() {
+    // With RUST_LOG=warn, A's first log line is the chaos warning: the INFO startup line
+    // before it is gone. (The address is then known only to whoever chose the port.)
+    let mut child = Command::new(A_BIN)
+        .args(["--host", "127.0.0.1", "--port", "0", "--delay-ms", "1"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn A");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let first = first.expect("a first log line within 10 s");
+    assert!(
+        first.contains("WARN") && first.contains("chaos on"),
+        "the first line under RUST_LOG=warn: {first:?}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Service, get};
 
@@ -276,10 +277,8 @@ impl Binary {
             "service-b" => env!("CARGO_BIN_EXE_service-b"),
             other => panic!("the deployment runs {other:?}, which is not a service binary"),
         };
-        let output = Command::new(path)
-            .arg("--help")
-            .output()
-            .expect("run --help");
+        let output =
+            common::output_within(Command::new(path).arg("--help"), Duration::from_secs(10));
         assert!(output.status.success(), "{name} --help fails");
         Binary {
             name: name.to_owned(),

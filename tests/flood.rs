@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -94,14 +95,22 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
 
     let mut a = Service::a(&[]);
     let pid = a.child.id();
-    // One request first, so whatever the service opens lazily is in the starting count.
-    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
-        .map(|(reply, _)| reply)
-        .expect("first /health");
-    assert_eq!(reply.status, 200);
-    // Its connection is closed by now or about to be (the service lingers briefly).
-    thread::sleep(Duration::from_millis(300));
-    let before = open_fds(pid);
+    // One request first, so whatever the service opens lazily is in the starting count. It
+    // travels on a kept-alive connection, so we know its descriptor is counted now; the
+    // starting count is one less, once the service has seen us close it.
+    let mut first = common::connect(a.addr);
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write the first /health");
+    assert_eq!(common::read_reply(&mut first, false).status, 200);
+    let with_first = open_fds(pid);
+    drop(first);
+    let before = poll_fds(pid, Duration::from_secs(5), |n| n < with_first);
+    assert_eq!(
+        before,
+        with_first - 1,
+        "the first connection's descriptor was released"
+    );
 
     let opening = Instant::now();
     let deadline = opening + Duration::from_secs(60);
@@ -159,11 +168,11 @@ fn a_survives_2000_idle_connections_and_releases_their_fds() {
 #[test]
 fn a_raises_its_soft_open_file_limit_to_the_hard_limit() {
     let Some((_, hard)) = nofile_limits("self") else {
-        println!("SKIP: cannot read /proc/self/limits");
+        common::skip_unless_ci("cannot read /proc/self/limits");
         return;
     };
     if hard <= 256 {
-        println!("SKIP: the hard open-file limit is only {hard}");
+        common::skip_unless_ci(&format!("the hard open-file limit is only {hard}"));
         return;
     }
     // Started with a soft limit of 256, like a shell with a low default.
@@ -171,6 +180,18 @@ fn a_raises_its_soft_open_file_limit_to_the_hard_limit() {
     let (soft, a_hard) = nofile_limits(&a.child.id().to_string()).expect("A's limits");
     assert_eq!(a_hard, hard, "the hard limit is inherited unchanged");
     assert_eq!(soft, hard, "A left its soft limit at {soft}");
+    // A warning would come right after the startup line, before any request's line: once a
+    // request's line is in, the warning has had its chance.
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
+        .map(|(reply, _)| reply)
+        .expect("/health");
+    assert_eq!(reply.status, 200);
+    assert!(
+        a.wait_for_log("endpoint=/health", Duration::from_secs(5))
+            .is_some(),
+        "no log line for /health: {:?}",
+        a.logs()
+    );
     assert!(
         a.logs().iter().all(|l| !l.contains("open-file limit")),
         "no warning when the limit is high enough: {:?}",
@@ -190,5 +211,44 @@ fn a_warns_when_its_open_file_limit_is_below_the_connection_cap() {
     let reply = timed_get(a.addr, "/health", Duration::from_secs(2))
         .map(|(reply, _)| reply)
         .expect("/health");
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accept_and_recovers() {
+    // 40 descriptors in all (soft and hard, so A cannot raise them): a few for A itself,
+    // the rest for connections. 60 connections: the kernel completes them all, A runs out
+    // partway, its accept fails with EMFILE, and it must neither spin nor die.
+    let mut a = a_under_ulimit("-n 40");
+    let held: Vec<TcpStream> = (0..60)
+        .map(|i| {
+            TcpStream::connect_timeout(&a.addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect();
+    let first = a
+        .wait_for_log("accept failed", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no accept error logged: {:?}", a.logs()));
+    assert!(first.contains("ERROR"), "{first}");
+    // Paused 50 ms after each failure, not retried at once: over a second, about 20 errors
+    // (a spinning loop would log thousands).
+    // (A window to count in, not a wait for something to happen.)
+    thread::sleep(Duration::from_secs(1));
+    let errors = a
+        .logs()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (2..=60).contains(&errors),
+        "{errors} accept errors in about a second: the 50 ms pause is not there"
+    );
+    assert!(a.is_running(), "A died out of descriptors");
+
+    // The held connections go away; A accepts again and answers.
+    drop(held);
+    let reply = timed_get(a.addr, "/health", Duration::from_secs(5))
+        .map(|(reply, _)| reply)
+        .unwrap_or_else(|e| panic!("/health after the descriptors came back: {e}"));
     assert_eq!(reply.status, 200);
 }

@@ -3,21 +3,22 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Service, answer_each_with, read_request_head};
+use common::{FakeUpstream, Service, answer_each_with, output_within, read_request_head};
 use serde_json::Value;
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
 
-/// Runs `loadgen` with `args`; its output.
+/// Runs `loadgen` with `args`; its output. Every run here asks for a second or less of load,
+/// so one still running after 20 s is a hang.
 fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("run loadgen")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args),
+        Duration::from_secs(20),
+    )
 }
 
 /// Runs `loadgen ... --json`, checks it succeeded, and returns the JSON summary (the whole of
@@ -95,13 +96,58 @@ fn open_loop_sends_at_the_given_rate() {
 }
 
 #[test]
+fn open_loop_spreads_its_requests_over_the_duration() {
+    // A server that notes when each request arrives. At 50 requests/s for 1 s, request i is
+    // due at i × 20 ms: the arrivals span about a second, half of them in each half. A
+    // generator that sent them all at once (or as fast as it could) would take milliseconds.
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let server = FakeUpstream::start(move |mut stream| {
+        while read_request_head(&mut stream).is_some() {
+            seen.lock().expect("arrivals").push(Instant::now());
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+            if std::io::Write::write_all(&mut stream, answer).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("{}/echo?msg=paced", server.url());
+    let summary = loadgen_json(&[&url, "--rate", "50", "-d", "1s", "-c", "50"]);
+    let mut arrivals = arrivals.lock().expect("arrivals").clone();
+    arrivals.sort();
+    assert_eq!(
+        arrivals.len() as u64,
+        count(&summary, "/requests"),
+        "{summary}"
+    );
+    assert!(
+        arrivals.len() >= 40,
+        "only {} requests arrived: {summary}",
+        arrivals.len()
+    );
+    let first = arrivals[0];
+    let span = arrivals[arrivals.len() - 1] - first;
+    // Due from 0 to 980 ms; allow a stall of a few hundred ms on a busy machine.
+    assert!(
+        (Duration::from_millis(700)..Duration::from_millis(1500)).contains(&span),
+        "{} requests arrived over {span:?}, expected about 1 s",
+        arrivals.len()
+    );
+    let early = arrivals
+        .iter()
+        .filter(|t| **t - first < Duration::from_millis(500))
+        .count();
+    assert!(
+        (15..=35).contains(&early),
+        "{early} of {} requests arrived in the first half second, expected about 25",
+        arrivals.len()
+    );
+}
+
+#[test]
 fn refused_connections_are_counted_by_kind() {
-    // A port that was free a moment ago: nobody listens there now.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}/echo");
+    let (_refusing, nobody) = common::refusing_port();
+    let url = format!("http://{nobody}/echo");
     let summary = loadgen_json(&[&url, "-d", "300ms", "-c", "2", "--max-error-rate", "1"]);
     assert_eq!(count(&summary, "/responses"), 0, "{summary}");
     assert!(count(&summary, "/errors/connect") > 0, "{summary}");
@@ -212,11 +258,8 @@ fn summary_has_mean_and_p99_9() {
 #[test]
 fn failures_make_the_exit_status_non_zero_unless_allowed() {
     // Refused connections: every request fails.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let refused = format!("http://127.0.0.1:{port}/echo");
+    let (_refusing, nobody) = common::refusing_port();
+    let refused = format!("http://{nobody}/echo");
     let (out, summary) = loadgen_json_output(&[&refused, "-n", "5", "-c", "1"]);
     assert_eq!(out.status.code(), Some(1), "{summary}");
     assert_eq!(count(&summary, "/failed"), 5, "{summary}");

@@ -98,22 +98,38 @@ fn counters_move_with_requests_and_failures() {
     );
 }
 
+/// `/metrics` scraped on an open kept-alive connection, which stays open.
+fn scrape_on(stream: &mut std::net::TcpStream) -> String {
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write the scrape");
+    let reply = common::read_reply(stream, false);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("connection"), None, "kept alive: {reply:?}");
+    reply.text()
+}
+
 #[test]
 fn open_connections_gauge_counts_kept_alive_sockets() {
+    // Only these three connections ever exist, and every scrape travels on one of them, so
+    // the gauge has no connection of ours to count late or early: it must say exactly 3.
     let a = Service::a(&[]);
-    let held: Vec<_> = (0..3).map(|_| common::connect(a.addr)).collect();
-    // Connections are counted when accepted; give the accept loop a moment.
-    let mut open = 0.0;
-    for _ in 0..50 {
-        open = sample(&scrape(&a), "echo_lab_open_connections");
-        if open >= 4.0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut held: Vec<_> = (0..3).map(|_| common::connect(a.addr)).collect();
+    for stream in &mut held {
+        // Answered, so accepted and counted.
+        scrape_on(stream);
     }
-    // Three held sockets plus the scrape's own connection.
-    assert_eq!(open, 4.0);
-    drop(held);
+    let gauge = "echo_lab_open_connections";
+    assert_eq!(sample(&scrape_on(&mut held[0]), gauge), 3.0);
+
+    // One goes away: the server notices the close on its own time, then counts 2.
+    drop(held.pop());
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let mut open = 3.0;
+    while open == 3.0 && std::time::Instant::now() < end {
+        open = sample(&scrape_on(&mut held[0]), gauge);
+    }
+    assert_eq!(open, 2.0, "after closing one of three");
 }
 
 /// Runs `promtool check metrics` on the exposition. In CI promtool must be there (`.ci/run`
@@ -137,11 +153,12 @@ fn promtool_accepts_the_exposition() {
             .spawn();
         let mut child = match child {
             Ok(child) => child,
-            Err(e) if std::env::var("CI").is_err() => {
-                eprintln!("SKIP: promtool not found ({e}); install Debian's `prometheus`");
+            Err(e) => {
+                common::skip_unless_ci(&format!(
+                    "promtool not found ({e}); install Debian's `prometheus`"
+                ));
                 return;
             }
-            Err(e) => panic!("promtool is required in CI: {e}"),
         };
         child
             .stdin
@@ -281,4 +298,45 @@ fn request_duration_is_by_endpoint_and_build_and_process_metrics_are_there() {
         (now - 120.0..=now + 5.0).contains(&started),
         "started {started}, now {now}"
     );
+}
+
+#[test]
+fn trace_wire_variable_turns_the_trace_on() {
+    let a = Service::start(env!("CARGO_BIN_EXE_service-a"), &[], &[("TRACE_WIRE", "1")]);
+    get(a.addr, "/health");
+    assert!(
+        a.wait_for_log("<- GET /health HTTP/1.1\\r\\n", Duration::from_secs(2))
+            .is_some(),
+        "TRACE_WIRE=1 without the flag traces: {:?}",
+        a.logs()
+    );
+}
+
+#[test]
+fn wire_trace_shows_the_first_256_bytes_of_a_body_and_its_size() {
+    // /echo of 300 letters: the body is {"echo":"..."}, 311 bytes.
+    let a = Service::a(&["--trace-wire"]);
+    let msg = "m".repeat(300);
+    let body = format!(r#"{{"echo":"{msg}"}}"#);
+    let reply = get(a.addr, &format!("/echo?msg={msg}"));
+    assert_eq!(reply.text(), body);
+    let line = a
+        .wait_for_log("-> [body] ", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no body traced: {:?}", a.logs()));
+    let traced = line.split("-> [body] ").nth(1).expect("the traced part");
+    assert_eq!(
+        traced,
+        format!("{} ... ({} bytes in all)", &body[..256], body.len()),
+        "exactly 256 bytes shown, then the size"
+    );
+    // A body of exactly 256 bytes is shown whole, with no size note.
+    let msg = "n".repeat(256 - r#"{"echo":""}"#.len());
+    let body = format!(r#"{{"echo":"{msg}"}}"#);
+    assert_eq!(body.len(), 256);
+    get(a.addr, &format!("/echo?msg={msg}"));
+    let needle = format!("-> [body] {body}");
+    let line = a
+        .wait_for_log(&needle, Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("no 256-byte body traced: {:?}", a.logs()));
+    assert!(line.ends_with(&body), "{line}");
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use common::{IO_TIMEOUT, Reply, Service, closed_within, connect, parse_replies, read_reply};
+use common::{IO_TIMEOUT, Reply, Service, closed_within, connect, read_replies, read_reply};
 use serde_json::json;
 
 /// How long we give the server to close a connection it said it would close.
@@ -45,64 +45,6 @@ fn assert_still_open(stream: &mut TcpStream, probe: &str) {
         .expect("write on the kept-alive connection");
     let reply = read_reply(stream, false);
     assert_echo(&reply, probe);
-}
-
-/// Reads exactly `count` responses from a stream. Unlike `read_reply`, which drops whatever
-/// arrived after the first response, this keeps reading until all `count` are complete and
-/// checks that nothing beyond them arrived: pipelined answers usually come in one segment.
-fn read_replies(stream: &mut TcpStream, count: usize) -> Vec<Reply> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let (replies, used) = parse_replies(&raw, false);
-        if replies.len() >= count {
-            assert_eq!(
-                replies.len(),
-                count,
-                "more responses than requests: {raw:?}"
-            );
-            assert_eq!(
-                used,
-                raw.len(),
-                "bytes after the last response: {:?}",
-                String::from_utf8_lossy(&raw[used..])
-            );
-            return replies;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => panic!(
-                "closed after {} of {count} responses: {:?}",
-                replies.len(),
-                String::from_utf8_lossy(&raw)
-            ),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => panic!(
-                "read failed ({e}) after {} of {count} responses: {:?}",
-                replies.len(),
-                String::from_utf8_lossy(&raw)
-            ),
-        }
-    }
-}
-
-/// Reads up to and including the first blank line; the bytes of one head.
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            Ok(_) => panic!(
-                "closed before a full head: {:?}",
-                String::from_utf8_lossy(&head)
-            ),
-            Err(e) => panic!(
-                "read failed ({e}) after {:?}",
-                String::from_utf8_lossy(&head)
-            ),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 #[test]
@@ -257,14 +199,14 @@ fn expect_100_continue_gets_continue_then_200() {
               Expect: 100-continue\r\nContent-Length: 5\r\n\r\n",
         )
         .expect("write head");
-    let interim = read_head(&mut stream);
-    assert!(
-        interim.starts_with("HTTP/1.1 100 Continue\r\n"),
-        "interim response: {interim:?}"
-    );
+    // The interim response comes alone: the final one cannot, before the body is sent.
+    let interim = read_replies(&mut stream, 1).remove(0);
+    assert_eq!(interim.status_line, "HTTP/1.1 100 Continue", "{interim:?}");
+    assert!(interim.body.is_empty(), "{interim:?}");
     stream.write_all(b"hello").expect("write body");
-    let reply = read_reply(&mut stream, false);
-    assert_echo(&reply, "expect");
+    // Then exactly one final response: no second `100`.
+    let replies = read_replies(&mut stream, 1);
+    assert_echo(&replies[0], "expect");
     assert_still_open(&mut stream, "after-expect");
 }
 
@@ -355,7 +297,7 @@ fn every_response_carries_date() {
         b"GET /health HTTP/1.1\r\n\r\n",
     ] {
         let bytes = common::exchange(a.addr, raw);
-        let (replies, _) = parse_replies(&bytes, false);
+        let (replies, _) = common::parse_replies(&bytes, false);
         assert_eq!(replies.len(), 1, "{:?}", String::from_utf8_lossy(&bytes));
         assert_dated(&replies[0], from);
     }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, closed_within, connect, read_reply, timed_get};
+use common::{End, Reply, Service, closed_within, connect, read_reply, read_until_end, timed_get};
 
 /// Requests in flight when the signal arrives.
 const IN_FLIGHT: usize = 20;
@@ -21,12 +21,14 @@ fn refused(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
 }
 
-/// Sends `IN_FLIGHT` concurrent requests (`target(i)`) to `service`, sends it SIGTERM about
-/// 150 ms later, while they are in flight, and checks: every one gets its 200 (checked by
+/// Sends `IN_FLIGHT` concurrent requests (`target(i)`) to `service` (started with
+/// `--trace-wire`), sends it SIGTERM once its wire trace shows every request head received
+/// (`received` is the start of those heads), and checks: every one gets its 200 (checked by
 /// `check`), the service stops accepting, logs the drain, and exits 0 within the grace period.
 fn drains_in_flight_on_sigterm(
     service: &mut Service,
     name: &str,
+    received: &str,
     target: impl Fn(usize) -> String,
     check: impl Fn(usize, &Reply),
 ) {
@@ -42,7 +44,12 @@ fn drains_in_flight_on_sigterm(
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(150));
+    // In flight: the service has read every request head (and, with its delay, answered none).
+    assert!(
+        service.wait_for_logs(&format!("<- {received}"), IN_FLIGHT, Duration::from_secs(5)),
+        "{name}: not all {IN_FLIGHT} requests reached the service: {:?}",
+        service.logs()
+    );
     let signalled = start.elapsed();
     service.signal("TERM");
 
@@ -101,10 +108,11 @@ fn drains_in_flight_on_sigterm(
 fn b_finishes_20_calls_in_flight_on_sigterm() {
     let a = Service::a(&["--delay-ms", "500"]);
     let grace = GRACE_MS.to_string();
-    let mut b = Service::b(&a.url(), &["--shutdown-grace-ms", &grace]);
+    let mut b = Service::b(&a.url(), &["--shutdown-grace-ms", &grace, "--trace-wire"]);
     drains_in_flight_on_sigterm(
         &mut b,
         "B",
+        "GET /call-echo?msg=m",
         |i| format!("/call-echo?msg=m{i}"),
         |i, reply| {
             assert_eq!(
@@ -118,10 +126,17 @@ fn b_finishes_20_calls_in_flight_on_sigterm() {
 #[test]
 fn a_finishes_20_echoes_in_flight_on_sigterm() {
     let grace = GRACE_MS.to_string();
-    let mut a = Service::a(&["--delay-ms", "500", "--shutdown-grace-ms", &grace]);
+    let mut a = Service::a(&[
+        "--delay-ms",
+        "500",
+        "--shutdown-grace-ms",
+        &grace,
+        "--trace-wire",
+    ]);
     drains_in_flight_on_sigterm(
         &mut a,
         "A",
+        "GET /echo?msg=m",
         |i| format!("/echo?msg=m{i}"),
         |i, reply| {
             assert_eq!(reply.json(), serde_json::json!({"echo": format!("m{i}")}));
@@ -196,4 +211,75 @@ fn sigint_exits_zero() {
             service.logs()
         );
     }
+}
+
+/// Starts A with `--trace-wire` and `args`, sends `GET /echo?msg=<msg>` on a kept-alive
+/// connection, and waits until A's trace shows the request head received: it is in flight.
+fn a_with_one_echo_in_flight(args: &[&str], msg: &str) -> (Service, TcpStream) {
+    let mut all = vec!["--trace-wire"];
+    all.extend_from_slice(args);
+    let a = Service::a(&all);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(format!("GET /echo?msg={msg} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .expect("write");
+    let received = format!("<- GET /echo?msg={msg} ");
+    assert!(
+        a.wait_for_log(&received, Duration::from_secs(5)).is_some(),
+        "A never read the request: {:?}",
+        a.logs()
+    );
+    (a, stream)
+}
+
+#[test]
+fn an_answer_given_while_draining_says_connection_close_and_the_connection_closes() {
+    let (mut a, mut stream) = a_with_one_echo_in_flight(&["--delay-ms", "500"], "drain");
+    a.signal("TERM");
+    let reply = read_reply(&mut stream, false);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "a kept-alive request answered while draining is told the connection ends: {reply:?}"
+    );
+    let (rest, end) = read_until_end(&mut stream, Duration::from_secs(2));
+    assert!(
+        matches!(end, End::Eof) && rest.is_empty(),
+        "then closed: {end:?} {rest:?}"
+    );
+    assert_eq!(a.wait_exit(GRACE), Some(0));
+}
+
+#[test]
+fn work_longer_than_the_grace_period_is_cut_and_the_exit_is_still_zero() {
+    // The echo takes 5 s; the grace period is 300 ms.
+    let (mut a, mut stream) =
+        a_with_one_echo_in_flight(&["--delay-ms", "5000", "--shutdown-grace-ms", "300"], "cut");
+    let signalled = Instant::now();
+    a.signal("TERM");
+    let code = a.wait_exit(Duration::from_secs(4));
+    let took = signalled.elapsed();
+    assert_eq!(
+        code,
+        Some(0),
+        "exit status after the grace cutoff: {:?}",
+        a.logs()
+    );
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(2500)).contains(&took),
+        "exited {took:?} after SIGTERM, expected just after the 300 ms grace"
+    );
+    // The cut request gets no answer: its connection just ends.
+    let (bytes, end) = read_until_end(&mut stream, Duration::from_secs(2));
+    assert!(
+        bytes.is_empty() && !matches!(end, End::StillOpen),
+        "{end:?} {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        a.logs().iter().any(|l| l.contains("grace period over")),
+        "{:?}",
+        a.logs()
+    );
 }

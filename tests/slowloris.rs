@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Service, timed_get};
+use common::{Service, get, timed_get};
 
 /// Stalled connections held open at once.
 const STALLED: usize = 200;
@@ -44,8 +44,24 @@ fn stall(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 /// within `ANSWER_WITHIN`, `PROBES` times over about `PROBE_SPAN`.
 fn survives_slowloris(service: &mut Service, name: &str) {
     let stalled = stall(service.addr, STALLED);
-    // Let the service accept them all (and start waiting on each) before probing.
-    thread::sleep(Duration::from_millis(200));
+    // Probe only once the service has accepted them all: its open-connections gauge counts
+    // them (and the scrape's own connection).
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get(service.addr, "/metrics").text();
+        let open: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("echo_lab_open_connections "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the open-connections gauge");
+        if open > STALLED {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{name}: only {open} connections accepted of {STALLED} stalled"
+        );
+    }
     let pause = PROBE_SPAN / PROBES;
     let mut slowest = Duration::ZERO;
     for i in 0..PROBES {

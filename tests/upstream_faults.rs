@@ -123,11 +123,10 @@ fn answer_then_hold(response: Vec<u8>) -> impl Fn(TcpStream) + Send + Sync + 'st
     }
 }
 
-/// `GET target` on B, and how long it took.
+/// `GET target` on B, and how long it took (`common::timed_get`, which must succeed).
 fn timed_get(addr: SocketAddr, target: &str) -> (Reply, Duration) {
-    let start = Instant::now();
-    let reply = get(addr, target);
-    (reply, start.elapsed())
+    common::timed_get(addr, target, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("GET {target} on B: {e}"))
 }
 
 /// Checks the contract's 503 body with `kind`, and returns its `error` text.
@@ -169,12 +168,6 @@ fn assert_echoed(reply: &Reply, msg: &str) {
         reply.json(),
         serde_json::json!({"service_b": "ok", "service_a": {"echo": msg}})
     );
-}
-
-/// A port on which nothing listens (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// Starts the real `service-a` on a given port, waiting up to 2 s for the port to be free.
@@ -223,8 +216,8 @@ fn concurrent_gets(addr: SocketAddr, threads: usize, per_thread: usize) -> Vec<R
 #[test]
 fn a_not_running_is_connect_fast() {
     let _load = shared();
-    let port = free_port();
-    let b = Service::b(&format!("http://127.0.0.1:{port}"), &[]);
+    let (_refusing, nobody) = common::refusing_port();
+    let b = Service::b(&format!("http://{nobody}"), &[]);
     let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
     let error = assert_unavailable(&reply, "connect");
     assert!(error.contains("connect"), "{error}");
@@ -234,8 +227,8 @@ fn a_not_running_is_connect_fast() {
 #[test]
 fn b_health_is_ok_while_a_is_down() {
     let _load = shared();
-    let port = free_port();
-    let b = Service::b(&format!("http://127.0.0.1:{port}"), &[]);
+    let (_refusing, nobody) = common::refusing_port();
+    let b = Service::b(&format!("http://{nobody}"), &[]);
     assert_unavailable(&get(b.addr, "/call-echo?msg=x"), "connect");
     let health = get(b.addr, "/health");
     assert_eq!(health.status, 200);
@@ -720,21 +713,255 @@ fn a_killed_and_restarted_on_the_same_port_never_shows_a_503() {
 #[test]
 fn a_closing_every_kept_alive_connection_after_answering_never_shows_a_503() {
     let _load = shared();
-    let a = FakeUpstream::start(|mut stream| {
+    let (closed_tx, closed) = mpsc::channel();
+    let closed_tx = Mutex::new(closed_tx);
+    let a = FakeUpstream::start(move |mut stream| {
         if let Some(head) = read_request_head(&mut stream) {
             // HTTP/1.1, no `Connection: close`: B may well pool this connection.
             let _ = stream.write_all(&json_200(&echo_body(&msg_of(&head))));
         }
+        drop(stream);
+        let _ = closed_tx.lock().expect("closed_tx").send(());
     });
     let b = Service::b(&a.url(), &[]);
+    let mut closes = 0;
     for i in 0..20 {
         let msg = format!("n{i}");
         assert_echoed(&get(b.addr, &format!("/call-echo?msg={msg}")), &msg);
+        // After odd calls, the next call starts only once A has closed every connection so
+        // far (the FIN is on its way); after even ones it races the FIN. Neither may show.
         if i % 2 == 1 {
-            // Leave time for the FIN to arrive before the next call checks the connection out.
-            thread::sleep(Duration::from_millis(20));
+            while closes < i + 1 {
+                closed
+                    .recv_timeout(HOLD)
+                    .unwrap_or_else(|_| panic!("the fake A closed only {closes} connections"));
+                closes += 1;
+            }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The deadline in every phase, and unreachable addresses
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn timeout_ms_300_times_out_at_about_300_ms() {
+    let _load = shared();
+    let a = FakeUpstream::start(|mut stream| {
+        if read_request_head(&mut stream).is_some() {
+            hold_until_closed(stream);
+        }
+    });
+    let b = Service::b(&a.url(), &["--timeout-ms", "300"]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
+    let error = assert_unavailable(&reply, "timeout");
+    assert!(error.contains("deadline of 300 ms"), "{error}");
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(800)).contains(&took),
+        "took {took:?}, expected about 300 ms"
+    );
+}
+
+#[test]
+fn a_stalls_in_the_middle_of_the_body_is_timeout_in_the_body_phase() {
+    let _load = shared();
+    // The head and 5 of 20 body bytes, then nothing.
+    let a = FakeUpstream::start(answer_then_hold(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"ech"
+            .to_vec(),
+    ));
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
+    let error = assert_unavailable(&reply, "timeout");
+    assert!(
+        error.contains("while reading the response body"),
+        "the phase is the body: {error}"
+    );
+    assert_deadline_latency(took);
+}
+
+#[test]
+fn an_unreachable_a_is_connect_at_once() {
+    let _load = shared();
+    // The kernel refuses a TCP connection to a multicast address at once ("Network is
+    // unreachable"), on any machine, with or without routes.
+    let b = Service::b("http://224.0.0.1:80", &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
+    let error = assert_unavailable(&reply, "connect");
+    assert!(error.contains("unreachable"), "{error}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Which connections to A are used again
+// ---------------------------------------------------------------------------------------
+
+/// A fake A that numbers its connections (from 0) and records, for each request, the
+/// connection it came on. `answer(connection, request_on_it)` gives the bytes to send back,
+/// or `None` to close the connection without answering. After an answer with
+/// `Connection: close` or one delimited by the close, it closes only its sending side and
+/// keeps reading: a B that wrongly sent another request on that connection is seen.
+fn counting_upstream(
+    answer: impl Fn(usize, usize) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> (FakeUpstream, Arc<Mutex<Vec<usize>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let upstream = FakeUpstream::start(move |mut stream| {
+        let connection = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut on_it = 0;
+        let mut done_sending = false;
+        while read_request_head(&mut stream).is_some() {
+            record.lock().expect("record").push(connection);
+            if done_sending {
+                continue;
+            }
+            let Some(bytes) = answer(connection, on_it) else {
+                return;
+            };
+            on_it += 1;
+            let text = String::from_utf8_lossy(&bytes).to_lowercase();
+            if stream.write_all(&bytes).is_err() {
+                return;
+            }
+            if text.contains("connection: close") || !text.contains("content-length") {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                done_sending = true;
+            }
+        }
+    });
+    (upstream, seen)
+}
+
+/// The connection each request came on, in order.
+fn connections(seen: &Mutex<Vec<usize>>) -> Vec<usize> {
+    seen.lock().expect("record").clone()
+}
+
+#[test]
+fn a_kept_alive_connection_is_used_for_the_next_calls() {
+    let _load = shared();
+    let (a, seen) = counting_upstream(|_, _| Some(json_200(&echo_body("k"))));
+    let b = Service::b(&a.url(), &[]);
+    for _ in 0..3 {
+        assert_echoed(&get(b.addr, "/call-echo?msg=k"), "k");
+    }
+    assert_eq!(connections(&seen), [0, 0, 0], "three calls, one connection");
+}
+
+#[test]
+fn a_connection_a_answered_with_connection_close_is_not_used_again() {
+    let _load = shared();
+    let body = echo_body("c");
+    let (a, seen) = counting_upstream(move |_, _| {
+        Some(
+            format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let b = Service::b(&a.url(), &[]);
+    for _ in 0..3 {
+        assert_echoed(&get(b.addr, "/call-echo?msg=c"), "c");
+    }
+    assert_eq!(
+        connections(&seen),
+        [0, 1, 2],
+        "a new connection for each call"
+    );
+}
+
+#[test]
+fn a_connection_whose_body_ended_at_the_close_is_not_used_again() {
+    let _load = shared();
+    // HTTP/1.1 without Content-Length or chunked: the body runs to the close.
+    let (a, seen) = counting_upstream(|_, _| {
+        Some(format!("HTTP/1.1 200 OK\r\n\r\n{}", echo_body("u")).into_bytes())
+    });
+    let b = Service::b(&a.url(), &[]);
+    for _ in 0..3 {
+        assert_echoed(&get(b.addr, "/call-echo?msg=u"), "u");
+    }
+    assert_eq!(
+        connections(&seen),
+        [0, 1, 2],
+        "a new connection for each call"
+    );
+}
+
+#[test]
+fn bad_framing_from_a_is_bad_response_and_the_connection_is_dropped() {
+    let _load = shared();
+    // The first answer has both Content-Length and Transfer-Encoding: where it ends is in
+    // doubt, so nothing after it on that connection can be trusted. A would keep it open.
+    let (a, seen) = counting_upstream(|connection, _| {
+        Some(if connection == 0 {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}".to_vec()
+        } else {
+            json_200(&echo_body("f"))
+        })
+    });
+    let b = Service::b(&a.url(), &[]);
+    let (reply, _) = timed_get(b.addr, "/call-echo?msg=f");
+    assert_unavailable(&reply, "bad_response");
+    assert_echoed(&get(b.addr, "/call-echo?msg=f"), "f");
+    assert_eq!(
+        connections(&seen),
+        [0, 1],
+        "the call after the bad answer came on a new connection"
+    );
+}
+
+#[test]
+fn a_stale_pooled_connection_is_retried_once_and_only_once() {
+    let _load = shared();
+    // Connection 0 answers once, then closes on the next request without a word: to B, a
+    // pooled connection that turned out dead. Every later connection does the same at once.
+    // B retries on one new connection; when that fails too, the call fails (`closed`).
+    let (a, seen) = counting_upstream(|connection, on_it| {
+        ((connection, on_it) == (0, 0)).then(|| json_200(&echo_body("o")))
+    });
+    let b = Service::b(&a.url(), &[]);
+    assert_echoed(&get(b.addr, "/call-echo?msg=o"), "o");
+    let (reply, _) = timed_get(b.addr, "/call-echo?msg=o");
+    assert_unavailable(&reply, "closed");
+    assert_eq!(
+        connections(&seen),
+        [0, 0, 1],
+        "the second call: on the pooled connection, then once on a new one"
+    );
+}
+
+#[test]
+fn a_stale_pooled_connection_is_retried_within_the_same_deadline() {
+    let _load = shared();
+    // Connection 0 answers once, then takes the next request and closes without a word,
+    // 600 ms later. The retry's connection (1) never answers. One deadline for both: a 503
+    // timeout 1 s after the call started, not 1 s after the retry did (1.6 s).
+    let (a, seen) = counting_upstream(|connection, on_it| match (connection, on_it) {
+        (0, 0) => Some(json_200(&echo_body("s"))),
+        (0, _) => {
+            thread::sleep(Duration::from_millis(600));
+            None
+        }
+        _ => {
+            thread::sleep(HOLD);
+            None
+        }
+    });
+    let b = Service::b(&a.url(), &[]);
+    assert_echoed(&get(b.addr, "/call-echo?msg=s"), "s");
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=s");
+    assert_unavailable(&reply, "timeout");
+    assert_deadline_latency(took);
+    assert_eq!(
+        connections(&seen),
+        [0, 0, 1],
+        "the second call: on the pooled connection, then once on a new one"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -744,27 +971,14 @@ fn a_closing_every_kept_alive_connection_after_answering_never_shows_a_503() {
 #[test]
 fn x_request_id_reaches_a() {
     let _load = shared();
-    let (tx, rx) = mpsc::channel::<String>();
-    let tx = Mutex::new(tx);
-    let a = FakeUpstream::start(move |mut stream| {
-        while let Some(head) = read_request_head(&mut stream) {
-            let _ = tx.lock().expect("sender").send(head.clone());
-            if stream
-                .write_all(&json_200(&echo_body(&msg_of(&head))))
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
+    let (a, heads) = common::recording_upstream(|head| json_200(&echo_body(&msg_of(head))));
     let b = Service::b(&a.url(), &[]);
     let id = "faults-test-id-42";
     let reply = get_with(b.addr, "/call-echo?msg=rid", &[("X-Request-Id", id)]);
     assert_echoed(&reply, "rid");
     assert_eq!(reply.header("x-request-id"), Some(id));
-    let head = rx
-        .recv_timeout(Duration::from_secs(2))
-        .expect("A saw the request");
+    // B answered only after A did: the head is recorded.
+    let head = heads.lock().expect("heads")[0].clone();
     let forwarded = head
         .lines()
         .filter_map(|l| l.split_once(':'))

@@ -355,14 +355,16 @@ async fn serve_connection<H: Handler>(
             Ok(None) => return,
             Err(error) => return reject(conn, out, peer, &*handler, &limits, error).await,
         };
-        // 3. The answer. We close after it if the client asked, or if we are shutting down.
-        let close = !request.head.keeps_alive() || stop.is_closed();
+        // 3. The answer. We close after it if the client asked, or if we are shutting down,
+        // which is checked once the answer is ready: shutdown may begin while it is made.
+        let client_closes = !request.head.keeps_alive();
         let version = request.head.version;
         let head_only = request.head.method == "HEAD";
         let response = handler.handle(request).await;
         if response.hang_up {
             return;
         }
+        let close = client_closes || stop.is_closed();
         queue_response(&mut out, conn.id, &response, version, head_only, close);
         if close {
             if flush(&mut conn, &mut out, &limits).await.is_ok() {

@@ -5,9 +5,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -93,6 +93,41 @@ impl Service {
         Service { child, addr, logs }
     }
 
+    /// Starts `bin --host 127.0.0.1 --port 0 args...`, reads its startup line, then closes
+    /// our end of its stdout: its next log line meets a broken pipe, like `service-a | head`
+    /// once `head` has exited. `logs()` then holds only what it writes on stderr.
+    pub fn orphan(bin: &str, args: &[&str]) -> Service {
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn service");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("startup line");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("the first line names the address: {line:?}"))
+            .trim()
+            .parse()
+            .expect("an address");
+        drop(stdout);
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let stderr = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Service { child, addr, logs }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -112,6 +147,21 @@ impl Service {
             thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Waits up to `within` until at least `count` log lines contain `needle`; whether they do.
+    pub fn wait_for_logs(&self, needle: &str, count: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            let seen = self.logs().iter().filter(|l| l.contains(needle)).count();
+            if seen >= count {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) to the process.
@@ -248,45 +298,71 @@ pub fn timed_get(
     }
 }
 
-/// Writes `bytes` on a new connection, then reads until the server closes (or `IO_TIMEOUT`).
+/// Writes `bytes` on a new connection, then reads until the server closes it. Panics if the
+/// server has not closed it within `IO_TIMEOUT`.
 pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut stream = connect(addr);
     stream.write_all(bytes).expect("write request");
     read_to_close(&mut stream)
 }
 
-/// Reads until EOF, a reset, or the read timeout; returns what arrived.
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+/// How reading a connection to its end went.
+#[derive(Debug)]
+pub enum End {
+    /// The server closed its side cleanly (FIN).
+    Eof,
+    /// The connection was reset or failed.
+    Failed(std::io::Error),
+    /// Nothing more came, and the connection stayed open, until the time was up.
+    StillOpen,
+}
+
+/// Reads everything that arrives on `stream` until it ends or `within` has passed, and says
+/// which. A read timeout is `StillOpen`, never taken for a close.
+pub fn read_until_end(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, End) {
+    let deadline = Instant::now() + within;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, End::StillOpen);
         }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, End::Eof),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (out, End::StillOpen);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return (out, End::Failed(e)),
+        }
+    }
+}
+
+/// Reads until the server closes the connection cleanly (EOF); what arrived. Panics if it is
+/// still open after `IO_TIMEOUT`, or if it was reset: a test that relies on a close must see
+/// one, and a reset can eat the answer.
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let (bytes, end) = read_until_end(stream, IO_TIMEOUT);
+    match end {
+        End::Eof => bytes,
+        End::Failed(e) => panic!(
+            "connection failed ({e}) instead of a clean close, after {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
+        End::StillOpen => panic!(
+            "the server did not close the connection within {IO_TIMEOUT:?}; got {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
     }
 }
 
 /// Whether the server closed `stream` (EOF or reset) within `within`, reading and dropping
 /// anything that arrives meanwhile.
 pub fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).expect("timeout");
-    let mut buf = [0u8; 4096];
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
-    false
+    !matches!(read_until_end(stream, within).1, End::StillOpen)
 }
 
 /// Reads exactly one response from a kept-alive stream (framed by Content-Length).
@@ -313,7 +389,9 @@ pub fn read_reply(stream: &mut TcpStream, head_only: bool) -> Reply {
 }
 
 /// Parses every complete response in `raw` (bodies framed by Content-Length, or absent when
-/// `head_only`). Returns them and the number of bytes they used.
+/// `head_only` or the response is interim, `1xx`). Returns them and the number of bytes they
+/// used. Interim responses (`100 Continue`) are in the list like any other: a test that
+/// expects none, or one, says so by the count.
 pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
     let mut replies = Vec::new();
     let mut used = 0;
@@ -339,7 +417,7 @@ pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
-        let body_len = if head_only || status == 100 {
+        let body_len = if head_only || (100..200).contains(&status) {
             0
         } else {
             length
@@ -348,14 +426,12 @@ pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
         if rest.len() < body_start + body_len {
             return (replies, used);
         }
-        if status != 100 {
-            replies.push(Reply {
-                status_line,
-                status,
-                headers,
-                body: rest[body_start..body_start + body_len].to_vec(),
-            });
-        }
+        replies.push(Reply {
+            status_line,
+            status,
+            headers,
+            body: rest[body_start..body_start + body_len].to_vec(),
+        });
         used += body_start + body_len;
     }
 }
@@ -409,6 +485,64 @@ impl Drop for FakeUpstream {
     }
 }
 
+/// A fake A that answers every request on a kept-alive connection with `answer(head)` and
+/// records every request head it read, in order of arrival.
+pub fn recording_upstream(
+    answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let upstream = FakeUpstream::start(move |mut stream: TcpStream| {
+        while let Some(head) = read_request_head(&mut stream) {
+            seen.lock().expect("heads lock").push(head.clone());
+            if stream.write_all(&answer(&head)).is_err() {
+                return;
+            }
+        }
+    });
+    (upstream, heads)
+}
+
+/// Reads exactly `count` responses from a stream, and checks that nothing beyond them
+/// arrived. Unlike `read_reply`, which drops whatever came after the first response, this
+/// keeps reading until all `count` are complete: pipelined answers usually come in one
+/// segment. Interim responses count.
+pub fn read_replies(stream: &mut TcpStream, count: usize) -> Vec<Reply> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (replies, used) = parse_replies(&raw, false);
+        if replies.len() >= count {
+            assert_eq!(
+                replies.len(),
+                count,
+                "more responses than expected: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+            assert_eq!(
+                used,
+                raw.len(),
+                "bytes after the last response: {:?}",
+                String::from_utf8_lossy(&raw[used..])
+            );
+            return replies;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed after {} of {count} responses: {:?}",
+                replies.len(),
+                String::from_utf8_lossy(&raw)
+            ),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "read failed ({e}) after {} of {count} responses: {:?}",
+                replies.len(),
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+    }
+}
+
 /// Reads one request head (up to the blank line) from a fake upstream's connection.
 /// Returns `None` if the client closed first.
 pub fn read_request_head(stream: &mut TcpStream) -> Option<String> {
@@ -436,4 +570,96 @@ pub fn answer_each_with(mut stream: TcpStream, response: &[u8]) {
 /// Closes both directions of a stream, ignoring errors.
 pub fn hang_up(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Whether this run is CI: the variable `CI` is set to anything but empty, `0` or `false`.
+/// `.ci/run` exports `CI=1`; hosted CI services set `CI=true`. The one rule every test that
+/// can skip goes by.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"))
+}
+
+/// A test that cannot run here (`why`) skips with a loud `SKIP` line on both streams, outside
+/// CI. In CI a skip is a failure: every test must run there.
+pub fn skip_unless_ci(why: &str) {
+    if in_ci() {
+        panic!("this test cannot run ({why}), and in CI (CI is set) it must");
+    }
+    println!("SKIP: {why}");
+    eprintln!("SKIP: {why}");
+}
+
+/// Runs `command` to completion with its output captured, and fails the test if it has not
+/// exited within `within` (the child is killed first): a regression fails CI, never hangs it.
+pub fn output_within(command: &mut Command, within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    // Read both pipes on their own threads, so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            let _ = tx.send(out);
+        });
+        rx
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let end = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            // A grandchild may still hold the pipe: do not wait long for what it said.
+            let stderr = stderr
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_default();
+            panic!(
+                "{command:?} did not exit within {within:?} (killed); stderr: {:?}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.recv().unwrap_or_default(),
+        stderr: stderr.recv().unwrap_or_default(),
+    }
+}
+
+/// A port on 127.0.0.1 where every connection is refused, held for as long as the returned
+/// socket lives: bound, so no other process can take it, but never listening. (A port that
+/// was free a moment ago may be someone else's by the time it is used.)
+pub fn refusing_port() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("an IP address");
+    (socket, addr)
 }
