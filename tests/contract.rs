@@ -250,13 +250,24 @@ fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     output_within(&mut command, Duration::from_secs(10))
 }
 
-/// A failed start: exit status 2 and exactly one non-empty line on stderr; returns it.
+/// A usage error: exit status 2 and exactly one non-empty line on stderr; returns it.
 fn assert_one_line_failure(out: &Output, what: &str) -> String {
+    assert_one_line_exit(out, what, 2)
+}
+
+/// A start that the environment refused (the port in use): exit status 1, one line.
+fn assert_one_line_start_failure(out: &Output, what: &str) -> String {
+    assert_one_line_exit(out, what, 1)
+}
+
+/// A failed start with exit status `code` and exactly one non-empty line on stderr; returns
+/// the line.
+fn assert_one_line_exit(out: &Output, what: &str, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "{what}: expected exit status 2 (README, Flags), got {:?}; stderr {stderr:?}",
+        Some(code),
+        "{what}: expected exit status {code} (README, Flags), got {:?}; stderr {stderr:?}",
         out.status
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -322,8 +333,9 @@ fn assert_help_lists_readme_flags(bin: &str, which: char) {
     // And nothing the README does not document.
     let listed: Vec<&str> = text
         .split_whitespace()
-        .filter(|w| w.starts_with("--") && w.len() > 2 && *w != "--help")
+        .filter(|w| w.starts_with("--") && w.len() > 2)
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| *w != "--help" && *w != "--version")
         .collect();
     for flag in listed {
         assert!(
@@ -939,7 +951,7 @@ fn a_port_in_use_is_one_line_and_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = run_bin(A_BIN, &["--host", "127.0.0.1", "--port", &port], &[]);
-    let line = assert_one_line_failure(&out, "port in use");
+    let line = assert_one_line_start_failure(&out, "port in use");
     assert!(
         line.contains(&port) && line.to_lowercase().contains("in use"),
         "the line names the port and the reason: {line:?}"
@@ -952,7 +964,7 @@ fn b_port_in_use_is_one_line_and_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = run_bin(B_BIN, &["--host", "127.0.0.1", "--port", &port], &[]);
-    let line = assert_one_line_failure(&out, "port in use");
+    let line = assert_one_line_start_failure(&out, "port in use");
     assert!(
         line.contains(&port) && line.to_lowercase().contains("in use"),
         "the line names the port and the reason: {line:?}"
@@ -977,7 +989,7 @@ fn port_variable_is_used_without_the_flag() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
     let out = run_bin(A_BIN, &["--host", "127.0.0.1"], &[("PORT", &port)]);
-    let line = assert_one_line_failure(&out, "PORT in use");
+    let line = assert_one_line_start_failure(&out, "PORT in use");
     assert!(
         line.contains(&format!("127.0.0.1:{port}")),
         "A tried the port PORT names: {line:?}"

@@ -149,10 +149,15 @@ fn slow_replica_is_avoided_and_hedged() {
     let b = Service::b(&urls(&[&a1, &a2, &slow]), &["--resilient"]);
     let outcomes = drive(b.addr, 100, Duration::from_secs(3));
     assert!(ok_share(&outcomes) > 0.99, "{outcomes:?}");
-    let p99 = quantile(&outcomes, 0.99);
+    // Round robin would make a third of the calls wait 300 ms; B should make almost none.
+    let waited = outcomes
+        .iter()
+        .filter(|o| o.latency >= Duration::from_millis(250))
+        .count();
     assert!(
-        p99 < Duration::from_millis(150),
-        "p99 {p99:?}: the slow replica was waited for"
+        waited * 100 <= outcomes.len(),
+        "{waited} of {} calls waited for the slow replica",
+        outcomes.len()
     );
     let total: f64 = [&a1, &a2, &slow].iter().map(|a| echoes(a)).sum();
     let share = echoes(&slow) / total;
@@ -361,10 +366,17 @@ fn hedging_cuts_the_tail() {
     );
     let outcomes = drive(b.addr, 100, Duration::from_secs(3));
     assert!(ok_share(&outcomes) > 0.99, "{outcomes:?}");
-    let p99 = quantile(&outcomes, 0.99);
+    // Without hedging 5 % of calls wait the 500 ms tail; with it, only a call whose hedge
+    // also fell in the tail (0.25 %) should. (A count rather than a p99 bound: a loaded test
+    // machine delays a few calls for reasons of its own, never 5 % of them by 450 ms.)
+    let waited = outcomes
+        .iter()
+        .filter(|o| o.latency >= Duration::from_millis(450))
+        .count();
     assert!(
-        p99 < Duration::from_millis(150),
-        "p99 {p99:?}: a late answer was waited for"
+        waited * 100 <= outcomes.len(),
+        "{waited} of {} calls waited for a late answer",
+        outcomes.len()
     );
     let load: f64 = replicas.iter().map(echoes).sum::<f64>() / outcomes.len() as f64;
     assert!(load <= 1.2, "{load:.2}× the calls reached A");

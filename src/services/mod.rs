@@ -358,6 +358,20 @@ mod tests {
     }
 
     #[test]
+    fn ready_is_503_while_draining_and_at_the_connection_cap() {
+        let config = crate::http::server::ServerConfig::default();
+        assert_eq!(ready(&config.status()).status, 200);
+        config.draining.store(true, Ordering::SeqCst);
+        let response = ready(&config.status());
+        assert_eq!(response.status, 503);
+        assert!(String::from_utf8_lossy(&response.body).contains("shutting down"));
+        let mut config = crate::http::server::ServerConfig::default();
+        config.limits.max_connections = 1;
+        config.open_connections.store(1, Ordering::SeqCst);
+        assert_eq!(ready(&config.status()).status, 503);
+    }
+
+    #[test]
     fn log_line_has_the_contract_form() {
         let metrics = Metrics::default();
         let mut request = Request {
