@@ -23,18 +23,22 @@ use crate::upstream::CallReport;
 use metrics::Metrics;
 use trace_context::TraceContext;
 
-/// The methods every route answers (RFC 9110 §9.3.1, §9.3.2, §9.3.7), for `Allow` on both
-/// the answer to `OPTIONS` and a 405: the two must agree (RFC 9110 §10.2.1).
-const ALLOW: &str = "GET, HEAD, OPTIONS";
+/// The methods every route answers (RFC 9110 §9.3.1, §9.3.2): the contract's `Allow` on a
+/// 405, and what the answer to `OPTIONS *` says the server's resources take.
+const ALLOW: &str = "GET, HEAD";
 
 /// Longest `X-Request-Id` we accept from a client; longer ones are replaced.
 const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// Finds the route for `head` among `paths`: `Ok(path)` for a known path and GET or HEAD,
-/// otherwise the response to send: the answer to `OPTIONS`, a 404 or a 405.
+/// otherwise the response to send: the answer to `OPTIONS *`, a 404 or a 405.
+///
+/// `OPTIONS` (RFC 9110 §9.3.7) is answered for `*`, which asks about the server itself (a
+/// ping that needs no resource), and not for a path: the contract gives every path `GET` and
+/// `HEAD` only, and a 405 with `Allow: GET, HEAD` for anything else, `OPTIONS` included. That
+/// keeps `Allow` true everywhere (RFC 9110 §10.2.1): no path claims a method it refuses.
 pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Response> {
-    // `OPTIONS *` asks about the server itself rather than a resource (RFC 9110 §9.3.7). The
-    // HTTP layer lets the asterisk-form through with OPTIONS only.
+    // The HTTP layer lets the asterisk-form through with OPTIONS only.
     if head.target == "*" {
         return Err(options());
     }
@@ -43,7 +47,6 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
     };
     match head.method.as_str() {
         "GET" | "HEAD" => Ok(path),
-        "OPTIONS" => Err(options()),
         method => {
             let text = format!("method {method} not allowed; use {ALLOW}");
             Err(Response::json_error(405, &text).with_header("Allow", ALLOW))
@@ -51,9 +54,9 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
     }
 }
 
-/// The answer to `OPTIONS`: `200` with `Allow` and no content. Not `204`: RFC 9110 §9.3.7
-/// asks for `Content-Length: 0` when there is no content, and §8.6 forbids that field on a
-/// `204`. Every route takes the same methods, so `*` and each path get the same answer.
+/// The answer to `OPTIONS *`: `200` with `Allow` (the methods the server's resources take)
+/// and no content. Not `204`: RFC 9110 §9.3.7 asks for `Content-Length: 0` when there is no
+/// content, and §8.6 forbids that field on a `204`.
 fn options() -> Response {
     Response {
         status: 200,
@@ -347,12 +350,12 @@ mod tests {
 
     #[test]
     fn options_answers_allow_with_no_content() {
-        for target in ["*", "/health"] {
-            let answer = route(&head("OPTIONS", target), &["/health"]).expect_err("options");
-            assert_eq!(answer.status, 200, "{target}");
-            assert_eq!(answer.headers, [("Allow", "GET, HEAD, OPTIONS".to_owned())]);
-            assert!(answer.body.is_empty());
-        }
+        let answer = route(&head("OPTIONS", "*"), &["/health"]).expect_err("options");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.headers, [("Allow", "GET, HEAD".to_owned())]);
+        assert!(answer.body.is_empty());
+        let path = route(&head("OPTIONS", "/health"), &["/health"]).expect_err("405");
+        assert_eq!(path.status, 405, "a path takes GET and HEAD only");
         let unknown = route(&head("OPTIONS", "/nope"), &["/health"]).expect_err("404");
         assert_eq!(unknown.status, 404);
     }
