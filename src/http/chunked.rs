@@ -392,4 +392,125 @@ mod tests {
         let raw = vec![b'1'; MAX_CHUNK_LINE_BYTES + 10];
         assert!(matches!(decode_all(&raw), Err(BodyError::BadChunk(_))));
     }
+
+    // The edges of every cap and rule, one byte either side (found by `cargo mutants`).
+
+    /// Decodes `raw` whole with a body cap of `max`.
+    fn decode_capped(raw: &[u8], max: usize) -> Result<(Vec<u8>, usize, bool), BodyError> {
+        let mut dec = ChunkedDecoder::new(max);
+        let mut out = Vec::new();
+        let used = dec.decode(raw, &mut out)?;
+        Ok((out, used, dec.is_done()))
+    }
+
+    #[test]
+    fn a_body_of_exactly_the_cap_is_accepted() {
+        let (out, _, done) = decode_capped(b"5\r\nhello\r\n0\r\n\r\n", 5).expect("at the cap");
+        assert_eq!((out.as_slice(), done), (&b"hello"[..], true));
+    }
+
+    #[test]
+    fn sixteen_hex_digits_are_a_chunk_size_and_seventeen_are_not() {
+        let (out, _, done) =
+            decode_all(b"0000000000000003\r\nabc\r\n0\r\n\r\n").expect("16 digits");
+        assert_eq!((out.as_slice(), done), (&b"abc"[..], true));
+        assert!(matches!(
+            decode_all(b"00000000000000003\r\nabc\r\n0\r\n\r\n"),
+            Err(BodyError::BadChunk("chunk size overflows"))
+        ));
+    }
+
+    /// A chunk-size line of `len` bytes (before its CRLF): `3;` and an extension.
+    fn size_line_of(len: usize) -> Vec<u8> {
+        let mut line = b"3;".to_vec();
+        line.resize(len, b'x');
+        line
+    }
+
+    #[test]
+    fn a_chunk_line_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
+        let body = |line: Vec<u8>| [line, b"\r\nabc\r\n0\r\n\r\n".to_vec()].concat();
+        let (out, _, done) =
+            decode_all(&body(size_line_of(MAX_CHUNK_LINE_BYTES))).expect("at the limit");
+        assert_eq!((out.as_slice(), done), (&b"abc"[..], true));
+        assert!(matches!(
+            decode_all(&body(size_line_of(MAX_CHUNK_LINE_BYTES + 1))),
+            Err(BodyError::BadChunk("chunk line too long"))
+        ));
+    }
+
+    #[test]
+    fn an_unfinished_chunk_line_waits_until_it_cannot_end_in_time() {
+        // `limit + 1` bytes: a CR may still come, then the LF that ends a `limit`-byte line.
+        let (_, used, done) =
+            decode_all(&size_line_of(MAX_CHUNK_LINE_BYTES + 1)).expect("need more");
+        assert_eq!((used, done), (0, false));
+        // `limit + 2` bytes and no LF: the line is already too long.
+        assert!(matches!(
+            decode_all(&size_line_of(MAX_CHUNK_LINE_BYTES + 2)),
+            Err(BodyError::BadChunk("chunk line too long"))
+        ));
+    }
+
+    /// A last chunk, then trailer lines of `sizes` bytes each (before their CRLFs), then the
+    /// empty line: a trailer section of `sum(sizes) + 2 × (lines + 1)` bytes.
+    fn with_trailers(sizes: &[usize]) -> Vec<u8> {
+        let mut raw = b"0\r\n".to_vec();
+        for &size in sizes {
+            let mut line = b"X: ".to_vec();
+            line.resize(size, b'a');
+            raw.extend_from_slice(&line);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw
+    }
+
+    #[test]
+    fn a_trailer_section_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
+        // Eight lines of 1000 bytes (8 × 1002), one of 172 (174), the empty line (2): 8192.
+        let mut sizes = vec![1000; 8];
+        sizes.push(172);
+        assert_eq!(MAX_TRAILER_BYTES, 8 * 1002 + 174 + 2);
+        let (_, used, done) = decode_all(&with_trailers(&sizes)).expect("at the limit");
+        assert_eq!((used, done), (with_trailers(&sizes).len(), true));
+        sizes[8] += 1;
+        assert!(matches!(
+            decode_all(&with_trailers(&sizes)),
+            Err(BodyError::BadChunk("trailer section too large"))
+        ));
+    }
+
+    #[test]
+    fn a_tab_in_a_trailer_is_accepted_and_other_control_bytes_are_not() {
+        let (_, _, done) = decode_all(b"0\r\nX-T: a\tb\r\n\r\n").expect("a tab");
+        assert!(done);
+        assert!(matches!(
+            decode_all(b"0\r\nX-T: a\x01b\r\n\r\n"),
+            Err(BodyError::BadChunk("control byte in a trailer field"))
+        ));
+    }
+
+    #[test]
+    fn a_multi_digit_size_is_read_as_hex_most_significant_digit_first() {
+        let mut raw = b"1a\r\n".to_vec();
+        raw.extend_from_slice(&[b'z'; 26]);
+        raw.extend_from_slice(b"\r\n0\r\n\r\n");
+        let (out, used, done) = decode_all(&raw).expect("valid");
+        assert_eq!((out.len(), used, done), (26, raw.len(), true));
+    }
+
+    #[test]
+    fn a_tab_in_a_chunk_extension_is_accepted_and_other_control_bytes_are_not() {
+        let (out, _, _) = decode_all(b"3;\tx=y\r\nabc\r\n0\r\n\r\n").expect("a tab");
+        assert_eq!(out, b"abc");
+        assert!(matches!(
+            decode_all(b"3;\x01x=y\r\nabc\r\n0\r\n\r\n"),
+            Err(BodyError::BadChunk("junk after chunk size"))
+        ));
+    }
+
+    // Equivalent mutant, not killed on purpose: in `parse_chunk_size`, `(size << 4) | v` and
+    // `(size << 4) ^ v` are the same number, since the shift leaves the low four bits zero
+    // and `v` is below 16.
 }
