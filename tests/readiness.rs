@@ -94,8 +94,10 @@ fn after_sigterm_ready_is_never_200_while_the_drain_finishes_work_in_flight() {
     match TcpStream::connect(a.addr) {
         Err(_) => {} // refused: not ready
         Ok(mut probe) => {
+            // Accepted just before the listener closed: answered 503, closed or reset.
             let _ = probe.write_all(b"GET /ready HTTP/1.1\r\nHost: test\r\n\r\n");
-            let (replies, _) = parse_replies(&read_to_close(&mut probe), false);
+            let (bytes, _) = common::read_until_end(&mut probe, common::IO_TIMEOUT);
+            let (replies, _) = parse_replies(&bytes, false);
             assert!(
                 replies.iter().all(|r| r.status != 200),
                 "a probe after SIGTERM was told ready: {replies:?}"

@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(out, b"abc");
         assert!(matches!(
             decode_all(b"3;\x01x=y\r\nabc\r\n0\r\n\r\n"),
-            Err(BodyError::BadChunk("junk after chunk size"))
+            Err(BodyError::BadChunk("chunk extension without a name"))
         ));
     }
 
