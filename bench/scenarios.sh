@@ -80,8 +80,7 @@ cleanup() {
     local p
     # KILL, not TERM: a black-holed A would only wait out its grace period on held requests.
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
+        stop_pid "$p"
     done
     # KEEP=1 keeps each row's logs, load.json, metrics and samples for a look.
     if [ "${KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -134,7 +133,12 @@ start_a() {
     A_ADDR[i]=$(wait_addr "$RUN/a$i.log" "${A_PID[i]}")
 }
 
-stop_pid() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# stop_pid PID: the process and its children (nginx's workers outlive a killed master).
+stop_pid() {
+    pkill -KILL -P "$1" 2>/dev/null || true
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 
 # free_port: one the kernel hands out now (for the peers, which cannot take port 0).
 free_port() {
