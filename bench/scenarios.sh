@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The resilience scenarios of issue 9: each row breaks A's replicas one way, runs our own load
 # generator through B (open loop), and measures what the issue's table asks for. Each variant of
-# B (patterns off, --resilient, and nginx/HAProxy as B when installed) gets fresh A replicas, so
-# A's counters start at zero. Prints a markdown table and saves it in bench/results/.
+# B (patterns off; only the pattern the row is about; --resilient; and nginx/HAProxy as B when
+# installed) gets fresh A replicas, so A's counters start at zero. Prints a markdown table and
+# saves it in bench/results/.
 #
-# usage: bench/scenarios.sh [-d SECONDS] [-r RATE] [--quick] [-v "off resilient nginx haproxy"]
+# usage: bench/scenarios.sh [-d SECONDS] [-r RATE] [--quick]
+#                           [-v "off pattern resilient nginx haproxy"]
 #                           [-s "dead slow flaky outage blackhole tail deadline recovery"]
 #   -d  seconds of load per row and variant (default 10); -r  requests/s (default 300)
 #   --quick  3 s rows and a shorter recovery: a smoke check, not figures to quote
-#   -v  which B variants (default: all four; a peer that is not installed is skipped, noted)
+#   -v  which B variants (default: all five; a peer that is not installed is skipped, noted)
 #   -s  which scenarios (default: all)
 #   env: KEEP=1 keeps each row's raw files (the path is printed), CARGO_TARGET_DIR,
 #        PEERS_DIR (default /work/shared/bench/resilience-peers)
@@ -19,7 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=10
 RATE=300
 QUICK=0
-VARIANTS="off resilient nginx haproxy"
+VARIANTS="off pattern resilient nginx haproxy"
 SCENARIOS="dead slow flaky outage blackhole tail deadline recovery"
 PEERS_DIR=${PEERS_DIR:-/work/shared/bench/resilience-peers}
 REPLICAS=3
@@ -50,7 +52,7 @@ for n in "$DURATION" "$RATE"; do
 done
 for v in $VARIANTS; do
     case $v in
-        off|resilient|nginx|haproxy) ;;
+        off|pattern|resilient|nginx|haproxy) ;;
         *) echo "error: unknown variant '$v'" >&2; exit 2 ;;
     esac
 done
@@ -146,16 +148,30 @@ free_port() {
 print(s.getsockname()[1])'
 }
 
-# start_b VARIANT URL...: B of that variant over the replicas; sets B_PID and B_ADDR.
+# pattern_flags SCENARIO: B's flags for the one pattern a row is about, the same fault with and
+# without it (the demo's chapters do the same).
+pattern_flags() {
+    case $1 in
+        dead) echo "--eject --retries" ;;
+        slow) echo "--balance peak-ewma --hedge auto" ;;
+        flaky) echo "--retries" ;;
+        outage | blackhole | recovery) echo "--breaker" ;;
+        tail) echo "--hedge auto" ;;
+        deadline) echo "--propagate-deadline" ;;
+    esac
+}
+
+# start_b SCENARIO VARIANT URL...: B of that variant over the replicas; sets B_PID and B_ADDR.
 start_b_variant() {
-    local variant=$1
-    shift
+    local scenario=$1 variant=$2
+    shift 2
     local urls
     urls=$(IFS=,; echo "$*")
     case $variant in
-        off|resilient)
+        off|pattern|resilient)
             local extra=()
             [ "$variant" = resilient ] && extra=(--resilient)
+            [ "$variant" = pattern ] && read -ra extra <<<"$(pattern_flags "$scenario")"
             "$BIN/service-b" --host 127.0.0.1 --port 0 --service-a-url "$urls" \
                 --timeout-ms "$B_TIMEOUT_MS" "${extra[@]}" >"$RUN/b.log" 2>&1 &
             B_PID=$!
@@ -242,7 +258,7 @@ row() {
         start_a "$i" 0 "${flags[@]+"${flags[@]}"}"
         urls+=("http://${A_ADDR[i]}")
     done
-    start_b_variant "$variant" "${urls[@]}"
+    start_b_variant "$scenario" "$variant" "${urls[@]}"
     local note=""
     case $scenario in
         dead)
@@ -281,7 +297,7 @@ recovery() {
         start_a "$i" 0
         urls+=("http://${A_ADDR[i]}")
     done
-    start_b_variant "$variant" "${urls[@]}"
+    start_b_variant recovery "$variant" "${urls[@]}"
     # A third of the rate: one connection per call from python, and it must keep up.
     local probe_rate=$((RATE / 3 > 0 ? RATE / 3 : 1))
     $TABLE probe "http://$B_ADDR/call-echo?msg=hello" "$probe_rate" $((warm + down + after)) \

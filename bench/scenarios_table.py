@@ -31,7 +31,8 @@ ROWS = [
     ("recovery", "recovery (A back after 5 s black hole)",
      "first 200 ≤ 1 s, all 200 ≤ 2 s, and fail-fast while down"),
 ]
-COLUMNS = {"off": "B, patterns off", "resilient": "B `--resilient`",
+COLUMNS = {"off": "B, patterns off", "pattern": "B, the row's pattern only",
+           "resilient": "B `--resilient`",
            "nginx": "nginx as B", "haproxy": "HAProxy as B"}
 SERIES = re.compile(r'^(\w+)(?:\{(.*)\})?\s+(\S+)$')
 
@@ -115,7 +116,7 @@ def cell(scenario, variant, run, note):
     sent = load["requests"]
     ok = load["status"].get("200", 0)
     lat = load["latency_ms"]
-    ours = variant in ("off", "resilient")
+    ours = variant in ("off", "pattern", "resilient")
     per_a = a_counts(run)
     a_total = a_load(run)
     if scenario == "dead":
