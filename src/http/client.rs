@@ -457,8 +457,8 @@ impl Client {
             let started = !conn.buffered().is_empty();
             if !started {
                 // Nothing of the response yet: wait for readability rather than try a read
-                // that would fail with EAGAIN while A is still working (see `server.rs`).
-                // An error here shows up again in the read below.
+                // that would fail with EAGAIN while A is still working (see
+                // `server/connection.rs`). An error here shows up again in the read below.
                 let _ = conn.stream.readable().await;
             }
             match conn.fill().await {

@@ -4,7 +4,8 @@
 //! Read it in the order a request flows:
 //! `conn` (bytes in a buffer) → `head` (request line and fields, with `target` checking the
 //! request-target and `Host`) → `body` and `chunked` (where the body ends) → `message` (the
-//! values) → `write` (bytes back out, `Date` from `date`) → `server` (the connection loop).
+//! values) → `write` (bytes back out, `Date` from `date`) → `server` (the accept loop) and
+//! `server::connection` (the keep-alive loop).
 //! `client` is the same path in the other direction. `limits` and `error` hold every bound
 //! and every failure.
 
