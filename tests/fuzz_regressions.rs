@@ -1,8 +1,9 @@
 //! Inputs the fuzz targets (fuzz/) found, kept as plain tests of the code path they broke.
 //! Each input is also in the target's seed corpus.
 
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, response_framing};
+use echo_lab::http::body::{BodyFraming, read_body, response_framing};
 use echo_lab::http::conn::Conn;
+use echo_lab::http::error::BodyError;
 use echo_lab::http::head::parse_response_head;
 use echo_lab::http::limits::ClientLimits;
 use echo_lab::http::message::ResponseHead;

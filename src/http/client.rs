@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 
-use super::body::{BodyError, BodyFraming, read_body, response_framing};
+use super::body::{BodyFraming, read_body, response_framing};
 use super::conn::Conn;
-use super::head::{ResponseHeadError, parse_response_head};
+use super::error::{BodyError, ResponseHeadError};
+use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
 use super::trace::{self, Direction};

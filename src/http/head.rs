@@ -8,7 +8,7 @@
 use futures_lite::AsyncRead;
 
 use super::conn::Conn;
-use super::error::RequestError;
+use super::error::{RequestError, ResponseHeadError};
 use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::target::{check_host, check_target};
@@ -209,15 +209,6 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
             };
         }
     }
-}
-
-/// What can go wrong reading a response head (the client side).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ResponseHeadError {
-    /// Bytes that are not an HTTP/1.x status line and header fields.
-    Malformed(&'static str),
-    /// The head is larger than the client's head limit.
-    TooLarge,
 }
 
 /// Parses a response head from the front of `buf`: `Ok(None)` means "read more".

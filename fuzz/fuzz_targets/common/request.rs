@@ -22,9 +22,9 @@
 //! repository root (`tests/fuzz_corpus.rs`), which replays every file of `corpus/request/`.
 
 use super::{End, SplitReader, check_chunked_split, cut_point};
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, request_framing};
+use echo_lab::http::body::{BodyFraming, read_body, request_framing};
 use echo_lab::http::conn::Conn;
-use echo_lab::http::error::RequestError;
+use echo_lab::http::error::{BodyError, RequestError};
 use echo_lab::http::head::{parse_request_head, read_request_head};
 use echo_lab::http::limits::Limits;
 use echo_lab::http::message::RequestHead;

@@ -21,9 +21,10 @@
 //! repository root (`tests/fuzz_corpus.rs`), which replays every file of `corpus/response/`.
 
 use super::{End, SplitReader, check_chunked_split, cut_point};
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, response_framing};
+use echo_lab::http::body::{BodyFraming, read_body, response_framing};
 use echo_lab::http::conn::Conn;
-use echo_lab::http::head::{ResponseHeadError, parse_response_head};
+use echo_lab::http::error::{BodyError, ResponseHeadError};
+use echo_lab::http::head::parse_response_head;
 use echo_lab::http::limits::ClientLimits;
 use echo_lab::http::message::ResponseHead;
 use futures_lite::AsyncRead;
