@@ -9,11 +9,11 @@ use serde_json::value::RawValue;
 
 use super::metrics::{Metrics, render_cluster};
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, json_string, log_rejected, ready, route};
+use super::{Exchange, Failure, health, json, json_error, json_string, log_rejected, ready, route};
 use crate::http::client::{ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
-use crate::http::server::{Handler, ServerStatus};
+use crate::http::server::{Handler, Outcome, ServerStatus};
 use crate::upstream::{CallError, CallReport, Cluster};
 
 /// The caller service's handler: A's replicas with the policy for calling them, and the
@@ -116,7 +116,7 @@ impl CallerService {
                     kind: None,
                     text: text.clone(),
                 };
-                return (Response::json_error(400, &text), Some(failure));
+                return (json_error(400, &text), Some(failure));
             }
         };
         let (result, report) = self.ask_a(&msg, exchange).await;
@@ -124,7 +124,7 @@ impl CallerService {
             exchange.upstream = Some(report);
         }
         match result {
-            Ok(body) => (Response::json(200, body), None),
+            Ok(body) => (json(200, body), None),
             Err(e) => {
                 let failure = Failure {
                     kind: Some(e.kind()),
@@ -181,11 +181,11 @@ fn unavailable(error: &UpstreamError) -> Response {
         json_string(&error.to_string()),
         error.kind()
     );
-    Response::json(503, body)
+    json(503, body)
 }
 
 impl Handler for CallerService {
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, request: Request) -> Outcome {
         let mut exchange = Exchange::begin("B", &self.metrics, &request);
         let (response, failure) = self.respond(&request, &mut exchange).await;
         exchange.finish(response, failure)
@@ -193,5 +193,9 @@ impl Handler for CallerService {
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
         log_rejected("B", &self.metrics, peer, error, status);
+    }
+
+    fn error_response(&self, status: u16, text: &str) -> Response {
+        json_error(status, text)
     }
 }

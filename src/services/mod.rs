@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::http::error::RequestError;
 use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
-use crate::http::server::ServerStatus;
+use crate::http::server::{Outcome, ServerStatus};
 use crate::logging::{self, Field, Value};
 use crate::upstream::CallReport;
 use metrics::Metrics;
@@ -39,14 +39,14 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
         return Err(options());
     }
     let Some(path) = paths.iter().find(|p| **p == head.path()) else {
-        return Err(Response::json_error(404, "not found"));
+        return Err(json_error(404, "not found"));
     };
     match head.method.as_str() {
         "GET" | "HEAD" => Ok(path),
         "OPTIONS" => Err(options()),
         method => {
             let text = format!("method {method} not allowed; use {ALLOW}");
-            Err(Response::json_error(405, &text).with_header("Allow", ALLOW))
+            Err(json_error(405, &text).with_header("Allow", ALLOW))
         }
     }
 }
@@ -59,7 +59,6 @@ fn options() -> Response {
         status: 200,
         headers: vec![("Allow", ALLOW.to_owned())],
         body: Vec::new(),
-        hang_up: false,
     }
 }
 
@@ -71,7 +70,7 @@ pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Resp
 /// `{"status":"ok"}`: the answer to `/health` on both services. Liveness: it says only that
 /// the process answers, so whatever else is going on, a restart would not help.
 pub fn health() -> Response {
-    Response::json(200, r#"{"status":"ok"}"#)
+    json(200, r#"{"status":"ok"}"#)
 }
 
 /// The answer to `/ready` on both services. Readiness: whether to send this instance new
@@ -80,16 +79,20 @@ pub fn health() -> Response {
 /// liveness probe, this takes the instance out of rotation without restarting it.
 pub fn ready(server: &ServerStatus) -> Response {
     if server.is_draining() {
-        Response::json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
+        json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
     } else if server.at_connection_cap() {
-        Response::json(
+        json(
             503,
             r#"{"status":"not ready","reason":"connection limit reached"}"#,
         )
     } else {
-        Response::json(200, r#"{"status":"ready"}"#)
+        json(200, r#"{"status":"ready"}"#)
     }
 }
+
+/// The status a hang-up is logged and counted with, though none is sent: the request failed
+/// on our side, as a `500` would say.
+const HANG_UP_STATUS: u16 = 500;
 
 /// A failure worth naming in the log line: `error_kind` (when there is one) and the text.
 pub struct Failure {
@@ -152,14 +155,19 @@ impl<'a> Exchange<'a> {
         headers
     }
 
-    /// Logs the request's one line and returns the response with its `X-Request-Id`.
-    pub fn finish(self, response: Response, failure: Option<Failure>) -> Response {
+    /// Logs the request's one line and returns the outcome, a response with its
+    /// `X-Request-Id`.
+    pub fn finish(self, outcome: impl Into<Outcome>, failure: Option<Failure>) -> Outcome {
+        let outcome = outcome.into();
+        let status = match &outcome {
+            Outcome::Respond(response) => response.status,
+            Outcome::HangUp => HANG_UP_STATUS,
+        };
         let elapsed = self.started.elapsed();
-        self.metrics
-            .record_request(self.endpoint, response.status, elapsed);
+        self.metrics.record_request(self.endpoint, status, elapsed);
         let line = LogLine {
             exchange: &self,
-            status: response.status,
+            status,
             latency: elapsed,
             failure: failure.as_ref(),
         };
@@ -170,7 +178,12 @@ impl<'a> Exchange<'a> {
             _ => log::Level::Info,
         };
         logging::emit(level, module_path!(), &line.fields());
-        response.with_header("X-Request-Id", self.request_id)
+        match outcome {
+            Outcome::Respond(response) => {
+                Outcome::Respond(response.with_header("X-Request-Id", self.request_id))
+            }
+            Outcome::HangUp => Outcome::HangUp,
+        }
     }
 }
 
@@ -214,6 +227,19 @@ impl LogLine<'_, '_> {
             ("error", error.map_or(Value::Absent, Value::Quoted)),
         ]
     }
+}
+
+/// A response with a JSON body, already serialized.
+pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    Response::new(status, "application/json", body)
+}
+
+/// The contract's error body, `{"error":"<text>"}`: every error both services answer, the
+/// HTTP layer's rejections included (through `Handler::error_response`), except B's `503`
+/// for a failed call to A, which says more.
+pub fn json_error(status: u16, text: &str) -> Response {
+    let body = serde_json::json!({ "error": text }).to_string();
+    json(status, body)
 }
 
 /// `s` as a JSON string literal, quotes and escapes included (RFC 8259 §7).

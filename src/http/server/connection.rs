@@ -28,7 +28,7 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::Receiver;
 
-use super::Handler;
+use super::{Handler, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
 use crate::http::conn::Conn;
 use crate::http::error::RequestError;
@@ -214,10 +214,9 @@ impl<H: Handler> Connection<H> {
         let client_closes = !request.head.keeps_alive();
         let version = request.head.version;
         let head_only = request.head.method == "HEAD";
-        let response = self.handler.handle(request).await;
-        if response.hang_up {
+        let Outcome::Respond(response) = self.handler.handle(request).await else {
             return After::HangUp;
-        }
+        };
         let close = client_closes || self.stop.is_closed();
         self.queue(&response, version, head_only, close);
         if close {
@@ -233,7 +232,7 @@ impl<H: Handler> Connection<H> {
         trace::unparsed(self.conn.id, self.conn.buffered());
         self.handler.rejected(self.peer, &error, status);
         let Some(status) = status else { return };
-        let response = Response::json_error(status, &error.to_string());
+        let response = self.handler.error_response(status, &error.to_string());
         self.queue(&response, Version::Http11, false, true);
         self.close().await;
     }

@@ -33,15 +33,41 @@ use super::message::{Request, Response, Version};
 use super::write::write_response;
 use connection::Connection;
 
-/// What a service plugs into the server: a function from request to response.
+/// What a handler makes of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this response.
+    Respond(Response),
+    /// Close the connection without a byte of answer, as a server that crashed would. Only
+    /// for fault injection; the server logs nothing more for it.
+    HangUp,
+}
+
+impl From<Response> for Outcome {
+    fn from(response: Response) -> Self {
+        Outcome::Respond(response)
+    }
+}
+
+/// What a service plugs into the server: a function from request to outcome, and the form
+/// of the answers the server gives on its own.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request. Never fails: every outcome, errors included, is a response.
-    fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+    /// Answers one request. Never fails: every outcome, errors included, is a response, or
+    /// a deliberate hang-up.
+    fn handle(&self, request: Request) -> impl Future<Output = Outcome> + Send;
 
     /// Told about a request that could not be read, and the status it was answered with
     /// (`None`: the peer was gone). The default logs it.
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
         log::warn!("peer={peer} status={status:?} error=\"{error}\"");
+    }
+
+    /// The answer the server gives without asking `handle`: a request it could not read
+    /// (`status` from `RequestError::status`), or a connection over the cap (503). `text`
+    /// says what was wrong. The HTTP layer has no body format of its own, so the default is
+    /// that text as `text/plain`; a service answers in the format of its other errors.
+    fn error_response(&self, status: u16, text: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", format!("{text}\n"))
     }
 }
 
@@ -239,7 +265,8 @@ impl<H: Handler> Server<H> {
 
     fn start_connection(&self, stream: Async<TcpStream>, peer: SocketAddr, alive: Sender<()>) {
         if self.open.load(Ordering::Relaxed) >= self.limits.max_connections {
-            refuse(stream.into_inner().ok(), peer);
+            let busy = self.handler.error_response(503, "too many connections");
+            refuse(stream.into_inner().ok(), peer, &busy);
             return;
         }
         // Responses are written whole; Nagle's algorithm would only delay them.
@@ -291,13 +318,12 @@ impl Drop for OpenGuard {
 
 /// Over the connection cap: one non-blocking attempt to say so, then close. No task is
 /// spawned, so a flood costs us nothing but the accept.
-fn refuse(stream: Option<TcpStream>, peer: SocketAddr) {
+fn refuse(stream: Option<TcpStream>, peer: SocketAddr, response: &Response) {
     log::warn!(peer:% = peer, status = 503, error = "connection limit reached";
         "peer={peer} status=503 error=\"connection limit reached\"");
     if let Some(mut stream) = stream {
         let mut busy = Vec::new();
-        let response = Response::json_error(503, "too many connections");
-        write_response(&mut busy, &response, Version::Http11, false, true);
+        write_response(&mut busy, response, Version::Http11, false, true);
         let _ = stream.write(&busy);
         let _ = stream.shutdown(Shutdown::Both);
     }
