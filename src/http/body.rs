@@ -6,7 +6,7 @@
 use futures_lite::AsyncRead;
 
 use super::chunked::ChunkedDecoder;
-use super::conn::Conn;
+use super::conn::BufferedStream;
 use super::error::{BodyError, FramingError};
 use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
 use super::trace::{self, Direction};
@@ -177,7 +177,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 /// Reads one whole body with the given framing, refusing to hold more than `max_bytes`.
 /// Bytes after the body stay in the buffer for the next message.
 pub async fn read_body<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     framing: BodyFraming,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
@@ -192,7 +192,7 @@ pub async fn read_body<S: AsyncRead + Unpin>(
 }
 
 async fn read_length<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     len: u64,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
@@ -210,7 +210,7 @@ async fn read_length<S: AsyncRead + Unpin>(
 }
 
 async fn read_chunked<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
     let mut decoder = ChunkedDecoder::new(max_bytes);
@@ -228,7 +228,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
 }
 
 async fn read_until_close<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
     // The cap is checked before every read, not only after one: bytes that arrived with the
@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn read(raw: &[u8], framing: BodyFraming, max: usize) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {
-        let mut conn = Conn::new(raw);
+        let mut conn = BufferedStream::new(raw);
         let body = smol::block_on(read_body(&mut conn, framing, max));
         (body, conn.buffered().to_vec())
     }

@@ -7,7 +7,7 @@
 
 use futures_lite::AsyncRead;
 
-use super::conn::Conn;
+use super::conn::BufferedStream;
 use super::error::{RequestError, ResponseHeadError};
 use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
@@ -189,7 +189,7 @@ fn origin_form(target: &str) -> &str {
 /// request) in the buffer. `Ok(None)`: the peer closed cleanly before sending anything.
 /// The caller bounds the time this may take.
 pub async fn read_request_head<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, RequestError> {
     loop {
@@ -489,7 +489,7 @@ mod tests {
     fn reads_a_head_delivered_one_byte_at_a_time() {
         let raw = lines(&["GET /health HTTP/1.1", "Host: a"]);
         let reader = OneByteReader(&raw);
-        let mut conn = Conn::new(reader);
+        let mut conn = BufferedStream::new(reader);
         let head = smol::block_on(read_request_head(&mut conn, &Limits::default()))
             .expect("valid")
             .expect("a request");
@@ -498,10 +498,10 @@ mod tests {
 
     #[test]
     fn eof_inside_a_head_is_closed_and_before_it_is_none() {
-        let mut conn = Conn::new(&b"GET / HT"[..]);
+        let mut conn = BufferedStream::new(&b"GET / HT"[..]);
         let err = smol::block_on(read_request_head(&mut conn, &Limits::default()));
         assert!(matches!(err, Err(RequestError::Closed)));
-        let mut conn = Conn::new(&b""[..]);
+        let mut conn = BufferedStream::new(&b""[..]);
         let none = smol::block_on(read_request_head(&mut conn, &Limits::default()));
         assert!(matches!(none, Ok(None)));
     }

@@ -27,7 +27,7 @@ use super::chaos::{BLACKHOLE_HOLD, Chaos};
 use super::metrics::Metrics;
 use super::query::query_param;
 use super::{
-    Exchange, Failure, health, json, json_error, json_string, log_rejected, metrics_response,
+    Failure, RequestScope, health, json, json_error, json_string, log_rejected, metrics_response,
     ready, route,
 };
 use crate::http::error::RequestError;
@@ -141,7 +141,7 @@ impl EchoService {
     async fn swallow(&self, request: Request) -> Outcome {
         let kept = log_fields_of(&request);
         drop(request);
-        let exchange = Exchange::begin("A", &self.metrics, &kept);
+        let scope = RequestScope::begin("A", &self.metrics, &kept);
         Timer::after(BLACKHOLE_HOLD).await;
         let failure = Failure {
             kind: Some("chaos"),
@@ -150,7 +150,7 @@ impl EchoService {
                 BLACKHOLE_HOLD.as_millis()
             ),
         };
-        exchange.finish(Outcome::HangUp, Some(failure))
+        scope.finish(Outcome::HangUp, Some(failure))
     }
 }
 
@@ -260,12 +260,12 @@ impl Handler for EchoService {
         if is_echo && self.chaos.blackhole {
             return self.swallow(request).await;
         }
-        let exchange = Exchange::begin("A", &self.metrics, &request);
+        let scope = RequestScope::begin("A", &self.metrics, &request);
         if is_echo && let Some((outcome, failure)) = self.work(&request, arrival).await {
-            return exchange.finish(outcome, Some(failure));
+            return scope.finish(outcome, Some(failure));
         }
         let (response, failure) = self.respond(&request);
-        exchange.finish(response, failure)
+        scope.finish(response, failure)
     }
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {

@@ -103,7 +103,7 @@ pub struct Failure {
 /// One request being served: when it started and its id. `finish` logs, counts, and tags the
 /// response.
 /// It borrows the request, which outlives it inside the handler.
-pub struct Exchange<'a> {
+pub struct RequestScope<'a> {
     service: &'static str,
     metrics: &'a Metrics,
     started: Instant,
@@ -116,19 +116,19 @@ pub struct Exchange<'a> {
     pub upstream: Option<CallReport>,
 }
 
-impl<'a> Exchange<'a> {
+impl<'a> RequestScope<'a> {
     pub fn begin(
         service: &'static str,
         metrics: &'a Metrics,
         request: &'a Request,
-    ) -> Exchange<'a> {
+    ) -> RequestScope<'a> {
         let request_id = request
             .head
             .headers
             .get_str("x-request-id")
             .filter(|id| is_sane_request_id(id))
             .map_or_else(new_request_id, str::to_owned);
-        Exchange {
+        RequestScope {
             service,
             metrics,
             started: Instant::now(),
@@ -166,7 +166,7 @@ impl<'a> Exchange<'a> {
         let elapsed = self.started.elapsed();
         self.metrics.record_request(self.endpoint, status, elapsed);
         let line = LogLine {
-            exchange: &self,
+            scope: &self,
             status,
             latency: elapsed,
             failure: failure.as_ref(),
@@ -191,7 +191,7 @@ impl<'a> Exchange<'a> {
 /// into the logger's line (as `key=value` text or JSON members, see `crate::logging`): building
 /// it as a `String` first would cost an allocation and a copy per request.
 struct LogLine<'e, 'a> {
-    exchange: &'e Exchange<'a>,
+    scope: &'e RequestScope<'a>,
     status: u16,
     latency: Duration,
     failure: Option<&'e Failure>,
@@ -199,7 +199,7 @@ struct LogLine<'e, 'a> {
 
 impl LogLine<'_, '_> {
     fn fields(&self) -> [Field<'_>; 11] {
-        let e = self.exchange;
+        let e = self.scope;
         let (kind, error) = match self.failure {
             Some(Failure { kind, text }) => (kind.as_ref(), Some(text.as_str())),
             None => (None, None),
@@ -409,10 +409,10 @@ mod tests {
             "traceparent",
             b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        let exchange = Exchange::begin("B", &metrics, &request);
+        let scope = RequestScope::begin("B", &metrics, &request);
         for (latency, shown) in [(1_000_849, "1000.8"), (50, "0.0"), (123_456, "123.4")] {
             let line = LogLine {
-                exchange: &exchange,
+                scope: &scope,
                 status: 503,
                 latency: Duration::from_micros(latency),
                 failure: None,

@@ -30,7 +30,7 @@ use smol::channel::Receiver;
 
 use super::{Handler, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
-use crate::http::conn::Conn;
+use crate::http::conn::BufferedStream;
 use crate::http::error::RequestError;
 use crate::http::head::read_request_head;
 use crate::http::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
@@ -40,7 +40,7 @@ use crate::http::write::write_response;
 
 /// One accepted connection and everything its loop needs.
 pub(super) struct Connection<H> {
-    conn: Conn<Async<TcpStream>>,
+    conn: BufferedStream<Async<TcpStream>>,
     peer: SocketAddr,
     /// Answers queued and not yet written. Pipelined requests' answers go out in one write.
     owed: Vec<u8>,
@@ -79,7 +79,7 @@ impl<H: Handler> Connection<H> {
         stop: Receiver<()>,
     ) -> Self {
         Connection {
-            conn: Conn::new(stream),
+            conn: BufferedStream::new(stream),
             peer,
             owed: Vec::new(),
             idle_timer: IdleTimer::new(limits.idle_timeout),
