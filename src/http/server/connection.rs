@@ -98,26 +98,26 @@ impl<H: Handler> Connection<H> {
         let stop = self.stop.clone();
         let mut shutdown = pin!(stop.recv());
         loop {
-            // 1.
+            // 1. Owed answers out, unless the next request is here whole.
             if self.flush_before_waiting(Next::Head).await.is_err() {
                 return;
             }
-            // 2.
+            // 2. Between requests: wait for the next one to start.
             if self.conn.buffered().is_empty() && !self.next_request_starts(shutdown.as_mut()).await
             {
                 return;
             }
-            // 3.
+            // 3. Read it; a broken one is answered and the connection closed.
             let request = match self.read_request_in_time().await {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(error) => return self.reject(error).await,
             };
-            // 4. and 5.
+            // 4. and 5. Ask the handler; queue its answer, or hang up.
             match self.answer(request).await {
                 After::HangUp => return,
                 After::Close => return self.close().await,
-                // 6.
+                // 6. Keep alive; a long queue goes out now.
                 After::KeepAlive if self.owed.len() >= PIPELINE_FLUSH_BYTES => {
                     if self.flush().await.is_err() {
                         return;
