@@ -2,8 +2,8 @@
 //! memory does not grow with the number of requests, and histograms of workers merge.
 
 /// Sub-buckets per power of two: 2^5 = 32, so a bucket is at most 1/32 (~3 %) wide.
-pub const SUB_BITS: u32 = 5;
-pub const SUB_COUNT: u64 = 1 << SUB_BITS;
+const SUB_BITS: u32 = 5;
+const SUB_COUNT: u64 = 1 << SUB_BITS;
 
 /// Latencies in microseconds, in log-linear buckets (the idea of HdrHistogram, much reduced):
 /// values below 64 µs have a bucket each; above, every power of two is split into 32 equal
@@ -29,7 +29,7 @@ impl Histogram {
     }
 
     /// The largest value that falls in bucket `index`.
-    pub fn highest_in(index: usize) -> u64 {
+    fn highest_in(index: usize) -> u64 {
         let index = index as u64;
         if index < 2 * SUB_COUNT {
             return index;

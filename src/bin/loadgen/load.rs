@@ -50,24 +50,24 @@ impl Tally {
 
 /// Counters every worker bumps, read by the progress line.
 #[derive(Debug, Default)]
-pub struct Live {
-    pub responses: AtomicU64,
-    pub errors: AtomicU64,
+struct Live {
+    responses: AtomicU64,
+    errors: AtomicU64,
     /// The index of the next request: due times in the open loop, the count with `-n`.
-    pub next: AtomicU64,
+    next: AtomicU64,
 }
 
 /// What one run shared among its workers.
-pub struct Plan {
-    pub client: Client,
-    pub target: String,
-    pub timeout: Duration,
-    pub rate: Option<f64>,
-    pub count: Option<u64>,
-    pub headers: Vec<(String, String)>,
-    pub start: Instant,
-    pub end: Instant,
-    pub live: Live,
+struct Plan {
+    client: Client,
+    target: String,
+    timeout: Duration,
+    rate: Option<f64>,
+    count: Option<u64>,
+    headers: Vec<(String, String)>,
+    start: Instant,
+    end: Instant,
+    live: Live,
 }
 
 /// Runs the whole load and returns its summary.
@@ -101,11 +101,7 @@ pub fn run(options: &Options) -> Summary {
 /// Runs `main` on `ex` with `threads` threads in all (this one and `threads - 1` more), and
 /// returns its output. `smol::block_on` lets each thread drive the I/O reactor itself while
 /// it waits, instead of handing every readiness event over from async-io's own thread.
-pub fn on_threads<T>(
-    ex: &Arc<Executor<'static>>,
-    threads: usize,
-    main: impl Future<Output = T>,
-) -> T {
+fn on_threads<T>(ex: &Arc<Executor<'static>>, threads: usize, main: impl Future<Output = T>) -> T {
     let (stop, stopped) = smol::channel::bounded::<()>(1);
     let helpers: Vec<_> = (1..threads)
         .map(|_| {
@@ -123,7 +119,7 @@ pub fn on_threads<T>(
 }
 
 /// Starts the workers and the progress line; returns the merged tally once all are done.
-pub async fn drive(ex: Arc<Executor<'static>>, plan: Arc<Plan>, options: &Options) -> Tally {
+async fn drive(ex: Arc<Executor<'static>>, plan: Arc<Plan>, options: &Options) -> Tally {
     let workers: Vec<_> = (0..options.connections)
         .map(|_| ex.spawn(worker(plan.clone())))
         .collect();
@@ -140,7 +136,7 @@ pub async fn drive(ex: Arc<Executor<'static>>, plan: Arc<Plan>, options: &Option
 /// Prints `[3s] 41234 req/s, errors so far: 12` on stderr once a second, when stderr is a
 /// terminal (a person watching); in a pipe or a file it would only be noise around the summary.
 /// Never returns.
-pub async fn progress(plan: &Plan) -> Tally {
+async fn progress(plan: &Plan) -> Tally {
     if !std::io::stderr().is_terminal() {
         return futures_lite::future::pending().await;
     }
@@ -162,7 +158,7 @@ pub async fn progress(plan: &Plan) -> Tally {
 
 /// One worker: requests back to back (closed loop) or at their due times (open loop), until
 /// the run's end. A request in flight at the end is let finish, within its own deadline.
-pub async fn worker(plan: Arc<Plan>) -> Tally {
+async fn worker(plan: Arc<Plan>) -> Tally {
     let mut tally = Tally::default();
     // Borrowed once per worker, not per request.
     let headers: Vec<(&str, &str)> = plan
@@ -203,12 +199,7 @@ pub async fn worker(plan: Arc<Plan>) -> Tally {
 }
 
 /// Sends one request and records its outcome. Latency counts from `intended`.
-pub async fn one_request(
-    plan: &Plan,
-    headers: &[(&str, &str)],
-    intended: Instant,
-    tally: &mut Tally,
-) {
+async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, tally: &mut Tally) {
     let deadline = Deadline::after(plan.timeout);
     match plan.client.get(&plan.target, headers, deadline).await {
         Ok(response) => {

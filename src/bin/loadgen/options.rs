@@ -7,12 +7,11 @@ use echo_lab::http::client::Upstream;
 
 /// `-n` without `-d`: the run is bounded by its count, and the clock is only a backstop (a
 /// century, so that `start + duration` stays an `Instant`).
-pub const NO_TIME_LIMIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+const NO_TIME_LIMIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Header fields `-H` may not set: the client writes them itself (`Host`), or they would
 /// describe a body or a connection that loadgen does not send or manage.
-pub const RESERVED_HEADERS: [&str; 4] =
-    ["host", "content-length", "transfer-encoding", "connection"];
+const RESERVED_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -46,7 +45,7 @@ pub enum Parsed {
 }
 
 /// More workers than this would only measure the file-descriptor limit.
-pub const MAX_CONNECTIONS: usize = 100_000;
+const MAX_CONNECTIONS: usize = 100_000;
 
 impl Options {
     /// Reads the arguments (without the program name). Errors are one line, naming the flag.
@@ -121,11 +120,11 @@ impl Options {
 }
 
 /// How long a run lasts without `-d` or `-n`.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
 /// `Name: value` from `-H`, checked so that it cannot break the request: the name a token
 /// (RFC 9110 §5.1), the value free of control characters (no CR or LF to smuggle a line in).
-pub fn parse_header(text: &str) -> Result<(String, String), String> {
+fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| format!("-H {text:?}: expected 'Name: value'"))?;
@@ -144,7 +143,7 @@ pub fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 /// A fraction from 0 to 1, for `flag`.
-pub fn parse_fraction(flag: &str, text: &str) -> Result<f64, String> {
+fn parse_fraction(flag: &str, text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
         _ => Err(format!(
@@ -155,7 +154,7 @@ pub fn parse_fraction(flag: &str, text: &str) -> Result<f64, String> {
 
 /// Splits an argument into a flag and a value given with it: `--flag=value` and, as wrk
 /// writes them, `-c64` are the same as `--flag value` and `-c 64`.
-pub fn split_flag(arg: &str) -> (String, Option<String>) {
+fn split_flag(arg: &str) -> (String, Option<String>) {
     if arg.starts_with("--") {
         if let Some((flag, value)) = arg.split_once('=') {
             return (flag.to_owned(), Some(value.to_owned()));
@@ -169,7 +168,7 @@ pub fn split_flag(arg: &str) -> (String, Option<String>) {
 
 /// Splits `http://host:port/path?query` into the upstream and the request-target (`/` when
 /// the URL has no path).
-pub fn split_url(url: &str) -> Result<(Upstream, String), String> {
+fn split_url(url: &str) -> Result<(Upstream, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("URL {url:?}: only http:// URLs are supported"))?;
@@ -191,7 +190,7 @@ pub fn split_url(url: &str) -> Result<(Upstream, String), String> {
 }
 
 /// A whole number of at least 1.
-pub fn parse_count(flag: &str, text: &str) -> Result<usize, String> {
+fn parse_count(flag: &str, text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
@@ -201,7 +200,7 @@ pub fn parse_count(flag: &str, text: &str) -> Result<usize, String> {
 }
 
 /// A rate in requests per second: a number above zero.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
+fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("--rate: expected requests/s > 0, got {text:?}")),
@@ -209,7 +208,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// A duration of more than zero, for `flag`.
-pub fn parse_positive_duration(flag: &str, text: &str) -> Result<Duration, String> {
+fn parse_positive_duration(flag: &str, text: &str) -> Result<Duration, String> {
     match parse_duration(text) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("{flag}: must be more than zero, got {text:?}")),
@@ -218,7 +217,7 @@ pub fn parse_positive_duration(flag: &str, text: &str) -> Result<Duration, Strin
 }
 
 /// Parses `500ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());

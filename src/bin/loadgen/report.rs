@@ -37,12 +37,12 @@ impl Summary {
         self.failed() as f64 / requests as f64
     }
 
-    pub fn mean_ms(&self) -> f64 {
+    fn mean_ms(&self) -> f64 {
         self.tally.latency.mean() / 1000.0
     }
 
     /// Responses per second of any status.
-    pub fn throughput(&self) -> f64 {
+    fn throughput(&self) -> f64 {
         self.responses() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -51,11 +51,11 @@ impl Summary {
         self.tally.latency.percentile(p) as f64 / 1000.0
     }
 
-    pub fn max_ms(&self) -> f64 {
+    fn max_ms(&self) -> f64 {
         self.tally.latency.max as f64 / 1000.0
     }
 
-    pub fn mode(options: &Options) -> String {
+    fn mode(options: &Options) -> String {
         match options.rate {
             None => "closed loop".to_owned(),
             Some(rate) => format!("open loop at {rate} req/s"),
