@@ -1,4 +1,5 @@
-//! A byte stream with a read buffer: the bytes that have arrived but are not parsed yet.
+//! `BufferedStream`: a byte stream with a read buffer (RFC 9112 §2.1, §9.3.2), the bytes that
+//! have arrived but are not parsed yet.
 //!
 //! HTTP/1.1 has no message boundaries on the wire (RFC 9112 §2.1): a read may hold half a head,
 //! or one request and the start of the next (pipelining, RFC 9112 §9.3.2). So we read into a
