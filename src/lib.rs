@@ -6,8 +6,10 @@
 //!   budgeted retries, hedging, deadlines passed on, bulkhead;
 //! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
 //! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary;
-//! * `logging` — log lines as text or JSON.
+//! * `logging` — log lines as text or JSON;
+//! * `child` — a service binary run as a child process, for the demo and the tests.
 
+pub mod child;
 pub mod config;
 pub mod http;
 pub mod logging;

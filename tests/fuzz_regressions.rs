@@ -1,15 +1,19 @@
 //! Inputs the fuzz targets (fuzz/) found, kept as plain tests of the code path they broke.
 //! Each input is also in the target's seed corpus.
 
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, response_framing};
-use echo_lab::http::conn::Conn;
+use echo_lab::http::body::{BodyFraming, read_body, response_framing};
+use echo_lab::http::conn::BufferedStream;
+use echo_lab::http::error::BodyError;
 use echo_lab::http::head::parse_response_head;
 use echo_lab::http::limits::ClientLimits;
 use echo_lab::http::message::ResponseHead;
 use futures_lite::AsyncRead;
 
 /// What `Client::read_one_head` does: parse what is buffered, else read more.
-fn read_head<S: AsyncRead + Unpin>(conn: &mut Conn<S>, limits: &ClientLimits) -> ResponseHead {
+fn read_head<S: AsyncRead + Unpin>(
+    conn: &mut BufferedStream<S>,
+    limits: &ClientLimits,
+) -> ResponseHead {
     loop {
         let parsed =
             parse_response_head(conn.buffered(), limits.max_head_bytes, limits.max_headers)
@@ -37,7 +41,7 @@ fn body_to_the_close_already_buffered_with_the_head_respects_the_cap() {
         max_body_bytes: 16,
         ..ClientLimits::default()
     };
-    let mut conn = Conn::new(&raw[..]);
+    let mut conn = BufferedStream::new(&raw[..]);
     let head = read_head(&mut conn, &small);
     assert_eq!(head.status, 200);
     let framing = response_framing(&head, false).expect("valid framing");
@@ -47,7 +51,7 @@ fn body_to_the_close_already_buffered_with_the_head_respects_the_cap() {
     assert!(matches!(body, Err(BodyError::TooLarge)), "{body:?}");
 
     // Within the cap, the same bytes are the body.
-    let mut conn = Conn::new(&raw[..]);
+    let mut conn = BufferedStream::new(&raw[..]);
     let head = read_head(&mut conn, &ClientLimits::default());
     let framing = response_framing(&head, false).expect("valid framing");
     let body = smol::block_on(read_body(&mut conn, framing, 17)).expect("at the cap");

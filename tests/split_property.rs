@@ -1,5 +1,5 @@
 //! Property: however a valid pipelined byte stream is cut into reads, the server's reading
-//! loop (`read_request_head` → `request_framing` → `read_body`, on one `Conn`) yields the same
+//! loop (`read_request_head` → `request_framing` → `read_body`, on one `BufferedStream`) yields the same
 //! requests, and leaves nothing behind.
 //!
 //! No property-testing crate: a small xorshift64 generator, seeded from a constant and the case
@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use echo_lab::http::body::{read_body, request_framing};
-use echo_lab::http::conn::Conn;
+use echo_lab::http::conn::BufferedStream;
 use echo_lab::http::head::read_request_head;
 use echo_lab::http::limits::Limits;
 use echo_lab::http::message::{Headers, RequestHead, Version};
@@ -289,7 +289,7 @@ impl AsyncRead for Reads {
 /// are left over.
 fn read_all(reads: Reads) -> Vec<(RequestHead, Vec<u8>)> {
     let limits = Limits::default();
-    let mut conn = Conn::new(reads);
+    let mut conn = BufferedStream::new(reads);
     let mut requests = Vec::new();
     smol::block_on(async {
         while let Some(head) = read_request_head(&mut conn, &limits)

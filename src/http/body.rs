@@ -3,13 +3,11 @@
 //! wrong in either direction desynchronises the connection. The same code reads request
 //! bodies on the server and response bodies in B's client.
 
-use std::fmt;
-use std::io;
-
 use futures_lite::AsyncRead;
 
 use super::chunked::ChunkedDecoder;
-use super::conn::Conn;
+use super::conn::BufferedStream;
+use super::error::{BodyError, FramingError};
 use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
 use super::trace::{self, Direction};
 
@@ -24,80 +22,6 @@ pub enum BodyFraming {
     Chunked,
     /// Everything until the peer closes the connection (responses only).
     UntilClose,
-}
-
-/// Header fields that make the framing unsafe or impossible to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FramingError {
-    /// Both `Content-Length` and `Transfer-Encoding`: a classic smuggling vector.
-    LengthAndTransferEncoding,
-    /// Two `Content-Length` values that differ.
-    ConflictingLengths,
-    /// A `Content-Length` that is not a plain decimal number.
-    BadLength,
-    /// A `Transfer-Encoding` whose final coding is not `chunked`: the length of a request
-    /// cannot be known (RFC 9112 §6.3, rule 4), and a response runs until close.
-    UnsupportedTransferEncoding,
-    /// A `Transfer-Encoding` that ends in `chunked` but lists other codings too, or gives
-    /// `chunked` a parameter (`gzip, chunked`, `chunked;foo=bar`): well framed, but a coding
-    /// we do not implement (RFC 9112 §6.1: a server answers `501`).
-    UnknownTransferCoding,
-    /// A `Transfer-Encoding` value that is not a list of transfer codings (RFC 9112 §6.1).
-    MalformedTransferEncoding,
-    /// A `Transfer-Encoding` in an HTTP/1.0 request, which RFC 9112 §6.1 calls faulty framing.
-    TransferEncodingInHttp10,
-}
-
-impl fmt::Display for FramingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FramingError::LengthAndTransferEncoding => "both Content-Length and Transfer-Encoding",
-            FramingError::ConflictingLengths => "conflicting Content-Length values",
-            FramingError::BadLength => "invalid Content-Length",
-            FramingError::UnsupportedTransferEncoding => {
-                "Transfer-Encoding whose final coding is not chunked"
-            }
-            FramingError::UnknownTransferCoding => {
-                "Transfer-Encoding with a coding other than a single chunked"
-            }
-            FramingError::MalformedTransferEncoding => "malformed Transfer-Encoding",
-            FramingError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
-        })
-    }
-}
-
-impl std::error::Error for FramingError {}
-
-/// What can go wrong while reading a body.
-#[derive(Debug)]
-pub enum BodyError {
-    /// The body is larger than the cap we read with.
-    TooLarge,
-    /// The chunked coding is broken; the text says where.
-    BadChunk(&'static str),
-    /// The connection ended before the body was complete.
-    Closed,
-    /// The socket failed.
-    Io(io::Error),
-}
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BodyError::TooLarge => f.write_str("body too large"),
-            BodyError::BadChunk(what) => write!(f, "bad chunked body: {what}"),
-            BodyError::Closed => f.write_str("connection closed before the body was complete"),
-            BodyError::Io(e) => write!(f, "socket error while reading the body: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BodyError {}
-
-impl From<io::Error> for BodyError {
-    fn from(e: io::Error) -> Self {
-        BodyError::Io(e)
-    }
 }
 
 /// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 7 are
@@ -253,7 +177,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 /// Reads one whole body with the given framing, refusing to hold more than `max_bytes`.
 /// Bytes after the body stay in the buffer for the next message.
 pub async fn read_body<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     framing: BodyFraming,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
@@ -268,7 +192,7 @@ pub async fn read_body<S: AsyncRead + Unpin>(
 }
 
 async fn read_length<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     len: u64,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
@@ -286,7 +210,7 @@ async fn read_length<S: AsyncRead + Unpin>(
 }
 
 async fn read_chunked<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
     let mut decoder = ChunkedDecoder::new(max_bytes);
@@ -304,7 +228,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
 }
 
 async fn read_until_close<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     max_bytes: usize,
 ) -> Result<Vec<u8>, BodyError> {
     // The cap is checked before every read, not only after one: bytes that arrived with the
@@ -538,7 +462,7 @@ mod tests {
     }
 
     fn read(raw: &[u8], framing: BodyFraming, max: usize) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {
-        let mut conn = Conn::new(raw);
+        let mut conn = BufferedStream::new(raw);
         let body = smol::block_on(read_body(&mut conn, framing, max));
         (body, conn.buffered().to_vec())
     }

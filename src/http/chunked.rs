@@ -11,7 +11,7 @@
 //! bare LF, a missing CRLF after chunk data, or a size with junk in it is an error, because two
 //! parsers that disagree on where a chunk ends are exactly how request smuggling works.
 
-use super::body::BodyError;
+use super::error::BodyError;
 use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 use super::message::{is_tchar, quoted_string_len};
 

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 
-use super::body::{BodyError, BodyFraming, read_body, response_framing};
-use super::conn::Conn;
-use super::head::{ResponseHeadError, parse_response_head};
+use super::body::{BodyFraming, read_body, response_framing};
+use super::conn::BufferedStream;
+use super::error::{BodyError, ResponseHeadError};
+use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
 use super::trace::{self, Direction};
@@ -206,16 +207,16 @@ pub struct ClientResponse {
 }
 
 /// A failed attempt, and whether any byte of the response had arrived (see `get`).
-struct Failure {
+struct FailedAttempt {
     error: ClientError,
     response_started: bool,
 }
 
-type Connection = Conn<Async<TcpStream>>;
+type Stream = BufferedStream<Async<TcpStream>>;
 
 /// A connection and when it was opened: pooled connections have a maximum age.
 struct Aged {
-    conn: Connection,
+    conn: Stream,
     opened: Instant,
 }
 
@@ -299,7 +300,7 @@ impl Client {
                 // connection that fails before any byte of the response has arrived was most
                 // likely closed by the upstream while it sat in our pool (RFC 9112 §9.3.1):
                 // retry once, on a fresh connection, still under the same deadline.
-                Err(Failure {
+                Err(FailedAttempt {
                     response_started: false,
                     error,
                 }) => log::debug!("stale pooled connection ({error}); retrying on a new one"),
@@ -345,7 +346,7 @@ impl Client {
         let stream = Async::<TcpStream>::connect(addr).await?;
         stream.get_ref().set_nodelay(true)?;
         Ok(Aged {
-            conn: Conn::outbound(stream),
+            conn: BufferedStream::outbound(stream),
             opened: Instant::now(),
         })
     }
@@ -373,7 +374,7 @@ impl Client {
         aged: Aged,
         request: &[u8],
         phase: &AtomicU8,
-    ) -> Result<ClientResponse, Failure> {
+    ) -> Result<ClientResponse, FailedAttempt> {
         let Aged { mut conn, opened } = aged;
         phase.store(Phase::Send as u8, Ordering::Relaxed);
         trace::message(conn.id, Direction::Sent, request);
@@ -421,7 +422,7 @@ impl Client {
     }
 
     /// Reads a final response head, skipping any interim 1xx responses (RFC 9110 §15.2).
-    async fn read_head(&self, conn: &mut Connection) -> Result<ResponseHead, Failure> {
+    async fn read_head(&self, conn: &mut Stream) -> Result<ResponseHead, FailedAttempt> {
         loop {
             let head = self.read_one_head(conn).await?;
             if !(100..200).contains(&head.status) || head.status == 101 {
@@ -430,7 +431,7 @@ impl Client {
         }
     }
 
-    async fn read_one_head(&self, conn: &mut Connection) -> Result<ResponseHead, Failure> {
+    async fn read_one_head(&self, conn: &mut Stream) -> Result<ResponseHead, FailedAttempt> {
         loop {
             let parsed = parse_response_head(
                 conn.buffered(),
@@ -457,8 +458,8 @@ impl Client {
             let started = !conn.buffered().is_empty();
             if !started {
                 // Nothing of the response yet: wait for readability rather than try a read
-                // that would fail with EAGAIN while A is still working (see `server.rs`).
-                // An error here shows up again in the read below.
+                // that would fail with EAGAIN while A is still working (see
+                // `server/connection.rs`). An error here shows up again in the read below.
                 let _ = conn.stream.readable().await;
             }
             match conn.fill().await {
@@ -473,15 +474,15 @@ impl Client {
     }
 }
 
-fn closed(phase: Phase, detail: String, response_started: bool) -> Failure {
-    Failure {
+fn closed(phase: Phase, detail: String, response_started: bool) -> FailedAttempt {
+    FailedAttempt {
         error: ClientError::Closed { phase, detail },
         response_started,
     }
 }
 
-fn bad_response(what: String) -> Failure {
-    Failure {
+fn bad_response(what: String) -> FailedAttempt {
+    FailedAttempt {
         error: ClientError::BadResponse(what),
         response_started: true,
     }

@@ -1,4 +1,5 @@
-//! A byte stream with a read buffer: the bytes that have arrived but are not parsed yet.
+//! `BufferedStream`: a byte stream with a read buffer (RFC 9112 §2.1, §9.3.2), the bytes that
+//! have arrived but are not parsed yet.
 //!
 //! HTTP/1.1 has no message boundaries on the wire (RFC 9112 §2.1): a read may hold half a head,
 //! or one request and the start of the next (pipelining, RFC 9112 §9.3.2). So we read into a
@@ -20,7 +21,7 @@ use super::trace::{ConnId, Side};
 
 /// A stream and the bytes read from it that nobody has consumed yet.
 #[derive(Debug)]
-pub struct Conn<S> {
+pub struct BufferedStream<S> {
     pub stream: S,
     /// The connection's name in the wire trace.
     pub id: ConnId,
@@ -30,19 +31,19 @@ pub struct Conn<S> {
     end: usize,
 }
 
-impl<S> Conn<S> {
+impl<S> BufferedStream<S> {
     /// A connection a client opened to us.
     pub fn new(stream: S) -> Self {
-        Conn::with_id(stream, ConnId::next(Side::Inbound))
+        BufferedStream::with_id(stream, ConnId::next(Side::Inbound))
     }
 
     /// A connection we opened to an upstream.
     pub fn outbound(stream: S) -> Self {
-        Conn::with_id(stream, ConnId::next(Side::Outbound))
+        BufferedStream::with_id(stream, ConnId::next(Side::Outbound))
     }
 
     fn with_id(stream: S, id: ConnId) -> Self {
-        Conn {
+        BufferedStream {
             stream,
             id,
             buf: Vec::new(),
@@ -90,7 +91,7 @@ impl<S> Conn<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> Conn<S> {
+impl<S: AsyncRead + Unpin> BufferedStream<S> {
     /// Reads once more from the stream, appending to the buffer. Returns the number of bytes
     /// read; `0` means the peer closed its side (end of stream).
     ///
@@ -115,7 +116,7 @@ mod tests {
 
     #[test]
     fn fill_appends_and_consume_keeps_the_rest() {
-        let mut conn = Conn::new(&b"GET / HTTP/1.1\r\n\r\nGET /next"[..]);
+        let mut conn = BufferedStream::new(&b"GET / HTTP/1.1\r\n\r\nGET /next"[..]);
         let n = smol::block_on(conn.fill()).expect("read from a slice");
         assert_eq!(n, 27);
         conn.consume(18);
@@ -134,7 +135,7 @@ mod tests {
             .cycle()
             .take(message.len() * 1000)
             .collect();
-        let mut conn = Conn::new(&stream[..]);
+        let mut conn = BufferedStream::new(&stream[..]);
         let mut seen = 0;
         while smol::block_on(conn.fill()).expect("slice") > 0 {
             while conn.buffered().len() >= message.len() {

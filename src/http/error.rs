@@ -1,14 +1,101 @@
-//! What can go wrong while a server reads a request, and the status each failure is answered
-//! with (RFC 9110 §15.5 and §15.6, RFC 9112 §2.2, §6.1 and §6.3). One enum, one `Display`,
-//! one `status()`.
+//! Every failure of the HTTP layer, and the status a server answers each with (RFC 9110 §15.5
+//! and §15.6, RFC 9112 §2.2, §6.1 and §6.3). The reading code of both sides shares them, so
+//! they live here, below it: `head`, `chunked` and `body` all import this file, and it imports
+//! none of them.
 //!
-//! After any of these the connection is closed: once framing is in doubt we do not know where
-//! the next request would start, and guessing is how request smuggling happens.
+//! * `FramingError`: header fields that make a body's end unknowable (RFC 9112 §6.3);
+//! * `BodyError`: a body that could not be read (RFC 9112 §6, §7.1);
+//! * `ResponseHeadError`: a response head the client could not read (RFC 9112 §4);
+//! * `RequestError`: everything a server can meet while reading a request, with `status()`.
+//!
+//! After a `RequestError` the connection is closed: once framing is in doubt we do not know
+//! where the next request would start, and guessing is how request smuggling happens.
 
 use std::fmt;
 use std::io;
 
-use super::body::{BodyError, FramingError};
+/// Header fields that make the framing unsafe or impossible to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingError {
+    /// Both `Content-Length` and `Transfer-Encoding`: a classic smuggling vector.
+    LengthAndTransferEncoding,
+    /// Two `Content-Length` values that differ.
+    ConflictingLengths,
+    /// A `Content-Length` that is not a plain decimal number.
+    BadLength,
+    /// A `Transfer-Encoding` whose final coding is not `chunked`: the length of a request
+    /// cannot be known (RFC 9112 §6.3, rule 4), and a response runs until close.
+    UnsupportedTransferEncoding,
+    /// A `Transfer-Encoding` that ends in `chunked` but lists other codings too, or gives
+    /// `chunked` a parameter (`gzip, chunked`, `chunked;foo=bar`): well framed, but a coding
+    /// we do not implement (RFC 9112 §6.1: a server answers `501`).
+    UnknownTransferCoding,
+    /// A `Transfer-Encoding` value that is not a list of transfer codings (RFC 9112 §6.1).
+    MalformedTransferEncoding,
+    /// A `Transfer-Encoding` in an HTTP/1.0 request, which RFC 9112 §6.1 calls faulty framing.
+    TransferEncodingInHttp10,
+}
+
+impl fmt::Display for FramingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FramingError::LengthAndTransferEncoding => "both Content-Length and Transfer-Encoding",
+            FramingError::ConflictingLengths => "conflicting Content-Length values",
+            FramingError::BadLength => "invalid Content-Length",
+            FramingError::UnsupportedTransferEncoding => {
+                "Transfer-Encoding whose final coding is not chunked"
+            }
+            FramingError::UnknownTransferCoding => {
+                "Transfer-Encoding with a coding other than a single chunked"
+            }
+            FramingError::MalformedTransferEncoding => "malformed Transfer-Encoding",
+            FramingError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+        })
+    }
+}
+
+impl std::error::Error for FramingError {}
+
+/// What can go wrong while reading a body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is larger than the cap we read with.
+    TooLarge,
+    /// The chunked coding is broken; the text says where.
+    BadChunk(&'static str),
+    /// The connection ended before the body was complete.
+    Closed,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("body too large"),
+            BodyError::BadChunk(what) => write!(f, "bad chunked body: {what}"),
+            BodyError::Closed => f.write_str("connection closed before the body was complete"),
+            BodyError::Io(e) => write!(f, "socket error while reading the body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        BodyError::Io(e)
+    }
+}
+
+/// What can go wrong reading a response head (the client side).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResponseHeadError {
+    /// Bytes that are not an HTTP/1.x status line and header fields.
+    Malformed(&'static str),
+    /// The head is larger than the client's head limit.
+    TooLarge,
+}
 
 /// A request that could not be read.
 #[derive(Debug)]

@@ -7,8 +7,8 @@
 
 use futures_lite::AsyncRead;
 
-use super::conn::Conn;
-use super::error::RequestError;
+use super::conn::BufferedStream;
+use super::error::{RequestError, ResponseHeadError};
 use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::target::{check_host, check_target};
@@ -189,7 +189,7 @@ fn origin_form(target: &str) -> &str {
 /// request) in the buffer. `Ok(None)`: the peer closed cleanly before sending anything.
 /// The caller bounds the time this may take.
 pub async fn read_request_head<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, RequestError> {
     loop {
@@ -209,15 +209,6 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
             };
         }
     }
-}
-
-/// What can go wrong reading a response head (the client side).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ResponseHeadError {
-    /// Bytes that are not an HTTP/1.x status line and header fields.
-    Malformed(&'static str),
-    /// The head is larger than the client's head limit.
-    TooLarge,
 }
 
 /// Parses a response head from the front of `buf`: `Ok(None)` means "read more".
@@ -498,7 +489,7 @@ mod tests {
     fn reads_a_head_delivered_one_byte_at_a_time() {
         let raw = lines(&["GET /health HTTP/1.1", "Host: a"]);
         let reader = OneByteReader(&raw);
-        let mut conn = Conn::new(reader);
+        let mut conn = BufferedStream::new(reader);
         let head = smol::block_on(read_request_head(&mut conn, &Limits::default()))
             .expect("valid")
             .expect("a request");
@@ -507,10 +498,10 @@ mod tests {
 
     #[test]
     fn eof_inside_a_head_is_closed_and_before_it_is_none() {
-        let mut conn = Conn::new(&b"GET / HT"[..]);
+        let mut conn = BufferedStream::new(&b"GET / HT"[..]);
         let err = smol::block_on(read_request_head(&mut conn, &Limits::default()));
         assert!(matches!(err, Err(RequestError::Closed)));
-        let mut conn = Conn::new(&b""[..]);
+        let mut conn = BufferedStream::new(&b""[..]);
         let none = smol::block_on(read_request_head(&mut conn, &Limits::default()));
         assert!(matches!(none, Ok(None)));
     }

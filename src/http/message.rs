@@ -174,15 +174,13 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// A response to write. The writer adds `Content-Length` and, when closing, `Connection`.
+/// A response to write. The writer adds `Date`, `Content-Length` and, when closing,
+/// `Connection`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    /// Close the connection without writing this response, as a crashing server would.
-    /// Only for fault injection; the server logs nothing more for it.
-    pub hang_up: bool,
 }
 
 impl Response {
@@ -192,19 +190,7 @@ impl Response {
             status,
             headers: vec![("Content-Type", content_type.to_owned())],
             body: body.into(),
-            hang_up: false,
         }
-    }
-
-    /// A response with a JSON body, already serialized.
-    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
-        Response::new(status, "application/json", body)
-    }
-
-    /// A JSON error body: `{"error":"<text>"}`.
-    pub fn json_error(status: u16, text: &str) -> Response {
-        let body = serde_json::json!({ "error": text }).to_string();
-        Response::json(status, body)
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {

@@ -92,7 +92,8 @@ mod tests {
     /// The response as text, with its `Date` line (checked, then taken out: it changes).
     fn written(version: Version, head_only: bool, close: bool) -> String {
         let mut out = Vec::new();
-        let response = Response::json(200, "{}").with_header("X-Request-Id", "r1");
+        let response =
+            Response::new(200, "application/json", "{}").with_header("X-Request-Id", "r1");
         write_response(&mut out, &response, version, head_only, close);
         let text = String::from_utf8(out).expect("ascii");
         let (status_line, rest) = text.split_once("\r\n").expect("a status line");

@@ -9,11 +9,13 @@ use serde_json::value::RawValue;
 
 use super::metrics::{Metrics, render_cluster};
 use super::query::{encode, query_param};
-use super::{Exchange, Failure, health, json_string, log_rejected, ready, route};
+use super::{
+    Failure, RequestScope, health, json, json_error, json_string, log_rejected, ready, route,
+};
 use crate::http::client::{ClientResponse, Deadline};
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
-use crate::http::server::{Handler, ServerStatus};
+use crate::http::server::{Handler, Outcome, ServerStatus};
 use crate::upstream::{CallError, CallReport, Cluster};
 
 /// The caller service's handler: A's replicas with the policy for calling them, and the
@@ -82,13 +84,13 @@ impl CallerService {
     async fn respond(
         &self,
         request: &Request,
-        exchange: &mut Exchange<'_>,
+        scope: &mut RequestScope<'_>,
     ) -> (Response, Option<Failure>) {
         match route(
             &request.head,
             &["/health", "/ready", "/call-echo", "/metrics"],
         ) {
-            Ok("/call-echo") => self.call_echo(request.head.query(), exchange).await,
+            Ok("/call-echo") => self.call_echo(request.head.query(), scope).await,
             Ok("/ready") => (ready(&self.server), None),
             Ok("/metrics") => (self.metrics_response(), None),
             Ok(_) => (health(), None),
@@ -106,7 +108,7 @@ impl CallerService {
     async fn call_echo(
         &self,
         query: Option<&str>,
-        exchange: &mut Exchange<'_>,
+        scope: &mut RequestScope<'_>,
     ) -> (Response, Option<Failure>) {
         let msg = match query_param(query, "msg") {
             Ok(msg) => msg.unwrap_or_default(),
@@ -116,15 +118,15 @@ impl CallerService {
                     kind: None,
                     text: text.clone(),
                 };
-                return (Response::json_error(400, &text), Some(failure));
+                return (json_error(400, &text), Some(failure));
             }
         };
-        let (result, report) = self.ask_a(&msg, exchange).await;
+        let (result, report) = self.ask_a(&msg, scope).await;
         if self.cluster.has_choices() {
-            exchange.upstream = Some(report);
+            scope.upstream = Some(report);
         }
         match result {
-            Ok(body) => (Response::json(200, body), None),
+            Ok(body) => (json(200, body), None),
             Err(e) => {
                 let failure = Failure {
                     kind: Some(e.kind()),
@@ -140,12 +142,12 @@ impl CallerService {
     async fn ask_a(
         &self,
         msg: &str,
-        exchange: &Exchange<'_>,
+        scope: &RequestScope<'_>,
     ) -> (Result<String, UpstreamError>, CallReport) {
         let target = format!("/echo?msg={}", encode(msg));
         // The request id and the trace go on to A (W3C Trace Context: our span is A's parent).
-        let traceparent = exchange.trace.traceparent();
-        let headers = exchange.propagated_headers(&traceparent);
+        let traceparent = scope.trace.traceparent();
+        let headers = scope.propagated_headers(&traceparent);
         let deadline = Deadline::after(self.timeout);
         let (result, report) = self.cluster.call(&target, &headers, deadline).await;
         let body = result.map_err(UpstreamError::Call).and_then(|response| {
@@ -181,17 +183,21 @@ fn unavailable(error: &UpstreamError) -> Response {
         json_string(&error.to_string()),
         error.kind()
     );
-    Response::json(503, body)
+    json(503, body)
 }
 
 impl Handler for CallerService {
-    async fn handle(&self, request: Request) -> Response {
-        let mut exchange = Exchange::begin("B", &self.metrics, &request);
-        let (response, failure) = self.respond(&request, &mut exchange).await;
-        exchange.finish(response, failure)
+    async fn handle(&self, request: Request) -> Outcome {
+        let mut scope = RequestScope::begin("B", &self.metrics, &request);
+        let (response, failure) = self.respond(&request, &mut scope).await;
+        scope.finish(response, failure)
     }
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
         log_rejected("B", &self.metrics, peer, error, status);
+    }
+
+    fn error_response(&self, status: u16, text: &str) -> Response {
+        json_error(status, text)
     }
 }

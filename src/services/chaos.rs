@@ -8,8 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::json_error;
 use super::random_unit;
-use crate::http::message::Response;
+use crate::http::server::Outcome;
 
 /// How long the black hole holds a request before it hangs up, still without a byte.
 ///
@@ -88,16 +89,14 @@ impl Chaos {
         self.delay + self.jitter.mul_f64(jitter_draw) + tail
     }
 
-    /// After the work, perhaps replaces the real answer: `Some` is the response to send
-    /// instead (a 500, or a hang-up).
-    pub fn spoil(&self) -> Option<Response> {
+    /// After the work, perhaps replaces the real answer: `Some` is what happens instead (a
+    /// 500, or a hang-up).
+    pub fn spoil(&self) -> Option<Outcome> {
         if random_unit() < self.drop_rate {
-            let mut hang_up = Response::json_error(500, "dropped by chaos");
-            hang_up.hang_up = true;
-            return Some(hang_up);
+            return Some(Outcome::HangUp);
         }
         if random_unit() < self.fail_rate {
-            return Some(Response::json_error(500, "failed by chaos"));
+            return Some(json_error(500, "failed by chaos").into());
         }
         None
     }

@@ -26,10 +26,13 @@ use futures_lite::FutureExt;
 use super::chaos::{BLACKHOLE_HOLD, Chaos};
 use super::metrics::Metrics;
 use super::query::query_param;
-use super::{Exchange, Failure, health, json_string, log_rejected, metrics_response, ready, route};
+use super::{
+    Failure, RequestScope, health, json, json_error, json_string, log_rejected, metrics_response,
+    ready, route,
+};
 use crate::http::error::RequestError;
 use crate::http::message::{Headers, Request, RequestHead, Response};
-use crate::http::server::{Handler, ServerStatus};
+use crate::http::server::{Handler, Outcome, ServerStatus};
 use crate::upstream::deadline::{self, parse_remaining};
 
 /// The echo service's handler.
@@ -70,7 +73,7 @@ impl EchoService {
     /// What happens to an `/echo` before its answer: the caller's deadline is checked, the
     /// chaos delay waited out (raced against that deadline), and the chaos may replace the
     /// answer. `Some`: the response to send instead of the echo.
-    async fn work(&self, request: &Request, arrival: Instant) -> Option<(Response, Failure)> {
+    async fn work(&self, request: &Request, arrival: Instant) -> Option<(Outcome, Failure)> {
         let remaining = request
             .head
             .headers
@@ -89,17 +92,16 @@ impl EchoService {
         if let (Err(Abandoned), Some(left)) = (delay(wait, deadline).await, remaining) {
             return Some(self.give_up(GiveUp::DeadlinePassed(left)));
         }
-        let response = self.chaos.spoil()?;
-        let text = if response.hang_up {
-            "dropped"
-        } else {
-            "failed"
+        let outcome = self.chaos.spoil()?;
+        let text = match outcome {
+            Outcome::HangUp => "dropped",
+            Outcome::Respond(_) => "failed",
         };
         let failure = Failure {
             kind: Some("chaos"),
             text: text.to_owned(),
         };
-        Some((response, failure))
+        Some((outcome, failure))
     }
 
     /// Counts work given up for the caller's deadline; the answer to send and its failure
@@ -109,7 +111,7 @@ impl EchoService {
     /// then the answer costs one small write that goes nowhere. But a caller still there (one
     /// that sent a shorter deadline than it keeps, or a person with curl) learns why, where a
     /// silent close would look exactly like a crash, and the connection stays usable.
-    fn give_up(&self, why: GiveUp) -> (Response, Failure) {
+    fn give_up(&self, why: GiveUp) -> (Outcome, Failure) {
         let (reason, text) = match why {
             GiveUp::ExpiredOnArrival => (
                 "expired_on_arrival",
@@ -128,7 +130,7 @@ impl EchoService {
             kind: Some("deadline"),
             text,
         };
-        (Response::json_error(503, &failure.text), failure)
+        (json_error(503, &failure.text).into(), failure)
     }
 
     /// The black hole: the request has been read and is never answered. Only what its log
@@ -136,13 +138,11 @@ impl EchoService {
     /// dropped), so a held request costs its connection and a timer. After `BLACKHOLE_HOLD`
     /// A hangs up without a byte. Shutdown treats it like any request in flight: it is dropped,
     /// unanswered, when the grace period ends.
-    async fn swallow(&self, request: Request) -> Response {
+    async fn swallow(&self, request: Request) -> Outcome {
         let kept = log_fields_of(&request);
         drop(request);
-        let exchange = Exchange::begin("A", &self.metrics, &kept);
+        let scope = RequestScope::begin("A", &self.metrics, &kept);
         Timer::after(BLACKHOLE_HOLD).await;
-        let mut hang_up = Response::json_error(500, "black-holed by chaos");
-        hang_up.hang_up = true;
         let failure = Failure {
             kind: Some("chaos"),
             text: format!(
@@ -150,7 +150,7 @@ impl EchoService {
                 BLACKHOLE_HOLD.as_millis()
             ),
         };
-        exchange.finish(hang_up, Some(failure))
+        scope.finish(Outcome::HangUp, Some(failure))
     }
 }
 
@@ -178,7 +178,7 @@ fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
         Ok(msg) => {
             let msg = msg.unwrap_or_default();
             let body = format!(r#"{{"echo":{}}}"#, json_string(&msg));
-            (Response::json(200, body), None)
+            (json(200, body), None)
         }
         Err(e) => {
             let text = e.to_string();
@@ -186,7 +186,7 @@ fn echo(query: Option<&str>) -> (Response, Option<Failure>) {
                 kind: None,
                 text: text.clone(),
             };
-            (Response::json_error(400, &text), Some(failure))
+            (json_error(400, &text), Some(failure))
         }
     }
 }
@@ -253,23 +253,27 @@ async fn delay(wait: Duration, deadline: Option<Instant>) -> Result<(), Abandone
 }
 
 impl Handler for EchoService {
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, request: Request) -> Outcome {
         let arrival = Instant::now();
         let is_echo = request.head.path() == "/echo";
         // The black hole ignores deadlines: it is a dead host, which reads nothing.
         if is_echo && self.chaos.blackhole {
             return self.swallow(request).await;
         }
-        let exchange = Exchange::begin("A", &self.metrics, &request);
-        if is_echo && let Some((response, failure)) = self.work(&request, arrival).await {
-            return exchange.finish(response, Some(failure));
+        let scope = RequestScope::begin("A", &self.metrics, &request);
+        if is_echo && let Some((outcome, failure)) = self.work(&request, arrival).await {
+            return scope.finish(outcome, Some(failure));
         }
         let (response, failure) = self.respond(&request);
-        exchange.finish(response, failure)
+        scope.finish(response, failure)
     }
 
     fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
         log_rejected("A", &self.metrics, peer, error, status);
+    }
+
+    fn error_response(&self, status: u16, text: &str) -> Response {
+        json_error(status, text)
     }
 }
 

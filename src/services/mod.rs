@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::http::error::RequestError;
 use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
-use crate::http::server::ServerStatus;
+use crate::http::server::{Outcome, ServerStatus};
 use crate::logging::{self, Field, Value};
 use crate::upstream::CallReport;
 use metrics::Metrics;
@@ -43,13 +43,13 @@ pub fn route<'p>(head: &RequestHead, paths: &[&'p str]) -> Result<&'p str, Respo
         return Err(options());
     }
     let Some(path) = paths.iter().find(|p| **p == head.path()) else {
-        return Err(Response::json_error(404, "not found"));
+        return Err(json_error(404, "not found"));
     };
     match head.method.as_str() {
         "GET" | "HEAD" => Ok(path),
         method => {
             let text = format!("method {method} not allowed; use {ALLOW}");
-            Err(Response::json_error(405, &text).with_header("Allow", ALLOW))
+            Err(json_error(405, &text).with_header("Allow", ALLOW))
         }
     }
 }
@@ -62,7 +62,6 @@ fn options() -> Response {
         status: 200,
         headers: vec![("Allow", ALLOW.to_owned())],
         body: Vec::new(),
-        hang_up: false,
     }
 }
 
@@ -74,7 +73,7 @@ pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Resp
 /// `{"status":"ok"}`: the answer to `/health` on both services. Liveness: it says only that
 /// the process answers, so whatever else is going on, a restart would not help.
 pub fn health() -> Response {
-    Response::json(200, r#"{"status":"ok"}"#)
+    json(200, r#"{"status":"ok"}"#)
 }
 
 /// The answer to `/ready` on both services. Readiness: whether to send this instance new
@@ -83,16 +82,20 @@ pub fn health() -> Response {
 /// liveness probe, this takes the instance out of rotation without restarting it.
 pub fn ready(server: &ServerStatus) -> Response {
     if server.is_draining() {
-        Response::json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
+        json(503, r#"{"status":"not ready","reason":"shutting down"}"#)
     } else if server.at_connection_cap() {
-        Response::json(
+        json(
             503,
             r#"{"status":"not ready","reason":"connection limit reached"}"#,
         )
     } else {
-        Response::json(200, r#"{"status":"ready"}"#)
+        json(200, r#"{"status":"ready"}"#)
     }
 }
+
+/// The status a hang-up is logged and counted with, though none is sent: the request failed
+/// on our side, as a `500` would say.
+const HANG_UP_STATUS: u16 = 500;
 
 /// A failure worth naming in the log line: `error_kind` (when there is one) and the text.
 pub struct Failure {
@@ -103,7 +106,7 @@ pub struct Failure {
 /// One request being served: when it started and its id. `finish` logs, counts, and tags the
 /// response.
 /// It borrows the request, which outlives it inside the handler.
-pub struct Exchange<'a> {
+pub struct RequestScope<'a> {
     service: &'static str,
     metrics: &'a Metrics,
     started: Instant,
@@ -116,19 +119,19 @@ pub struct Exchange<'a> {
     pub upstream: Option<CallReport>,
 }
 
-impl<'a> Exchange<'a> {
+impl<'a> RequestScope<'a> {
     pub fn begin(
         service: &'static str,
         metrics: &'a Metrics,
         request: &'a Request,
-    ) -> Exchange<'a> {
+    ) -> RequestScope<'a> {
         let request_id = request
             .head
             .headers
             .get_str("x-request-id")
             .filter(|id| is_sane_request_id(id))
             .map_or_else(new_request_id, str::to_owned);
-        Exchange {
+        RequestScope {
             service,
             metrics,
             started: Instant::now(),
@@ -155,14 +158,19 @@ impl<'a> Exchange<'a> {
         headers
     }
 
-    /// Logs the request's one line and returns the response with its `X-Request-Id`.
-    pub fn finish(self, response: Response, failure: Option<Failure>) -> Response {
+    /// Logs the request's one line and returns the outcome, a response with its
+    /// `X-Request-Id`.
+    pub fn finish(self, outcome: impl Into<Outcome>, failure: Option<Failure>) -> Outcome {
+        let outcome = outcome.into();
+        let status = match &outcome {
+            Outcome::Respond(response) => response.status,
+            Outcome::HangUp => HANG_UP_STATUS,
+        };
         let elapsed = self.started.elapsed();
-        self.metrics
-            .record_request(self.endpoint, response.status, elapsed);
+        self.metrics.record_request(self.endpoint, status, elapsed);
         let line = LogLine {
-            exchange: &self,
-            status: response.status,
+            scope: &self,
+            status,
             latency: elapsed,
             failure: failure.as_ref(),
         };
@@ -173,7 +181,12 @@ impl<'a> Exchange<'a> {
             _ => log::Level::Info,
         };
         logging::emit(level, module_path!(), &line.fields());
-        response.with_header("X-Request-Id", self.request_id)
+        match outcome {
+            Outcome::Respond(response) => {
+                Outcome::Respond(response.with_header("X-Request-Id", self.request_id))
+            }
+            Outcome::HangUp => Outcome::HangUp,
+        }
     }
 }
 
@@ -181,7 +194,7 @@ impl<'a> Exchange<'a> {
 /// into the logger's line (as `key=value` text or JSON members, see `crate::logging`): building
 /// it as a `String` first would cost an allocation and a copy per request.
 struct LogLine<'e, 'a> {
-    exchange: &'e Exchange<'a>,
+    scope: &'e RequestScope<'a>,
     status: u16,
     latency: Duration,
     failure: Option<&'e Failure>,
@@ -189,7 +202,7 @@ struct LogLine<'e, 'a> {
 
 impl LogLine<'_, '_> {
     fn fields(&self) -> [Field<'_>; 11] {
-        let e = self.exchange;
+        let e = self.scope;
         let (kind, error) = match self.failure {
             Some(Failure { kind, text }) => (kind.as_ref(), Some(text.as_str())),
             None => (None, None),
@@ -217,6 +230,19 @@ impl LogLine<'_, '_> {
             ("error", error.map_or(Value::Absent, Value::Quoted)),
         ]
     }
+}
+
+/// A response with a JSON body, already serialized.
+pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    Response::new(status, "application/json", body)
+}
+
+/// The contract's error body, `{"error":"<text>"}`: every error both services answer, the
+/// HTTP layer's rejections included (through `Handler::error_response`), except B's `503`
+/// for a failed call to A, which says more.
+pub fn json_error(status: u16, text: &str) -> Response {
+    let body = serde_json::json!({ "error": text }).to_string();
+    json(status, body)
 }
 
 /// `s` as a JSON string literal, quotes and escapes included (RFC 8259 §7).
@@ -386,10 +412,10 @@ mod tests {
             "traceparent",
             b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        let exchange = Exchange::begin("B", &metrics, &request);
+        let scope = RequestScope::begin("B", &metrics, &request);
         for (latency, shown) in [(1_000_849, "1000.8"), (50, "0.0"), (123_456, "123.4")] {
             let line = LogLine {
-                exchange: &exchange,
+                scope: &scope,
                 status: 503,
                 latency: Duration::from_micros(latency),
                 failure: None,

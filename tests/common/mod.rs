@@ -7,20 +7,33 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_lab::child::{ChildService, Lines, listening_address};
+
 /// How long any single socket read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A running service binary, killed when dropped.
-pub struct Service {
-    pub child: Child,
-    pub addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
+/// A running service binary, killed when dropped: the library's `ChildService` (its `child`,
+/// `addr` and `lines`), with the test's defaults and panics instead of errors.
+pub struct Service(ChildService);
+
+impl Deref for Service {
+    type Target = ChildService;
+    fn deref(&self) -> &ChildService {
+        &self.0
+    }
+}
+
+impl DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut ChildService {
+        &mut self.0
+    }
 }
 
 impl Service {
@@ -54,43 +67,10 @@ impl Service {
     /// Spawns a prepared command and waits for its startup line. Logs go to stdout (errors
     /// before logging starts to stderr); whichever of the two is piped is collected.
     pub fn spawn(mut command: Command) -> Service {
-        let mut child = command.spawn().expect("spawn service");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
-            let sink = logs.clone();
-            let addr_tx = addr_tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = addr_tx.send(addr.trim().to_owned());
-                    }
-                    sink.lock().expect("log lock").push(line);
-                }
-            });
+        match ChildService::start(&mut command, Duration::from_secs(10), |_| {}) {
+            Ok(service) => Service(service),
+            Err(e) => panic!("service did not start: {e}"),
         }
-        // Only the reader threads hold senders now: if the service dies before announcing
-        // its address, the wait below ends at once instead of at its timeout.
-        drop(addr_tx);
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => addr.parse().expect("startup line names an address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "service did not start: {:?}",
-                    logs.lock().expect("log lock")
-                );
-            }
-        };
-        Service { child, addr, logs }
     }
 
     /// Starts `bin --host 127.0.0.1 --port 0 args...`, reads its startup line, then closes
@@ -109,23 +89,14 @@ impl Service {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("startup line");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
+        let addr = listening_address(&line)
             .unwrap_or_else(|| panic!("the first line names the address: {line:?}"))
-            .trim()
             .parse()
             .expect("an address");
         drop(stdout);
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Service { child, addr, logs }
+        let lines = Lines::default();
+        lines.read_from(child.stderr.take().expect("stderr"), None, |_| {});
+        Service(ChildService::adopt(child, addr, lines))
     }
 
     pub fn url(&self) -> String {
@@ -134,67 +105,34 @@ impl Service {
 
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().expect("log lock").clone()
+        self.lines.all()
     }
 
     /// Waits up to `within` for a log line containing `needle`.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> Option<String> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
-                return Some(line);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.lines
+            .wait_for(needle, 1, within)
+            .then(|| self.lines.find(needle))
+            .flatten()
     }
 
     /// Waits up to `within` until at least `count` log lines contain `needle`; whether they do.
     pub fn wait_for_logs(&self, needle: &str, count: usize, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        loop {
-            let seen = self.logs().iter().filter(|l| l.contains(needle)).count();
-            if seen >= count {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.lines.wait_for(needle, count, within)
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        if let Err(e) = self.0.signal(name) {
+            panic!("{e}");
+        }
     }
 
     /// Waits up to `within` for the process to exit; its exit code, or `None` if it did not.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0
+            .wait_exit(within)
+            .map(|status| status.code().unwrap_or(-1))
     }
 }
 

@@ -3,10 +3,10 @@
 //! The input is what a client sent on one connection. It is read twice:
 //!
 //! 1. From one buffer, the way the pure functions are meant to be chained: `parse_request_head`,
-//!    `request_framing`, `read_body` over a `Conn` holding the rest, then the next pipelined
+//!    `request_framing`, `read_body` over a `BufferedStream` holding the rest, then the next pipelined
 //!    request, until the bytes end, stop in the middle of a message, or are rejected.
 //! 2. As the server reads a socket: `read_request_head` + `request_framing` + `read_body` on
-//!    one `Conn` whose stream hands the bytes out in reads of random sizes.
+//!    one `BufferedStream` whose stream hands the bytes out in reads of random sizes.
 //!
 //! Both readings run twice: with `Limits::default()`, and with tiny limits so that the head,
 //! target, field-count and body caps are crossed by short inputs.
@@ -22,9 +22,9 @@
 //! repository root (`tests/fuzz_corpus.rs`), which replays every file of `corpus/request/`.
 
 use super::{End, SplitReader, check_chunked_split, cut_point};
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, request_framing};
-use echo_lab::http::conn::Conn;
-use echo_lab::http::error::RequestError;
+use echo_lab::http::body::{BodyFraming, read_body, request_framing};
+use echo_lab::http::conn::BufferedStream;
+use echo_lab::http::error::{BodyError, RequestError};
 use echo_lab::http::head::{parse_request_head, read_request_head};
 use echo_lab::http::limits::Limits;
 use echo_lab::http::message::RequestHead;
@@ -138,7 +138,7 @@ fn from_one_buffer(data: &[u8], split: u8, limits: &Limits) -> (Requests, End) {
         if framing == BodyFraming::Chunked {
             check_chunked_split(after_head, split);
         }
-        let mut conn = Conn::new(after_head);
+        let mut conn = BufferedStream::new(after_head);
         let body = match block_on(read_body(&mut conn, framing, limits.max_body_bytes)) {
             Ok(body) => body,
             Err(e) => return (requests, body_end(&e)),
@@ -160,10 +160,10 @@ fn from_one_buffer(data: &[u8], split: u8, limits: &Limits) -> (Requests, End) {
     }
 }
 
-/// Reading 2: the server's loop, on a `Conn` whose reads come in random sizes.
+/// Reading 2: the server's loop, on a `BufferedStream` whose reads come in random sizes.
 fn from_split_reads(data: &[u8], split: u8, limits: &Limits) -> (Requests, End) {
     let mut requests = Vec::new();
-    let mut conn = Conn::new(SplitReader::new(data, split));
+    let mut conn = BufferedStream::new(SplitReader::new(data, split));
     loop {
         let head = match block_on(read_request_head(&mut conn, limits)) {
             Ok(Some(head)) => head,

@@ -4,7 +4,7 @@
 //! response is read as: response heads, skipping interim 1xx (but not 101); `response_framing`;
 //! `read_body` with the client's body cap. Whatever follows a complete response is read as a
 //! next one (as a pipelining client would), until the bytes end or are rejected. It is read
-//! twice, from one buffer with `parse_response_head` and from a `Conn` whose stream hands the
+//! twice, from one buffer with `parse_response_head` and from a `BufferedStream` whose stream hands the
 //! bytes out in random-sized reads, the way `Client::read_one_head` loops over `fill`.
 //!
 //! Both readings run twice: with `ClientLimits::default()`, and with tiny limits so that the
@@ -21,9 +21,10 @@
 //! repository root (`tests/fuzz_corpus.rs`), which replays every file of `corpus/response/`.
 
 use super::{End, SplitReader, check_chunked_split, cut_point};
-use echo_lab::http::body::{BodyError, BodyFraming, read_body, response_framing};
-use echo_lab::http::conn::Conn;
-use echo_lab::http::head::{ResponseHeadError, parse_response_head};
+use echo_lab::http::body::{BodyFraming, read_body, response_framing};
+use echo_lab::http::conn::BufferedStream;
+use echo_lab::http::error::{BodyError, ResponseHeadError};
+use echo_lab::http::head::parse_response_head;
 use echo_lab::http::limits::ClientLimits;
 use echo_lab::http::message::ResponseHead;
 use futures_lite::AsyncRead;
@@ -136,7 +137,7 @@ fn from_one_buffer(data: &[u8], split: u8, limits: &ClientLimits) -> (Responses,
         if framing == BodyFraming::Chunked {
             check_chunked_split(&rest, split);
         }
-        let mut conn = Conn::new(&rest[..]);
+        let mut conn = BufferedStream::new(&rest[..]);
         let body = match block_on(read_body(&mut conn, framing, limits.max_body_bytes)) {
             Ok(body) => body,
             Err(e) => return (responses, body_end(&e)),
@@ -168,7 +169,7 @@ fn from_one_buffer(data: &[u8], split: u8, limits: &ClientLimits) -> (Responses,
 /// `Client::read_one_head`: parse what is buffered, else read more; the end of the stream
 /// before a complete head means the response is incomplete.
 fn read_head<S: AsyncRead + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut BufferedStream<S>,
     limits: &ClientLimits,
 ) -> Result<ResponseHead, End> {
     loop {
@@ -188,10 +189,10 @@ fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Reading 2: the client's loop, on a `Conn` whose reads come in random sizes.
+/// Reading 2: the client's loop, on a `BufferedStream` whose reads come in random sizes.
 fn from_split_reads(data: &[u8], split: u8, limits: &ClientLimits) -> (Responses, End) {
     let mut responses = Vec::new();
-    let mut conn = Conn::new(SplitReader::new(data, split));
+    let mut conn = BufferedStream::new(SplitReader::new(data, split));
     loop {
         // Between responses: a clean end is a stream with nothing more in it.
         if conn.buffered().is_empty() {

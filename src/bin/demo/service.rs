@@ -3,16 +3,16 @@
 //! killing or freezing it, and making sure none outlives the demo.
 
 use std::env::consts::EXE_SUFFIX;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_signal::{Signal, Signals};
+use echo_lab::child::ChildService;
 use futures_lite::StreamExt;
 
 use crate::{lock, readable, say};
@@ -185,12 +185,12 @@ pub fn kill_children_on_signal() -> std::io::Result<()> {
 }
 
 /// One running service binary, with its output shown line by line and kept for searching.
-/// Killed when dropped, so no child outlives the demo (also on failure or panic).
+/// Killed when dropped (by `ChildService`), so no child outlives the demo, also on failure or
+/// panic.
 pub struct Service {
     name: &'static str,
-    child: Child,
+    process: ChildService,
     pub addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// Which of a service's log lines the demo shows as they come.
@@ -222,79 +222,42 @@ impl Service {
             |n| n.to_string_lossy().into_owned(),
         );
         say(&format!("$ {program} --host 127.0.0.1 {}", args.join(" ")));
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["--host", "127.0.0.1"])
             .args(args)
             // The startup line is logged at info: a quieter RUST_LOG would hide it.
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        lock(&CHILDREN).push(child.id());
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        // The log goes to stdout; a bad flag or port is reported on stderr before logging
-        // starts. Both are shown and searched alike.
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
-            let logs = logs.clone();
-            let addr_tx = addr_tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    // A per-request line names its method; events and start-up lines do not.
-                    if show == Show::All || !line.contains(" method=") {
-                        say(&format!("  {name} | {}", readable(&line)));
-                    }
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = addr_tx.send(addr.trim().to_owned());
-                    }
-                    lock(&logs).push(line);
-                }
-            });
-        }
-        // Once both readers are done (the child closed its output), `recv` stops waiting.
-        drop(addr_tx);
+            .stderr(Stdio::piped());
+        let show_line = move |line: &str| {
+            // A per-request line names its method; events and start-up lines do not.
+            if show == Show::All || !line.contains(" method=") {
+                say(&format!("  {name} | {}", readable(line)));
+            }
+        };
+        let process = ChildService::spawn(&mut command, show_line)?;
+        // On the signal watcher's list before the wait: a Ctrl-C meanwhile kills it too.
+        lock(&CHILDREN).push(process.child.id());
         let mut service = Service {
             name,
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            logs,
+            addr: process.addr,
+            process,
         };
         // Past this point `service` owns the child: any early return kills it.
-        let announced = addr_rx.recv_timeout(STARTUP_WAIT).map_err(|_| {
-            format!(
-                "{name} did not announce its address within {} s; its log: {:?}",
-                STARTUP_WAIT.as_secs(),
-                lock(&service.logs)
-            )
-        })?;
-        service.addr = announced
-            .parse()
-            .map_err(|e| format!("{name} announced {announced:?}, not an address: {e}"))?;
+        service.addr = service
+            .process
+            .wait_for_address(STARTUP_WAIT)
+            .map_err(|e| format!("{name} {e}"))?;
         Ok(service)
     }
 
     /// Sends SIGTERM and waits for the process to drain and exit 0.
     pub fn stop(&mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
+        let pid = self.process.child.id();
         say(&format!("$ kill -TERM {pid}    # stop {}", self.name));
-        // std can only SIGKILL a child; SIGTERM (the graceful stop) goes through kill(1).
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !sent.success() {
-            return Err(format!("kill -TERM {pid} failed: {sent}"));
-        }
+        self.process.signal("TERM")?;
         let status = self.wait_exit(EXIT_WAIT).ok_or_else(|| {
             format!(
                 "{} had not exited {} s after SIGTERM",
@@ -315,66 +278,37 @@ impl Service {
     /// Sends `signal` (`-KILL`: a crash, the replica is dead; `-STOP`: frozen, a black hole,
     /// since the kernel still accepts connections and takes requests that nobody reads).
     pub fn signal(&self, signal: &str, why: &str) -> Result<(), String> {
-        let pid = self.child.id().to_string();
+        let pid = self.process.child.id();
         say(&format!("$ kill {signal} {pid}    # {why}"));
-        let sent = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if sent.success() {
-            Ok(())
-        } else {
-            Err(format!("kill {signal} {pid} failed: {sent}"))
-        }
+        self.process.signal(signal.trim_start_matches('-'))
     }
 
     /// How many log lines so far contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
-        lock(&self.logs)
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.process.lines.count(needle)
     }
 
     fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.forget();
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let status = self.process.wait_exit(within)?;
+        self.forget();
+        Some(status)
     }
 
     /// Waits up to `within` for a log line containing `needle`; whether one came.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        loop {
-            if lock(&self.logs).iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.process.lines.wait_for(needle, 1, within)
     }
 
     /// Takes the child off the signal watcher's list, once it has exited.
     fn forget(&self) {
-        let pid = self.child.id();
+        let pid = self.process.child.id();
         lock(&CHILDREN).retain(|p| *p != pid);
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // `process` is killed right after this, when it is dropped.
         self.forget();
     }
 }

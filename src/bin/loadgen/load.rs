@@ -1,0 +1,225 @@
+//! Running the load: the executor threads, the workers of the closed or open loop, one
+//! request with its deadline, what each worker saw, and the progress line.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use echo_lab::http::client::{Client, Deadline};
+use echo_lab::http::limits::ClientLimits;
+use futures_lite::{FutureExt, StreamExt};
+use smol::Executor;
+
+use crate::histogram::Histogram;
+use crate::options::Options;
+use crate::report::Summary;
+
+/// The error kinds of `ClientError::kind()`, in the order they are reported.
+pub const ERROR_KINDS: [&str; 4] = ["connect", "timeout", "closed", "bad_response"];
+
+/// What one worker saw. Each worker keeps its own; they are merged at the end.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub latency: Histogram,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<&'static str, u64>,
+    /// The first error message of each kind, to say what went wrong.
+    pub first_error: BTreeMap<&'static str, String>,
+    pub unsent: u64,
+}
+
+impl Tally {
+    pub fn merge(&mut self, other: Tally) {
+        self.latency.merge(&other.latency);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        for (kind, text) in other.first_error {
+            self.first_error.entry(kind).or_insert(text);
+        }
+        self.unsent += other.unsent;
+    }
+}
+
+/// Counters every worker bumps, read by the progress line.
+#[derive(Debug, Default)]
+struct Live {
+    responses: AtomicU64,
+    errors: AtomicU64,
+    /// The index of the next request: due times in the open loop, the count with `-n`.
+    next: AtomicU64,
+}
+
+/// What one run shared among its workers.
+struct Plan {
+    client: Client,
+    target: String,
+    timeout: Duration,
+    rate: Option<f64>,
+    count: Option<u64>,
+    headers: Vec<(String, String)>,
+    start: Instant,
+    end: Instant,
+    live: Live,
+}
+
+/// Runs the whole load and returns its summary.
+pub fn run(options: &Options) -> Summary {
+    let limits = ClientLimits {
+        // Every worker holds at most one connection; the pool must keep them all, or
+        // connections would be closed and opened again between requests.
+        max_idle_per_upstream: options.connections,
+        ..ClientLimits::default()
+    };
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        client: Client::new(options.upstream.clone(), limits),
+        target: options.target.clone(),
+        timeout: options.timeout,
+        rate: options.rate,
+        count: options.count,
+        headers: options.headers.clone(),
+        start,
+        end: start + options.duration,
+        live: Live::default(),
+    });
+    let ex = Arc::new(Executor::new());
+    let tally = on_threads(&ex, options.threads, drive(ex.clone(), plan, options));
+    Summary {
+        elapsed: start.elapsed(),
+        tally,
+    }
+}
+
+/// Runs `main` on `ex` with `threads` threads in all (this one and `threads - 1` more), and
+/// returns its output. `smol::block_on` lets each thread drive the I/O reactor itself while
+/// it waits, instead of handing every readiness event over from async-io's own thread.
+fn on_threads<T>(ex: &Arc<Executor<'static>>, threads: usize, main: impl Future<Output = T>) -> T {
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    let helpers: Vec<_> = (1..threads)
+        .map(|_| {
+            let ex = ex.clone();
+            let stopped = stopped.clone();
+            thread::spawn(move || smol::block_on(ex.run(stopped.recv())))
+        })
+        .collect();
+    let out = smol::block_on(ex.run(main));
+    drop(stop);
+    for helper in helpers {
+        let _ = helper.join();
+    }
+    out
+}
+
+/// Starts the workers and the progress line; returns the merged tally once all are done.
+async fn drive(ex: Arc<Executor<'static>>, plan: Arc<Plan>, options: &Options) -> Tally {
+    let workers: Vec<_> = (0..options.connections)
+        .map(|_| ex.spawn(worker(plan.clone())))
+        .collect();
+    let all_done = async {
+        let mut tally = Tally::default();
+        for w in workers {
+            tally.merge(w.await);
+        }
+        tally
+    };
+    all_done.or(progress(&plan)).await
+}
+
+/// Prints `[3s] 41234 req/s, errors so far: 12` on stderr once a second, when stderr is a
+/// terminal (a person watching); in a pipe or a file it would only be noise around the summary.
+/// Never returns.
+async fn progress(plan: &Plan) -> Tally {
+    if !std::io::stderr().is_terminal() {
+        return futures_lite::future::pending().await;
+    }
+    let mut ticks = Timer::interval_at(plan.start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last = 0;
+    let mut second = 0;
+    loop {
+        ticks.next().await;
+        second += 1;
+        let done = plan.live.responses.load(Ordering::Relaxed);
+        let errors = plan.live.errors.load(Ordering::Relaxed);
+        crate::print_err(&format!(
+            "[{second}s] {} req/s, errors so far: {errors}\n",
+            done - last
+        ));
+        last = done;
+    }
+}
+
+/// One worker: requests back to back (closed loop) or at their due times (open loop), until
+/// the run's end. A request in flight at the end is let finish, within its own deadline.
+async fn worker(plan: Arc<Plan>) -> Tally {
+    let mut tally = Tally::default();
+    // Borrowed once per worker, not per request.
+    let headers: Vec<(&str, &str)> = plan
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    loop {
+        // This request's index: its place in the open loop's schedule, and with `-n` its
+        // claim on one of the COUNT requests (one atomic add, small beside a request).
+        let i = plan.live.next.fetch_add(1, Ordering::Relaxed);
+        if plan.count.is_some_and(|count| i >= count) {
+            break;
+        }
+        let intended = match plan.rate {
+            None => Instant::now(),
+            Some(rate) => {
+                let due = plan.start + Duration::from_secs_f64(i as f64 / rate);
+                if due >= plan.end {
+                    break;
+                }
+                if Instant::now() >= plan.end {
+                    // Due in time, but every worker was busy until now: the server (or we)
+                    // fell behind. Count it, and every later one that was due, as unsent.
+                    tally.unsent += 1;
+                    continue;
+                }
+                Timer::at(due).await;
+                due
+            }
+        };
+        if plan.rate.is_none() && intended >= plan.end {
+            break;
+        }
+        one_request(&plan, &headers, intended, &mut tally).await;
+    }
+    tally
+}
+
+/// Sends one request and records its outcome. Latency counts from `intended`.
+async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, tally: &mut Tally) {
+    let deadline = Deadline::after(plan.timeout);
+    match plan.client.get(&plan.target, headers, deadline).await {
+        Ok(response) => {
+            let micros = intended.elapsed().as_micros();
+            tally
+                .latency
+                .record(u64::try_from(micros).unwrap_or(u64::MAX));
+            *tally.statuses.entry(response.head.status).or_default() += 1;
+            plan.live.responses.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            let kind = e.kind();
+            *tally.errors.entry(kind).or_default() += 1;
+            tally
+                .first_error
+                .entry(kind)
+                .or_insert_with(|| e.to_string());
+            plan.live.errors.fetch_add(1, Ordering::Relaxed);
+            // A refused connection can fail without ever waiting; let other tasks run.
+            futures_lite::future::yield_now().await;
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! One connection's keep-alive loop (RFC 9112 §9.3 persistence, §9.3.2 pipelining, §9.6
+//! tear-down). `Connection::serve` is these steps, in this order:
+//!
+//! ```text
+//!     ┌─► 1. send the answers we owe, if the next request is not here whole (§9.3.2)
+//!     │   2. nothing buffered: wait for its first byte ── idle, peer gone, shutdown ─► end
+//!     │   3. read it: head, framing, 100-continue, body ── broken: answer 4xx/5xx ─► close
+//!     │   4. ask the handler ── it hangs up ─► end
+//!     │   5. queue the answer ── either side said close, or shutdown began ─► close
+//!     └── 6. keep alive (but write when the queue is long)
+//!
+//!     close = write what we owe, then linger (§9.6)
+//! ```
+//!
+//! Every wait is bounded: the idle time between requests, the time a request takes to arrive,
+//! the time a response takes to be written. A request that breaks the rules gets its status
+//! and the connection is closed, because after a framing error nobody knows where the next
+//! request would start.
+
+use std::future::Future;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncWriteExt, FutureExt};
+use smol::channel::Receiver;
+
+use super::{Handler, Outcome};
+use crate::http::body::{BodyFraming, read_body, request_framing};
+use crate::http::conn::BufferedStream;
+use crate::http::error::RequestError;
+use crate::http::head::read_request_head;
+use crate::http::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
+use crate::http::message::{Headers, Request, Response, Version};
+use crate::http::trace::{self, Direction};
+use crate::http::write::write_response;
+
+/// One accepted connection and everything its loop needs.
+pub(super) struct Connection<H> {
+    conn: BufferedStream<Async<TcpStream>>,
+    peer: SocketAddr,
+    /// Answers queued and not yet written. Pipelined requests' answers go out in one write.
+    owed: Vec<u8>,
+    handler: Arc<H>,
+    limits: Arc<Limits>,
+    idle_timer: IdleTimer,
+    /// Closed when shutdown begins.
+    stop: Receiver<()>,
+}
+
+/// What the connection is about to read, for the pipelining rule (`flush_before_waiting`).
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// The head of the next request.
+    Head,
+    /// The body of the request whose head was just read.
+    Body(BodyFraming),
+}
+
+/// How a connection goes on after an answer.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    /// The answer is queued with `Connection: close`: write it, then close.
+    Close,
+    /// The handler asked to drop the connection without an answer.
+    HangUp,
+}
+
+impl<H: Handler> Connection<H> {
+    pub(super) fn new(
+        stream: Async<TcpStream>,
+        peer: SocketAddr,
+        handler: Arc<H>,
+        limits: Arc<Limits>,
+        stop: Receiver<()>,
+    ) -> Self {
+        Connection {
+            conn: BufferedStream::new(stream),
+            peer,
+            owed: Vec::new(),
+            idle_timer: IdleTimer::new(limits.idle_timeout),
+            handler,
+            limits,
+            stop,
+        }
+    }
+
+    /// The keep-alive loop: the numbered steps of the diagram at the top of this file.
+    pub(super) async fn serve(mut self) {
+        // Completes when shutdown begins. Made once per connection, like the idle timer: every
+        // `recv` registers with the one channel all connections share, and doing that per
+        // request would take a lock that both threads contend for, twice per request. (A clone
+        // of the receiver, because the future borrows what it listens on.)
+        let stop = self.stop.clone();
+        let mut shutdown = pin!(stop.recv());
+        loop {
+            // 1. Owed answers out, unless the next request is here whole.
+            if self.flush_before_waiting(Next::Head).await.is_err() {
+                return;
+            }
+            // 2. Between requests: wait for the next one to start.
+            if self.conn.buffered().is_empty() && !self.next_request_starts(shutdown.as_mut()).await
+            {
+                return;
+            }
+            // 3. Read it; a broken one is answered and the connection closed.
+            let request = match self.read_request_in_time().await {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(error) => return self.reject(error).await,
+            };
+            // 4. and 5. Ask the handler; queue its answer, or hang up.
+            match self.answer(request).await {
+                After::HangUp => return,
+                After::Close => return self.close().await,
+                // 6. Keep alive; a long queue goes out now.
+                After::KeepAlive if self.owed.len() >= PIPELINE_FLUSH_BYTES => {
+                    if self.flush().await.is_err() {
+                        return;
+                    }
+                }
+                After::KeepAlive => {}
+            }
+        }
+    }
+
+    /// Step 1 and its twin before a body: answers we owe go out before any wait on the network
+    /// (RFC 9112 §9.3.2). Pipelined answers are held back only while the next request is
+    /// already here; if it is not, its rest may be slow to come, or the client may hold it
+    /// back until it has the answers it waits for. This is the one place that decides.
+    async fn flush_before_waiting(&mut self, next: Next) -> io::Result<()> {
+        let buffered = self.conn.buffered();
+        let here = match next {
+            Next::Head => holds_a_head(buffered),
+            Next::Body(framing) => body_is_buffered(framing, buffered.len()),
+        };
+        if here { Ok(()) } else { self.flush().await }
+    }
+
+    /// Step 2: waits for the first byte of a next request. `false`: the peer closed, stayed
+    /// idle past the idle timeout, or shutdown began; in every case the connection just ends.
+    async fn next_request_starts<F: Future>(&mut self, shutdown: Pin<&mut F>) -> bool {
+        if self.stop.is_closed() {
+            return false;
+        }
+        let idle_timer = &mut self.idle_timer;
+        let idle = async {
+            idle_timer.expired().await;
+            false
+        };
+        let stopped = async {
+            shutdown.await;
+            false
+        };
+        // Wait until the socket is readable, then read. Reading first would fail with EAGAIN
+        // (twice, the way async-io retries) before waiting: two wasted syscalls per request.
+        let conn = &mut self.conn;
+        let first_bytes = async {
+            conn.stream.readable().await.is_ok() && matches!(conn.fill().await, Ok(n) if n > 0)
+        };
+        first_bytes.or(idle).or(stopped).await
+    }
+
+    /// Step 3: the request, from its first byte to its last, within the request timeout.
+    /// (`or` polls the read first; the timer only registers with the reactor if the request
+    /// is not here whole yet, so the usual request costs no timer at all.)
+    async fn read_request_in_time(&mut self) -> Result<Option<Request>, RequestError> {
+        let deadline = Instant::now() + self.limits.request_timeout;
+        self.read_request()
+            .or(async {
+                Timer::at(deadline).await;
+                Err(RequestError::Timeout)
+            })
+            .await
+    }
+
+    /// Reads one request: head, framing, `Expect`, body. `Ok(None)`: clean end of stream.
+    async fn read_request(&mut self) -> Result<Option<Request>, RequestError> {
+        let Some(head) = read_request_head(&mut self.conn, &self.limits).await? else {
+            return Ok(None);
+        };
+        let framing = request_framing(&head)?;
+        if expects_continue(head.version, &head.headers)? && framing != BodyFraming::Empty {
+            self.send_continue(framing).await?;
+        }
+        self.flush_before_waiting(Next::Body(framing)).await?;
+        // Our routes take no body, but it must still be read so the next request on this
+        // connection starts at the right byte.
+        let body = read_body(&mut self.conn, framing, self.limits.max_body_bytes).await?;
+        Ok(Some(Request { head, body }))
+    }
+
+    /// The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1). If the
+    /// body is announced too large, refuse now instead of inviting it.
+    async fn send_continue(&mut self, framing: BodyFraming) -> Result<(), RequestError> {
+        if matches!(framing, BodyFraming::Length(n) if n > self.limits.max_body_bytes as u64) {
+            return Err(RequestError::BodyTooLarge);
+        }
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        trace::head(self.conn.id, Direction::Sent, interim);
+        // Behind any answers still owed, so everything goes out in order.
+        self.owed.extend_from_slice(interim);
+        Ok(self.flush().await?)
+    }
+
+    /// Steps 4 and 5: the handler's answer, queued. We close after it if the client asked,
+    /// or if we are shutting down, which is checked once the answer is ready: shutdown may
+    /// begin while it is made.
+    async fn answer(&mut self, request: Request) -> After {
+        let client_closes = !request.head.keeps_alive();
+        let version = request.head.version;
+        let head_only = request.head.method == "HEAD";
+        let Outcome::Respond(response) = self.handler.handle(request).await else {
+            return After::HangUp;
+        };
+        let close = client_closes || self.stop.is_closed();
+        self.queue(&response, version, head_only, close);
+        if close {
+            After::Close
+        } else {
+            After::KeepAlive
+        }
+    }
+
+    /// A request could not be read: answer with its status (when there is one) and close.
+    async fn reject(mut self, error: RequestError) {
+        let status = error.status();
+        trace::unparsed(self.conn.id, self.conn.buffered());
+        self.handler.rejected(self.peer, &error, status);
+        let Some(status) = status else { return };
+        let response = self.handler.error_response(status, &error.to_string());
+        self.queue(&response, Version::Http11, false, true);
+        self.close().await;
+    }
+
+    /// Appends a response to what we owe (see `write_response`), and to the wire trace.
+    fn queue(&mut self, response: &Response, version: Version, head_only: bool, close: bool) {
+        let start = self.owed.len();
+        write_response(&mut self.owed, response, version, head_only, close);
+        trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
+    }
+
+    /// Writes everything we owe, within the write timeout.
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.limits.write_timeout;
+        let written = self.conn.stream.write_all(&self.owed).or(async {
+            Timer::after(timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        });
+        let result = written.await;
+        self.owed.clear();
+        result
+    }
+
+    /// Writes what we owe and closes so that the last response survives (RFC 9112 §9.6):
+    /// shut our sending side first, then read and drop what the client still sends for a
+    /// moment. Closing a socket with unread input makes the kernel send a reset, which can
+    /// destroy the response before the client has read it.
+    async fn close(mut self) {
+        if self.flush().await.is_err() {
+            return;
+        }
+        let _ = self.conn.stream.get_ref().shutdown(Shutdown::Write);
+        let conn = &mut self.conn;
+        let drain = async {
+            let mut discarded = 0;
+            while let Ok(n @ 1..) = conn.fill().await {
+                discarded += n;
+                let all = conn.buffered().len();
+                conn.consume(all);
+                if discarded > LINGER_MAX_BYTES {
+                    break;
+                }
+            }
+        };
+        drain
+            .or(async {
+                Timer::after(LINGER_TIMEOUT).await;
+            })
+            .await;
+    }
+}
+
+/// Whether `buffered` holds a whole request head (up to its empty line). If it does not,
+/// reading that request must wait for the network, and the answers we owe go out first.
+fn holds_a_head(buffered: &[u8]) -> bool {
+    buffered.windows(4).any(|w| w == b"\r\n\r\n") || buffered.windows(2).any(|w| w == b"\n\n")
+}
+
+/// Whether the whole body is already in the buffer, so reading it cannot wait for the
+/// network. A chunked body's end is only known by decoding it, so it counts as not there.
+fn body_is_buffered(framing: BodyFraming, buffered: usize) -> bool {
+    match framing {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) => buffered as u64 >= n,
+        BodyFraming::Chunked | BodyFraming::UntilClose => false,
+    }
+}
+
+/// `Expect: 100-continue` is the only expectation there is; any other is answered 417
+/// (RFC 9110 §10.1.1). An HTTP/1.0 client cannot mean it, so for 1.0 it is ignored.
+fn expects_continue(version: Version, headers: &Headers) -> Result<bool, RequestError> {
+    if version == Version::Http10 || headers.get("expect").is_none() {
+        return Ok(false);
+    }
+    let mut tokens = headers.tokens("expect");
+    let only_continue = tokens
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"100-continue"))
+        && tokens.next().is_none();
+    if only_continue {
+        Ok(true)
+    } else {
+        Err(RequestError::UnsupportedExpectation)
+    }
+}
+
+/// The idle timeout of one connection, with one timer for the connection's whole life.
+///
+/// A new `Timer` per request would register with the reactor each time, and every
+/// registration wakes the reactor thread: a syscall and a context switch per request. Instead
+/// the timer stays armed at the end of some earlier idle period; when it fires it is only
+/// re-armed if the connection has been busy since. It fires at most once per idle timeout.
+struct IdleTimer {
+    timer: Timer,
+    timeout: Duration,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        IdleTimer {
+            timer: Timer::after(timeout),
+            timeout,
+        }
+    }
+
+    /// Completes once the connection has been idle for the whole timeout, counted from now.
+    async fn expired(&mut self) {
+        let idle_until = Instant::now() + self.timeout;
+        loop {
+            (&mut self.timer).await;
+            if Instant::now() >= idle_until {
+                return;
+            }
+            // It fired for an earlier idle period; this one ends later.
+            self.timer.set_at(idle_until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request_head;
+
+    /// The head of `raw`, which must be one whole, valid request head.
+    fn head(raw: &[u8]) -> crate::http::message::RequestHead {
+        let (head, _) = parse_request_head(raw, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        head
+    }
+
+    fn expects(raw: &[u8]) -> Result<bool, RequestError> {
+        let head = head(raw);
+        expects_continue(head.version, &head.headers)
+    }
+
+    fn keeps_alive(raw: &[u8]) -> bool {
+        head(raw).keeps_alive()
+    }
+
+    #[test]
+    fn a_head_is_here_once_its_empty_line_is() {
+        assert!(holds_a_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(holds_a_head(b"GET / HTTP/1.1\r\n\r\nGET /next"));
+        assert!(holds_a_head(b"GET / HTTP/1.1\nHost: a\n\n"));
+    }
+
+    #[test]
+    fn a_head_is_not_here_without_its_empty_line() {
+        assert!(!holds_a_head(b""));
+        assert!(!holds_a_head(b"G"));
+        assert!(!holds_a_head(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!holds_a_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+    }
+
+    #[test]
+    fn a_body_is_buffered_when_all_its_bytes_are() {
+        assert!(body_is_buffered(BodyFraming::Empty, 0));
+        assert!(body_is_buffered(BodyFraming::Length(5), 5));
+        assert!(body_is_buffered(BodyFraming::Length(5), 9));
+        assert!(!body_is_buffered(BodyFraming::Length(5), 4));
+    }
+
+    #[test]
+    fn a_chunked_or_close_delimited_body_never_counts_as_buffered() {
+        assert!(!body_is_buffered(BodyFraming::Chunked, 1 << 20));
+        assert!(!body_is_buffered(BodyFraming::UntilClose, 1 << 20));
+    }
+
+    #[test]
+    fn expect_100_continue_in_any_case() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n";
+        assert!(expects(raw).expect("a known expectation"));
+    }
+
+    #[test]
+    fn no_expect_expects_nothing() {
+        assert!(!expects(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n").expect("fine"));
+    }
+
+    #[test]
+    fn any_other_expectation_is_417() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, 200-ok\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-ish\r\n\r\n",
+        ] {
+            let error = expects(raw).expect_err("unsupported");
+            assert_eq!(error.status(), Some(417), "{}", trace::visible(raw));
+        }
+    }
+
+    #[test]
+    fn an_http10_expect_is_ignored() {
+        assert!(!expects(b"POST / HTTP/1.0\r\nExpect: 200-ok\r\n\r\n").expect("ignored"));
+    }
+
+    #[test]
+    fn http11_keeps_alive_unless_close_is_a_token() {
+        assert!(keeps_alive(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a, close\r\n\r\n"
+        ));
+        assert!(!keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n"
+        ));
+        assert!(!keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n"
+        ));
+        assert!(keeps_alive(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a close\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive_is_a_token() {
+        assert!(!keeps_alive(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keeps_alive(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(keeps_alive(
+            b"GET / HTTP/1.0\r\nConnection: a, Keep-Alive\r\n\r\n"
+        ));
+        assert!(!keeps_alive(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive-ish\r\n\r\n"
+        ));
+        assert!(!keeps_alive(b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n"));
+    }
+}

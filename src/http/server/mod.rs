@@ -1,0 +1,330 @@
+//! The server (RFC 9112 §9, connection management): bind a socket, accept connections, run
+//! each as a task on a few executor threads, and drain on shutdown. What happens on one
+//! connection, the keep-alive loop, is `connection.rs`.
+//!
+//! ```text
+//! bind ─► accept loop ─► one task per connection (connection.rs) ─► …
+//!              │ over the connection cap: 503 and close, no task
+//!              ▼ shutdown
+//!         stop accepting ─► idle connections close ─► requests in flight finish or the
+//!                                                      grace period ends
+//! ```
+
+mod connection;
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::FutureExt;
+use smol::Executor;
+use smol::channel::{self, Receiver, Sender};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::error::RequestError;
+use super::limits::{ACCEPT_ERROR_PAUSE, LISTEN_BACKLOG, Limits, SHUTDOWN_GRACE};
+use super::message::{Request, Response, Version};
+use super::write::write_response;
+use connection::Connection;
+
+/// What a handler makes of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this response.
+    Respond(Response),
+    /// Close the connection without a byte of answer, as a server that crashed would. Only
+    /// for fault injection; the server logs nothing more for it.
+    HangUp,
+}
+
+impl From<Response> for Outcome {
+    fn from(response: Response) -> Self {
+        Outcome::Respond(response)
+    }
+}
+
+/// What a service plugs into the server: a function from request to outcome, and the form
+/// of the answers the server gives on its own.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. Never fails: every outcome, errors included, is a response, or
+    /// a deliberate hang-up.
+    fn handle(&self, request: Request) -> impl Future<Output = Outcome> + Send;
+
+    /// Told about a request that could not be read, and the status it was answered with
+    /// (`None`: the peer was gone). The default logs it.
+    fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
+        log::warn!("peer={peer} status={status:?} error=\"{error}\"");
+    }
+
+    /// The answer the server gives without asking `handle`: a request it could not read
+    /// (`status` from `RequestError::status`), or a connection over the cap (503). `text`
+    /// says what was wrong. The HTTP layer has no body format of its own, so the default is
+    /// that text as `text/plain`; a service answers in the format of its other errors.
+    fn error_response(&self, status: u16, text: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", format!("{text}\n"))
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub limits: Limits,
+    /// Threads that run connection tasks; one per core is the usual choice.
+    pub threads: usize,
+    /// How long requests in flight may take to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+    /// Connections open right now. Shared, so a service can report it (e.g. in metrics).
+    pub open_connections: Arc<AtomicUsize>,
+    /// Set the moment shutdown begins, before the drain. Shared, like `open_connections`.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl ServerConfig {
+    /// A view of this server's state for the handler: see `ServerStatus`. Take it once the
+    /// limits are final.
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus {
+            open: self.open_connections.clone(),
+            draining: self.draining.clone(),
+            max_connections: self.limits.max_connections,
+        }
+    }
+}
+
+/// What a running server knows about itself that a handler may report, e.g. as readiness:
+/// whether shutdown has begun, and whether the connection cap is reached. The server only
+/// keeps these facts; what they mean to a client (a `/ready` route, its body) is the service's.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    open: Arc<AtomicUsize>,
+    draining: Arc<AtomicBool>,
+    max_connections: usize,
+}
+
+impl ServerStatus {
+    /// Whether shutdown has begun: from the signal on, through the drain.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether the connection cap is reached: a new connection now would be refused with 503.
+    pub fn at_connection_cap(&self) -> bool {
+        self.open.load(Ordering::SeqCst) >= self.max_connections
+    }
+}
+
+impl Default for ServerStatus {
+    /// The status of a server that is not running yet: not draining, far from any cap.
+    fn default() -> Self {
+        ServerConfig::default().status()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            shutdown_grace: SHUTDOWN_GRACE,
+            open_connections: Arc::new(AtomicUsize::new(0)),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Binds a listening socket. Separate from `serve`, so the caller can log the real address
+/// (useful with port 0) before serving.
+///
+/// Built with socket2 rather than `TcpListener::bind` for one setting: the listen backlog.
+/// std always asks for 128, and a burst of new connections past that makes the kernel drop
+/// SYNs; the client retries only after a second.
+pub fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted service take its port back while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Async::new(TcpListener::from(socket))
+}
+
+/// Serves connections on `listener` until `shutdown` completes, then drains: stops accepting
+/// at once, closes idle connections, lets requests in flight finish within the grace period.
+/// Returns once every connection is closed or the grace period is over.
+pub fn serve<H: Handler>(
+    listener: Async<TcpListener>,
+    handler: H,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let ex = Arc::new(Executor::new());
+    // Closing `stop` (dropping its only sender) tells every waiter that shutdown has begun.
+    let (stop_tx, stop_rx) = channel::bounded::<()>(1);
+    // The extra executor threads run until `threads_done` is closed.
+    let (threads_done_tx, threads_done_rx) = channel::bounded::<()>(1);
+    let workers: Vec<_> = (1..config.threads.max(1))
+        .map(|_| {
+            let ex = ex.clone();
+            let done = threads_done_rx.clone();
+            thread::spawn(move || async_io::block_on(ex.run(done.recv())))
+        })
+        .collect();
+
+    let server = Server {
+        ex: ex.clone(),
+        handler: Arc::new(handler),
+        limits: Arc::new(config.limits),
+        open: config.open_connections.clone(),
+        stop: stop_rx,
+    };
+    // `async_io::block_on`, not `futures_lite`'s: while a thread has no task to run it waits
+    // in epoll itself, so I/O readiness wakes the thread that will handle it. Otherwise
+    // async-io's own background thread does all the waiting and hands every event over.
+    let draining = config.draining.clone();
+    async_io::block_on(ex.run(async {
+        ex.spawn(async move {
+            shutdown.await;
+            // Before anything else: from now on the service may say it is going away.
+            draining.store(true, Ordering::SeqCst);
+            drop(stop_tx);
+        })
+        .detach();
+        // The accept loop is a task of its own, polled only when its listener is ready.
+        // (As the future given to `run` it would be polled on every wake-up of this thread,
+        // each time trying a pointless `accept`.)
+        ex.spawn(server.run(listener, config.shutdown_grace)).await;
+    }));
+    drop(threads_done_tx);
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+/// The shared state of one running server.
+struct Server<H> {
+    ex: Arc<Executor<'static>>,
+    handler: Arc<H>,
+    limits: Arc<Limits>,
+    /// Connections open right now.
+    open: Arc<AtomicUsize>,
+    /// Closed when shutdown begins.
+    stop: Receiver<()>,
+}
+
+impl<H: Handler> Server<H> {
+    /// Accepts until shutdown, then waits for the connections to finish.
+    async fn run(self, listener: Async<TcpListener>, grace: Duration) {
+        // Every connection task holds a clone of `alive`; when all are dropped, `recv` ends.
+        let (alive_tx, alive_rx) = channel::bounded::<()>(1);
+        self.accept_loop(&listener, &alive_tx).await;
+        drop(listener);
+        let in_flight = self.open.load(Ordering::SeqCst);
+        log::info!(event = "drain_start", connections = in_flight;
+            "shutdown: stopped accepting; draining {in_flight} connection(s)");
+        drop(alive_tx);
+        let drained = async { alive_rx.recv().await.is_err() }
+            .or(async {
+                Timer::after(grace).await;
+                false
+            })
+            .await;
+        let left = self.open.load(Ordering::SeqCst);
+        if drained {
+            log::info!(event = "drain_complete"; "shutdown: drain complete");
+        } else {
+            log::warn!(event = "drain_timeout", connections = left;
+                "shutdown: grace period over, dropping {left} connection(s)");
+        }
+    }
+
+    async fn accept_loop(&self, listener: &Async<TcpListener>, alive: &Sender<()>) {
+        loop {
+            let accepted = async { Some(listener.accept().await) }
+                .or(async {
+                    let _ = self.stop.recv().await;
+                    None
+                })
+                .await;
+            match accepted {
+                None => return,
+                Some(Ok((stream, peer))) => self.start_connection(stream, peer, alive.clone()),
+                Some(Err(e)) => {
+                    // Usually EMFILE (out of file descriptors). Pause instead of spinning;
+                    // closing connections will free descriptors.
+                    log::error!("accept failed: {e}");
+                    Timer::after(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn start_connection(&self, stream: Async<TcpStream>, peer: SocketAddr, alive: Sender<()>) {
+        if self.open.load(Ordering::Relaxed) >= self.limits.max_connections {
+            let busy = self.handler.error_response(503, "too many connections");
+            refuse(stream.into_inner().ok(), peer, &busy);
+            return;
+        }
+        // Responses are written whole; Nagle's algorithm would only delay them.
+        let _ = stream.get_ref().set_nodelay(true);
+        let guard = OpenGuard::new(self.open.clone(), alive);
+        let connection = Connection::new(
+            stream,
+            peer,
+            self.handler.clone(),
+            self.limits.clone(),
+            self.stop.clone(),
+        );
+        self.ex
+            .spawn(async move {
+                let _guard = guard;
+                if AssertUnwindSafe(connection.serve())
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    log::error!("peer={peer} connection task panicked; connection dropped");
+                }
+            })
+            .detach();
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    _alive: Sender<()>,
+}
+
+impl OpenGuard {
+    fn new(open: Arc<AtomicUsize>, alive: Sender<()>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard {
+            open,
+            _alive: alive,
+        }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Over the connection cap: one non-blocking attempt to say so, then close. No task is
+/// spawned, so a flood costs us nothing but the accept.
+fn refuse(stream: Option<TcpStream>, peer: SocketAddr, response: &Response) {
+    log::warn!(peer:% = peer, status = 503, error = "connection limit reached";
+        "peer={peer} status=503 error=\"connection limit reached\"");
+    if let Some(mut stream) = stream {
+        let mut busy = Vec::new();
+        write_response(&mut busy, response, Version::Http11, false, true);
+        let _ = stream.write(&busy);
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
