@@ -71,6 +71,12 @@ pub const ATTEMPTS_PER_DEADLINE: u32 = 3;
 /// Below this much time left, another attempt could not even connect: give up instead.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(2);
 
+/// With `--propagate-deadline`, B tells A this much more than it will itself wait, so that B's
+/// own timer, not A's "abandoned" `503`, ends a call that runs out of time: B then reports the
+/// `timeout` it measured, whatever the scheduling of two busy processes. A works these 10 ms for
+/// nobody, the price of an answer that does not depend on which timer the machine runs first.
+const PROPAGATION_SLACK: Duration = Duration::from_millis(10);
+
 /// A failed attempt is taught to the load estimate as taking at least this long. A refused
 /// connection "answers" in microseconds; a balancer that learned only that would find the
 /// dead replica the fastest of all and send it ever more calls.
@@ -476,7 +482,7 @@ impl Cluster {
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
             .collect();
         if self.patterns.propagate_deadline {
-            let left = deadline::format_remaining(attempt_deadline.remaining());
+            let left = deadline::format_remaining(attempt_deadline.remaining() + PROPAGATION_SLACK);
             owned.push((deadline::HEADER.to_owned(), left));
         }
         if trace::enabled() {
