@@ -9,8 +9,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::json_error;
-use super::random_unit;
 use crate::http::server::Outcome;
+use crate::random;
 
 /// How long the black hole holds a request before it hangs up, still without a byte.
 ///
@@ -74,7 +74,7 @@ impl Chaos {
     /// How long this request's work takes: the delay, a random share of the jitter, and for
     /// a `tail_rate` fraction of requests the tail on top.
     pub fn work_time(&self) -> Duration {
-        self.work_time_for(random_unit(), random_unit())
+        self.work_time_for(random::unit(), random::unit())
     }
 
     /// `work_time` for given draws in `0.0..1.0`, so a test can choose them.
@@ -92,10 +92,10 @@ impl Chaos {
     /// After the work, perhaps replaces the real answer: `Some` is what happens instead (a
     /// 500, or a hang-up).
     pub fn spoil(&self) -> Option<Outcome> {
-        if random_unit() < self.drop_rate {
+        if random::unit() < self.drop_rate {
             return Some(Outcome::HangUp);
         }
-        if random_unit() < self.fail_rate {
+        if random::unit() < self.fail_rate {
             return Some(json_error(500, "failed by chaos").into());
         }
         None

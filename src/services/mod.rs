@@ -10,15 +10,14 @@ pub mod query;
 pub mod trace_context;
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::http::error::RequestError;
 use crate::http::message::Headers;
 use crate::http::message::{Request, RequestHead, Response};
 use crate::http::server::{Outcome, ServerStatus};
 use crate::logging::{self, Field, Value};
+use crate::random;
 use crate::upstream::CallReport;
 use metrics::Metrics;
 use trace_context::TraceContext;
@@ -303,46 +302,9 @@ fn is_sane_request_id(id: &str) -> bool {
 }
 
 /// A new id: 16 hex digits, unique within this process and unlikely to repeat across
-/// processes (a per-process seed from the clock and pid, mixed with a counter).
+/// processes (see `random`).
 fn new_request_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", mix(process_seed().wrapping_add(n)))
-}
-
-/// A 64-bit number, different on every call (SplitMix64 over a counter, from a per-process
-/// seed). For ids that must not collide, not for secrets.
-pub fn random_u64() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let n = STATE.fetch_add(1, Ordering::Relaxed);
-    mix(process_seed().wrapping_add(n))
-}
-
-/// A number in `0.0..1.0`, different on every call (SplitMix64 over a counter). Good enough
-/// for fault injection; not for anything secret.
-pub fn random_unit() -> f64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let n = STATE.fetch_add(1, Ordering::Relaxed);
-    (mix(process_seed().wrapping_add(n)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A per-process seed from the clock and pid.
-fn process_seed() -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    *SEED.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    })
-}
-
-/// SplitMix64's finaliser: spreads consecutive numbers over all 64 bits. Invertible, so
-/// distinct inputs give distinct ids.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    format!("{:016x}", random::next_u64())
 }
 
 #[cfg(test)]
@@ -390,13 +352,17 @@ mod tests {
     fn ready_is_503_while_draining_and_at_the_connection_cap() {
         let config = crate::http::server::ServerConfig::default();
         assert_eq!(ready(&config.status()).status, 200);
-        config.draining.store(true, Ordering::SeqCst);
+        config
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let response = ready(&config.status());
         assert_eq!(response.status, 503);
         assert!(String::from_utf8_lossy(&response.body).contains("shutting down"));
         let mut config = crate::http::server::ServerConfig::default();
         config.limits.max_connections = 1;
-        config.open_connections.store(1, Ordering::SeqCst);
+        config
+            .open_connections
+            .store(1, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(ready(&config.status()).status, 503);
     }
 

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::random_u64;
+use crate::random;
 
 /// Length of a version-00 `traceparent`: 2 + 1 + 32 + 1 + 16 + 1 + 2.
 const TRACEPARENT_LEN: usize = 55;
@@ -195,7 +195,7 @@ impl TraceContext {
 
     /// A new trace, with this request as its first span.
     pub fn new_trace() -> TraceContext {
-        let trace_id = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+        let trace_id = (u128::from(random::next_u64()) << 64) | u128::from(random::next_u64());
         TraceContext {
             // All zeros is invalid; the chance is 2^-128, but it costs one comparison.
             trace_id: TraceId(trace_id.max(1)),
@@ -216,7 +216,7 @@ impl TraceContext {
 }
 
 fn new_span_id() -> SpanId {
-    SpanId(random_u64().max(1))
+    SpanId(random::next_u64().max(1))
 }
 
 #[cfg(test)]

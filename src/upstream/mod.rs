@@ -49,7 +49,7 @@ use futures_lite::{FutureExt, future};
 
 use crate::http::client::{ClientError, ClientResponse, Deadline, Phase};
 use crate::http::trace;
-use crate::services::random_unit;
+use crate::random;
 use balance::pick_two;
 use breaker::{Admission, Breaker, BreakerConfig, BreakerState};
 use budget::{BudgetConfig, RetryBudget};
@@ -536,7 +536,7 @@ impl Cluster {
                     .unwrap_or(0)
             }
             Balance::PeakEwma => {
-                pick_two(&candidates, |i| set[i].cost(now), random_unit).unwrap_or(0)
+                pick_two(&candidates, |i| set[i].cost(now), random::unit).unwrap_or(0)
             }
         }
     }
