@@ -66,6 +66,16 @@ impl<S> BufferedStream<S> {
         }
     }
 
+    /// Gives the buffer's memory back when it holds nothing, before a wait that may be long
+    /// (a kept-alive connection between requests). The next `fill` allocates again.
+    pub fn release_buffer(&mut self) {
+        if self.start == self.end {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// Takes up to `n` buffered bytes out of the buffer.
     pub fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.end - self.start);

@@ -17,7 +17,7 @@
 //! and the connection is closed, because after a framing error nobody knows where the next
 //! request would start.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::pin::{Pin, pin};
@@ -39,6 +39,11 @@ use crate::http::trace::{self, Direction};
 use crate::http::write::write_response;
 
 /// One accepted connection and everything its loop needs.
+///
+/// What an idle connection costs is what its task holds while it waits in step 2, for tens of
+/// thousands of them at once: so both buffers are released before that wait (see
+/// `next_request_starts`), and the big, short-lived states (the handler's future, a closing
+/// linger) are boxed, because a task is as large as the largest state of its future.
 pub(super) struct Connection<H> {
     conn: BufferedStream<Async<TcpStream>>,
     peer: SocketAddr,
@@ -47,8 +52,6 @@ pub(super) struct Connection<H> {
     handler: Arc<H>,
     limits: Arc<Limits>,
     idle_timer: IdleTimer,
-    /// Closed when shutdown begins.
-    stop: Receiver<()>,
 }
 
 /// What the connection is about to read, for the pipelining rule (`flush_before_waiting`).
@@ -76,7 +79,6 @@ impl<H: Handler> Connection<H> {
         peer: SocketAddr,
         handler: Arc<H>,
         limits: Arc<Limits>,
-        stop: Receiver<()>,
     ) -> Self {
         Connection {
             conn: BufferedStream::new(stream),
@@ -85,46 +87,65 @@ impl<H: Handler> Connection<H> {
             idle_timer: IdleTimer::new(limits.idle_timeout),
             handler,
             limits,
-            stop,
         }
     }
 
-    /// The keep-alive loop: the numbered steps of the diagram at the top of this file.
-    pub(super) async fn serve(mut self) {
-        // Completes when shutdown begins. Made once per connection, like the idle timer: every
-        // `recv` registers with the one channel all connections share, and doing that per
-        // request would take a lock that both threads contend for, twice per request. (A clone
-        // of the receiver, because the future borrows what it listens on.)
-        let stop = self.stop.clone();
-        let mut shutdown = pin!(stop.recv());
-        loop {
-            // 1. Owed answers out, unless the next request is here whole.
-            if self.flush_before_waiting(Next::Head).await.is_err() {
-                return;
-            }
-            // 2. Between requests: wait for the next one to start.
-            if self.conn.buffered().is_empty() && !self.next_request_starts(shutdown.as_mut()).await
-            {
-                return;
-            }
-            // 3. Read it; a broken one is answered and the connection closed.
-            let request = match self.read_request_in_time().await {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(error) => return self.reject(error).await,
-            };
-            // 4. and 5. Ask the handler; queue its answer, or hang up.
-            match self.answer(request).await {
-                After::HangUp => return,
-                After::Close => return self.close().await,
-                // 6. Keep alive; a long queue goes out now.
-                After::KeepAlive if self.owed.len() >= PIPELINE_FLUSH_BYTES => {
-                    if self.flush().await.is_err() {
-                        return;
-                    }
+    /// The keep-alive loop: the numbered steps of the diagram at the top of this file. `stop`
+    /// is closed when shutdown begins.
+    ///
+    /// A plain `fn` returning an `async move` block rather than an `async fn`: an `async fn`
+    /// moves its arguments into locals of its own first, and the connection would take its
+    /// place in the task twice.
+    #[allow(clippy::manual_async_fn)] // the reason is the paragraph above
+    pub(super) fn serve(mut self, stop: Receiver<()>) -> impl Future<Output = ()> {
+        async move {
+            // Completes when shutdown begins. Made once per connection, like the idle timer: every
+            // `recv` registers with the one channel all connections share, and doing that per
+            // request would take a lock that both threads contend for, twice per request. The
+            // future borrows `stop`; `is_closed` below reads it through the same shared borrow,
+            // so one receiver per connection is enough.
+            let mut shutdown = pin!(stop.recv());
+            let error = loop {
+                // 1. Owed answers out, unless the next request is here whole.
+                if self.flush_before_waiting(Next::Head).await.is_err() {
+                    return;
                 }
-                After::KeepAlive => {}
-            }
+                // 2. Between requests: wait for the next one to start.
+                if self.conn.buffered().is_empty()
+                    && !self.next_request_starts(&stop, shutdown.as_mut()).await
+                {
+                    return;
+                }
+                // 3. Read it; a broken one leaves the loop, to be answered and closed below.
+                // Boxed: reading is the largest state after the handler's, and a connection is
+                // idle far longer than it reads. One small allocation per request.
+                let request = match Box::pin(self.read_request_in_time()).await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    // Not answered here: a value matched on lives until the `match` ends, so
+                    // an `.await` in this arm would keep room for a whole read result (a
+                    // `Request`) in every state of the task, the idle one included.
+                    Err(error) => break error,
+                };
+                // 4. and 5. Ask the handler; queue its answer, or hang up. Boxed: with the
+                // handler's future inside (B's holds a whole call to A), this is the largest state
+                // of the loop, and a task is as large as its largest state, waiting or not. Boxed,
+                // it takes memory only while a request is answered: one allocation per request.
+                match Box::pin(self.answer(request, &stop)).await {
+                    After::HangUp => return,
+                    After::Close => return Box::pin(self.close()).await,
+                    // 6. Keep alive; a long queue goes out now.
+                    After::KeepAlive if self.owed.len() >= PIPELINE_FLUSH_BYTES => {
+                        if self.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                    After::KeepAlive => {}
+                }
+            };
+            // Boxed, like `close`: it runs at most once per connection, and inline its state
+            // would make every connection's task larger for its whole life.
+            Box::pin(self.reject(error)).await
         }
     }
 
@@ -143,10 +164,22 @@ impl<H: Handler> Connection<H> {
 
     /// Step 2: waits for the first byte of a next request. `false`: the peer closed, stayed
     /// idle past the idle timeout, or shutdown began; in every case the connection just ends.
-    async fn next_request_starts<F: Future>(&mut self, shutdown: Pin<&mut F>) -> bool {
-        if self.stop.is_closed() {
+    ///
+    /// This is where a kept-alive connection spends most of its life, so first it gives back
+    /// its buffers (nginx does the same): nothing is buffered and nothing owed, and a
+    /// connection that never sends again should cost only its task, not 4 KiB of read buffer.
+    /// The next read allocates again: one allocation per request, against a few KiB held per
+    /// idle connection.
+    async fn next_request_starts<F: Future>(
+        &mut self,
+        stop: &Receiver<()>,
+        shutdown: Pin<&mut F>,
+    ) -> bool {
+        if stop.is_closed() {
             return false;
         }
+        self.conn.release_buffer();
+        self.owed = Vec::new();
         let idle_timer = &mut self.idle_timer;
         let idle = async {
             idle_timer.expired().await;
@@ -158,9 +191,13 @@ impl<H: Handler> Connection<H> {
         };
         // Wait until the socket is readable, then read. Reading first would fail with EAGAIN
         // (twice, the way async-io retries) before waiting: two wasted syscalls per request.
+        // `poll_readable`, not `readable()`: it keeps our waker in the socket's one slot per
+        // direction (the one reads use), where `readable()` adds a list of wakers to the
+        // socket's registration, allocated on first use and kept for the connection's life.
         let conn = &mut self.conn;
         let first_bytes = async {
-            conn.stream.readable().await.is_ok() && matches!(conn.fill().await, Ok(n) if n > 0)
+            let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await;
+            readable.is_ok() && matches!(conn.fill().await, Ok(n) if n > 0)
         };
         first_bytes.or(idle).or(stopped).await
     }
@@ -210,14 +247,14 @@ impl<H: Handler> Connection<H> {
     /// Steps 4 and 5: the handler's answer, queued. We close after it if the client asked,
     /// or if we are shutting down, which is checked once the answer is ready: shutdown may
     /// begin while it is made.
-    async fn answer(&mut self, request: Request) -> After {
+    async fn answer(&mut self, request: Request, stop: &Receiver<()>) -> After {
         let client_closes = !request.head.keeps_alive();
         let version = request.head.version;
         let head_only = request.head.method == "HEAD";
         let Outcome::Respond(response) = self.handler.handle(request).await else {
             return After::HangUp;
         };
-        let close = client_closes || self.stop.is_closed();
+        let close = client_closes || stop.is_closed();
         self.queue(&response, version, head_only, close);
         if close {
             After::Close
@@ -240,6 +277,9 @@ impl<H: Handler> Connection<H> {
     /// Appends a response to what we owe (see `write_response`), and to the wire trace.
     fn queue(&mut self, response: &Response, version: Version, head_only: bool, close: bool) {
         let start = self.owed.len();
+        // The queue was released while the connection was idle; room for the head (about
+        // 150 bytes) and the body at once, instead of growing it by doubling from nothing.
+        self.owed.reserve(RESPONSE_HEAD_ROOM + response.body.len());
         write_response(&mut self.owed, response, version, head_only, close);
         trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
     }
@@ -287,6 +327,10 @@ impl<H: Handler> Connection<H> {
             .await;
     }
 }
+
+/// Room reserved in the answer queue for a response head, so that queueing an answer usually
+/// allocates once. Our heads are 120–200 bytes; a larger one only grows the queue once more.
+const RESPONSE_HEAD_ROOM: usize = 256;
 
 /// Whether `buffered` holds a whole request head (up to its empty line). If it does not,
 /// reading that request must wait for the network, and the answers we owe go out first.

@@ -272,21 +272,15 @@ impl<H: Handler> Server<H> {
         // Responses are written whole; Nagle's algorithm would only delay them.
         let _ = stream.get_ref().set_nodelay(true);
         let guard = OpenGuard::new(self.open.clone(), alive);
-        let connection = Connection::new(
-            stream,
-            peer,
-            self.handler.clone(),
-            self.limits.clone(),
-            self.stop.clone(),
-        );
+        let connection = Connection::new(stream, peer, self.handler.clone(), self.limits.clone());
+        // Boxed: an `async` block keeps what it captures in a place of its own for its whole
+        // life, and awaiting it moves it into another, so the task would hold the connection's
+        // future twice. Boxed, the second copy is a pointer.
+        let serve = Box::pin(AssertUnwindSafe(connection.serve(self.stop.clone())).catch_unwind());
         self.ex
             .spawn(async move {
                 let _guard = guard;
-                if AssertUnwindSafe(connection.serve())
-                    .catch_unwind()
-                    .await
-                    .is_err()
-                {
+                if serve.await.is_err() {
                     log::error!("peer={peer} connection task panicked; connection dropped");
                 }
             })
