@@ -507,4 +507,59 @@ mod tests {
         let (body, _) = read(&[b'x'; 100], BodyFraming::UntilClose, 64);
         assert!(matches!(body, Err(BodyError::TooLarge)));
     }
+
+    // Mutation testing (`cargo mutants --file src/http/body.rs --jobs 1 -- --lib`, see the
+    // README): the tests below each pin one edge a mutant moved.
+
+    #[test]
+    fn interim_and_not_modified_responses_have_no_body() {
+        for status in [100, 101, 199, 304] {
+            assert_eq!(
+                response_framing(&response_with(status, &[("Content-Length", "7")]), false),
+                Ok(BodyFraming::Empty),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_201_response_has_its_body() {
+        assert_eq!(
+            response_framing(&response_with(201, &[("Content-Length", "7")]), false),
+            Ok(BodyFraming::Length(7))
+        );
+    }
+
+    #[test]
+    fn content_length_has_several_digits() {
+        assert_eq!(
+            request_framing(&request_with(&[("Content-Length", "42")])),
+            Ok(BodyFraming::Length(42))
+        );
+    }
+
+    #[test]
+    fn content_length_of_19_digits_is_read_and_of_20_refused() {
+        assert_eq!(
+            request_framing(&request_with(&[("Content-Length", "9999999999999999999")])),
+            Ok(BodyFraming::Length(9_999_999_999_999_999_999))
+        );
+        assert_eq!(
+            request_framing(&request_with(&[("Content-Length", "00000000000000000001")])),
+            Err(FramingError::BadLength)
+        );
+    }
+
+    #[test]
+    fn length_body_of_exactly_the_cap_is_read() {
+        let (body, rest) = read(b"hello", BodyFraming::Length(5), 5);
+        assert_eq!(body.expect("complete"), b"hello");
+        assert_eq!(rest, b"");
+    }
+
+    #[test]
+    fn until_close_body_of_exactly_the_cap_is_read() {
+        let (body, _) = read(&[b'x'; 64], BodyFraming::UntilClose, 64);
+        assert_eq!(body.expect("complete"), [b'x'; 64]);
+    }
 }

@@ -590,6 +590,100 @@ mod tests {
         }
     }
 
+    // Mutation testing (`cargo mutants --file src/http/head.rs --jobs 1 -- --lib`, see the
+    // README): each test below pins one edge a mutant moved. Equivalent mutants, which no test
+    // can tell apart:
+    //
+    // - `delete match arm [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1']` in
+    //   `has_well_formed_version`: it only runs after httparse refused the version, and
+    //   httparse refuses only when the 8 bytes after the target are not `HTTP/1.0` or
+    //   `HTTP/1.1`. Both split the request line at its first two spaces, so the arm is never
+    //   reached with a 1.0 or 1.1 version.
+    // - `replace == with !=` in `b == b'\r' || b == b'\n'` of `parse_response_head` (either
+    //   side): `unfold` then runs on values without CR or LF too, and leaves them unchanged.
+
+    fn parse_with(
+        raw: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        parse_request_head(raw, limits)
+    }
+
+    #[test]
+    fn a_head_of_exactly_the_byte_cap_is_accepted() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let limits = Limits {
+            max_head_bytes: raw.len(),
+            ..Limits::default()
+        };
+        let (_, len) = parse_with(raw, &limits).expect("valid").expect("complete");
+        assert_eq!(len, raw.len());
+    }
+
+    #[test]
+    fn a_partial_head_of_exactly_the_byte_cap_is_431() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: vvvv";
+        let limits = Limits {
+            max_head_bytes: raw.len(),
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_with(raw, &limits),
+            Err(RequestError::HeadTooLarge)
+        ));
+        let one_less = &raw[..raw.len() - 1];
+        assert!(matches!(parse_with(one_less, &limits), Ok(None)));
+    }
+
+    #[test]
+    fn an_unfinished_request_line_of_exactly_the_line_cap_is_still_partial() {
+        let limits = Limits {
+            max_target_bytes: 10,
+            ..Limits::default()
+        };
+        let mut line = b"GET /".to_vec();
+        line.resize(10 + REQUEST_LINE_SLACK_BYTES, b'a');
+        assert!(matches!(parse_with(&line, &limits), Ok(None)));
+        line.push(b'a');
+        assert!(matches!(
+            parse_with(&line, &limits),
+            Err(RequestError::UriTooLong)
+        ));
+    }
+
+    #[test]
+    fn a_syntax_error_says_what_is_wrong() {
+        let err = parse(b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n").expect_err("bad byte");
+        assert_eq!(
+            err.to_string(),
+            "malformed request: invalid byte in the method or request-target"
+        );
+    }
+
+    #[test]
+    fn a_version_with_a_letter_for_a_digit_is_400_not_505() {
+        assert_eq!(status_of(b"GET / HTTP/2.x\r\nHost: a\r\n\r\n"), Some(400));
+        assert_eq!(status_of(b"GET / HTTP/x.1\r\nHost: a\r\n\r\n"), Some(400));
+    }
+
+    #[test]
+    fn a_response_head_of_exactly_the_byte_cap_is_accepted() {
+        let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let (head, len) = parse_response_head(raw, raw.len(), 64)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!((head.status, len), (204, raw.len()));
+    }
+
+    #[test]
+    fn a_complete_response_head_over_the_byte_cap_is_too_large() {
+        let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(
+            parse_response_head(raw, raw.len() - 1, 64),
+            Err(ResponseHeadError::TooLarge)
+        );
+    }
+
     /// A reader that hands out one byte per read, like the slowest possible client.
     struct OneByteReader<'a>(&'a [u8]);
 

@@ -293,4 +293,42 @@ mod tests {
         // The absolute-form of any scheme is grammar; it only finds no route.
         assert!(parse(&lines(&["GET urn:x HTTP/1.1", "Host: a"])).is_ok());
     }
+
+    // Mutation testing (`cargo mutants --file src/http/target.rs --jobs 1 -- --lib`, see the
+    // README): each test below pins one edge a mutant moved.
+
+    #[test]
+    fn a_scheme_starts_with_a_letter() {
+        assert_eq!(
+            status_of(&lines(&["GET 1urn:x HTTP/1.1", "Host: a"])),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn a_port_has_at_most_five_digits() {
+        assert_eq!(host_status("a:000080"), Some(400));
+    }
+
+    #[test]
+    fn a_bad_byte_right_after_an_escape_is_400() {
+        assert_eq!(host_status("ex%41\""), Some(400));
+    }
+
+    #[test]
+    fn ipvfuture_needs_a_hex_version() {
+        assert_eq!(host_status("[v.x]"), Some(400));
+        assert_eq!(host_status("[vz.x]"), Some(400));
+    }
+
+    #[test]
+    fn ipvfuture_needs_an_address_after_the_dot() {
+        assert_eq!(host_status("[v1.]"), Some(400));
+    }
+
+    #[test]
+    fn ipvfuture_takes_a_comma_but_no_slash() {
+        assert_eq!(host_status("[v1.a,b]"), None);
+        assert_eq!(host_status("[v1.a/b]"), Some(400));
+    }
 }
