@@ -93,18 +93,29 @@ fn as_http11(buf: &[u8], minor_at: usize) -> Vec<u8> {
     copy
 }
 
+/// How many bytes of empty lines come before the request line. RFC 9112 §2.2: a server
+/// SHOULD ignore at least one empty line received before it, and httparse skips any number;
+/// the version checks below must look at the same line httparse did.
+fn empty_lines_before(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
+}
+
 /// Where the minor digit of an `HTTP/1.<2-9>` version ends a request line
 /// (`method SP target SP HTTP/1.x`), if it does. The line may not have ended yet.
 fn request_minor_above_1(buf: &[u8]) -> Option<usize> {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = &buf[..line_end];
+    let start = empty_lines_before(buf);
+    let rest = &buf[start..];
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = &rest[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let version = line.rsplit(|&b| b == b' ').next()?;
     let above_1 = matches!(
         version,
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
     );
-    (above_1 && line.split(|&b| b == b' ').count() == 3).then(|| line.len() - 1)
+    (above_1 && line.split(|&b| b == b' ').count() == 3).then(|| start + line.len() - 1)
 }
 
 /// Where the minor digit of an `HTTP/1.<2-9>` version is in a status line, if it is one
@@ -152,7 +163,8 @@ fn syntax_reason(e: httparse::Error) -> &'static str {
 /// §3) with a version other than the 1.0 and 1.1 we speak. Exactly three parts: in
 /// `GET /a b HTTP/1.1` httparse stumbles on `b`, which is bad syntax (400), not a version.
 fn has_well_formed_version(buf: &[u8]) -> bool {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let rest = &buf[empty_lines_before(buf)..];
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|&b| b == b' ');
     let (Some(_method), Some(_target), Some(version), None) =
@@ -467,6 +479,19 @@ mod tests {
         assert_eq!(status_of(&line), Some(414));
         line.truncate(8000);
         assert!(parse(&line).expect("still fine").is_none());
+    }
+
+    #[test]
+    fn versions_are_read_on_the_request_line_after_empty_lines() {
+        // httparse skips empty lines before the request line (RFC 9112 §2.2); so do the
+        // version checks, or `HTTP/2.0` would be a 400 and `HTTP/1.2` refused.
+        assert_eq!(
+            status_of(b"\r\nGET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Some(505)
+        );
+        let raw = b"\r\n\r\nGET /health HTTP/1.2\r\nHost: a\r\n\r\n";
+        let (head, len) = parse(raw).expect("valid").expect("complete");
+        assert_eq!((head.version, len), (Version::Http11, raw.len()));
     }
 
     #[test]
