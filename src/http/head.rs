@@ -290,23 +290,33 @@ fn unfold(value: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// Raw-byte fixtures for the tests of request heads, here and in `target.rs`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    /// Parses `raw` as a request head under the default limits.
+    pub(crate) fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
         parse_request_head(raw, &Limits::default())
     }
 
-    fn status_of(raw: &[u8]) -> Option<u16> {
+    /// The status a malformed head is answered with, `None` if it parses.
+    pub(crate) fn status_of(raw: &[u8]) -> Option<u16> {
         parse(raw).err().and_then(|e| e.status())
     }
 
-    fn lines(lines: &[&str]) -> Vec<u8> {
+    /// A head from its lines: CRLF between them, and the blank line at the end.
+    pub(crate) fn lines(lines: &[&str]) -> Vec<u8> {
         let mut raw = lines.join("\r\n");
         raw.push_str("\r\n\r\n");
         raw.into_bytes()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{lines, parse, status_of};
+    use super::*;
 
     #[test]
     fn parses_a_simple_get() {

@@ -159,24 +159,7 @@ fn parse_port(digits: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use crate::http::error::RequestError;
-    use crate::http::head::parse_request_head;
-    use crate::http::limits::Limits;
-    use crate::http::message::RequestHead;
-
-    fn parse(raw: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
-        parse_request_head(raw, &Limits::default())
-    }
-
-    fn status_of(raw: &[u8]) -> Option<u16> {
-        parse(raw).err().and_then(|e| e.status())
-    }
-
-    fn lines(lines: &[&str]) -> Vec<u8> {
-        let mut raw = lines.join("\r\n");
-        raw.push_str("\r\n\r\n");
-        raw.into_bytes()
-    }
+    use crate::http::head::fixtures::{lines, parse, status_of};
 
     fn host_status(host: &str) -> Option<u16> {
         status_of(&lines(&["GET / HTTP/1.1", &format!("Host:{host}")]))
