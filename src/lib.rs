@@ -7,12 +7,14 @@
 //! * `services` — the two handlers, A's `EchoService` and B's `CallerService`;
 //! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary;
 //! * `logging` — log lines as text or JSON;
-//! * `child` — a service binary run as a child process, for the demo and the tests;
+//! * `child` — a service binary run as a child process, for the demo, the lab and the tests;
+//! * `load` — an open-loop load with its latency histogram, for `loadgen` and the lab;
 //! * `random` — numbers that differ on every call, for ids and for chaos and balancing.
 
 pub mod child;
 pub mod config;
 pub mod http;
+pub mod load;
 pub mod logging;
 pub mod random;
 pub mod run;

@@ -9,12 +9,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use echo_lab::http::client::{Client, Deadline};
+use echo_lab::http::client::Client;
 use echo_lab::http::limits::ClientLimits;
+use echo_lab::load::histogram::Histogram;
+use echo_lab::load::request;
+use echo_lab::load::schedule::Schedule;
 use futures_lite::{FutureExt, StreamExt};
 use smol::Executor;
 
-use crate::histogram::Histogram;
 use crate::options::Options;
 use crate::report::Summary;
 
@@ -62,7 +64,8 @@ struct Plan {
     client: Client,
     target: String,
     timeout: Duration,
-    rate: Option<f64>,
+    /// The open loop's due times (`--rate`), or `None` for a closed loop.
+    schedule: Option<Schedule>,
     count: Option<u64>,
     headers: Vec<(String, String)>,
     start: Instant,
@@ -83,7 +86,7 @@ pub fn run(options: &Options) -> Summary {
         client: Client::new(options.upstream.clone(), limits),
         target: options.target.clone(),
         timeout: options.timeout,
-        rate: options.rate,
+        schedule: options.rate.map(|rate| Schedule::new(start, rate)),
         count: options.count,
         headers: options.headers.clone(),
         start,
@@ -173,13 +176,12 @@ async fn worker(plan: Arc<Plan>) -> Tally {
         if plan.count.is_some_and(|count| i >= count) {
             break;
         }
-        let intended = match plan.rate {
+        let intended = match &plan.schedule {
             None => Instant::now(),
-            Some(rate) => {
-                let due = plan.start + Duration::from_secs_f64(i as f64 / rate);
-                if due >= plan.end {
+            Some(schedule) => {
+                let Some(due) = schedule.due(i).filter(|due| *due < plan.end) else {
                     break;
-                }
+                };
                 if Instant::now() >= plan.end {
                     // Due in time, but every worker was busy until now: the server (or we)
                     // fell behind. Count it, and every later one that was due, as unsent.
@@ -190,7 +192,7 @@ async fn worker(plan: Arc<Plan>) -> Tally {
                 due
             }
         };
-        if plan.rate.is_none() && intended >= plan.end {
+        if plan.schedule.is_none() && intended >= plan.end {
             break;
         }
         one_request(&plan, &headers, intended, &mut tally).await;
@@ -200,13 +202,10 @@ async fn worker(plan: Arc<Plan>) -> Tally {
 
 /// Sends one request and records its outcome. Latency counts from `intended`.
 async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, tally: &mut Tally) {
-    let deadline = Deadline::after(plan.timeout);
-    match plan.client.get(&plan.target, headers, deadline).await {
+    let sample = request::send(&plan.client, &plan.target, headers, plan.timeout, intended).await;
+    match &sample.result {
         Ok(response) => {
-            let micros = intended.elapsed().as_micros();
-            tally
-                .latency
-                .record(u64::try_from(micros).unwrap_or(u64::MAX));
+            tally.latency.record(sample.micros());
             *tally.statuses.entry(response.head.status).or_default() += 1;
             plan.live.responses.fetch_add(1, Ordering::Relaxed);
         }
@@ -218,8 +217,6 @@ async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, t
                 .entry(kind)
                 .or_insert_with(|| e.to_string());
             plan.live.errors.fetch_add(1, Ordering::Relaxed);
-            // A refused connection can fail without ever waiting; let other tasks run.
-            futures_lite::future::yield_now().await;
         }
     }
 }

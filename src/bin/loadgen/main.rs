@@ -16,10 +16,10 @@
 //! request carries its own deadline (`--timeout`). Latencies go into a fixed-size log-linear
 //! histogram (about 3 % resolution), so memory does not grow with the number of requests.
 //!
-//! By concern: `options` (the command line), `load` (threads, workers, one request, the
-//! progress line), `histogram` (latencies), `report` (the summary as text or JSON).
+//! By concern: `options` (the command line), `load` (threads, workers, the progress line),
+//! `report` (the summary as text or JSON). The open loop's schedule, one request with its
+//! deadline, and the latency histogram are `echo_lab::load`, shared with the `lab`.
 
-mod histogram;
 mod load;
 mod options;
 mod report;
