@@ -21,8 +21,10 @@
 use std::thread;
 use std::time::Duration;
 
+use echo_lab::child::Binaries;
+
 use crate::caller::{Tally, metric, stream};
-use crate::service::{Binaries, Service, Show, a_args};
+use crate::service::{Service, Show, a_args};
 use crate::{ms, say, verdict};
 
 /// A chapter: its name for `--chapter`, its heading, and the play.

@@ -29,11 +29,12 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_lab::child::Binaries;
 use echo_lab::config::{ConfigError, Flag, Settings};
 
 use caller::Caller;
 use chapters::CHAPTERS;
-use service::{Binaries, Service, a_args, kill_children_on_signal};
+use service::{Service, a_args, kill_children_on_signal};
 
 const USAGE: &str = "\
 demo: starts service A and service B and plays four steps of a failure story
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         Err(text) => return cannot_start(&text),
     };
     say("echo-lab demo: B calls A; we stop A, slow it down, bring it back, and watch B.");
-    let bins = match Binaries::find(settings.raw("bin-dir")) {
+    let bins = match Binaries::find(settings.raw("bin-dir"), "demo", say) {
         Ok(bins) => bins,
         Err(text) => return cannot_start(&text),
     };

@@ -1,9 +1,14 @@
-//! A service binary run as a child process, the way the demo and the integration tests run
-//! A and B: started on `--port 0`, its address read from its `listening on ADDR` line, every
-//! line it writes kept for searching, signalled with kill(1), killed when dropped.
+//! A service binary run as a child process, the way the demo, the lab and the integration
+//! tests run A and B: started on `--port 0`, its address read from its `listening on ADDR`
+//! line, every line it writes kept for searching, signalled with kill(1), killed when dropped.
+//! `binaries` finds the service binaries (and builds them under `cargo run`).
 //!
-//! Neither service uses this; it is here once so that `src/bin/demo/` and `tests/common/`
-//! do not each write it.
+//! Neither service uses this; it is here once so that `src/bin/demo/`, `src/bin/lab/` and
+//! `tests/common/` do not each write it.
+
+mod binaries;
+
+pub use binaries::Binaries;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -17,21 +22,61 @@ use std::time::{Duration, Instant};
 /// How often a wait for a log line or an exit looks again.
 const POLL: Duration = Duration::from_millis(10);
 
-/// The address in a service's startup line, `service=X listening on ADDR`, as written.
-pub fn listening_address(line: &str) -> Option<&str> {
-    line.split("listening on ").nth(1).map(str::trim)
+/// The address in a service's startup line, as written: `service=X listening on ADDR` in
+/// text, or the `addr` of the line whose `event` is `listening` in JSON (`--log-format json`).
+pub fn listening_address(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let object: serde_json::Value = serde_json::from_str(line).ok()?;
+        return match (object.get("event"), object.get("addr")) {
+            (Some(event), Some(addr)) if event == "listening" => addr.as_str().map(str::to_owned),
+            _ => None,
+        };
+    }
+    line.split("listening on ")
+        .nth(1)
+        .map(|addr| addr.trim().to_owned())
 }
 
-/// The lines a child has written so far, shared with the threads that read them.
-#[derive(Debug, Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+/// The lines a child has written so far, shared with the threads that read them: all of
+/// them, or (`Lines::newest`) about the newest `keep`, for a child that runs for hours.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    keep: usize,
+}
+
+impl Default for Lines {
+    /// Every line, for as long as the child runs.
+    fn default() -> Self {
+        Lines::newest(usize::MAX)
+    }
+}
 
 impl Lines {
+    /// Lines of which at least the newest `keep` are kept: when there are `2 * keep`, the
+    /// older half goes (one move of `keep` lines, rather than one per line).
+    pub fn newest(keep: usize) -> Lines {
+        Lines {
+            lines: Arc::default(),
+            keep,
+        }
+    }
+
     /// The lines, even if a reader thread panicked while holding them.
     fn lock(&self) -> MutexGuard<'_, Vec<String>> {
-        self.0
+        self.lines
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `line`, dropping the older half when full.
+    fn push(&self, line: String) {
+        let mut lines = self.lock();
+        if lines.len() >= self.keep.saturating_mul(2) {
+            let old = lines.len() - self.keep;
+            lines.drain(..old);
+        }
+        lines.push(line);
     }
 
     /// Every line so far.
@@ -76,9 +121,9 @@ impl Lines {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 each_line(&line);
                 if let (Some(tx), Some(found)) = (&addr, listening_address(&line)) {
-                    let _ = tx.send(found.to_owned());
+                    let _ = tx.send(found);
                 }
-                lines.lock().push(line);
+                lines.push(line);
             }
         });
     }
@@ -115,11 +160,19 @@ impl ChildService {
         command: &mut Command,
         each_line: impl Fn(&str) + Send + Clone + 'static,
     ) -> Result<ChildService, String> {
+        ChildService::spawn_into(command, Lines::default(), each_line)
+    }
+
+    /// `spawn`, keeping the lines in `lines` (e.g. only the newest: `Lines::newest`).
+    pub fn spawn_into(
+        command: &mut Command,
+        lines: Lines,
+        each_line: impl Fn(&str) + Send + Clone + 'static,
+    ) -> Result<ChildService, String> {
         let mut child = command.spawn().map_err(|e| {
             let program = Path::new(command.get_program()).display();
             format!("cannot start {program}: {e}")
         })?;
-        let lines = Lines::default();
         let (addr_tx, addr_rx) = mpsc::channel();
         let stdout = child
             .stdout
@@ -222,7 +275,28 @@ mod tests {
     fn the_address_is_what_follows_listening_on() {
         let line = "2026-11-24T22:39:45.338Z INFO  [echo_lab::run] service=B listening on \
                     127.0.0.1:8081";
-        assert_eq!(listening_address(line), Some("127.0.0.1:8081"));
+        assert_eq!(listening_address(line).as_deref(), Some("127.0.0.1:8081"));
         assert_eq!(listening_address("service=B stopped"), None);
+    }
+
+    #[test]
+    fn a_json_startup_line_names_its_address_as_addr() {
+        let line = r#"{"ts":"2026-11-24T22:39:45.338Z","level":"INFO","target":"echo_lab::run","service":"A","event":"listening","addr":"127.0.0.1:8080","msg":"service=A listening on 127.0.0.1:8080"}"#;
+        assert_eq!(listening_address(line).as_deref(), Some("127.0.0.1:8080"));
+        let other = r#"{"event":"stopped","addr":"127.0.0.1:1","msg":"service=A stopped"}"#;
+        assert_eq!(listening_address(other), None);
+        assert_eq!(listening_address("{not json listening on 1"), None);
+    }
+
+    #[test]
+    fn newest_lines_keep_at_least_the_newest() {
+        let lines = Lines::newest(3);
+        for n in 0..10 {
+            lines.push(n.to_string());
+        }
+        let kept = lines.all();
+        assert!(kept.len() >= 3 && kept.len() <= 6, "{kept:?}");
+        assert_eq!(kept.last().map(String::as_str), Some("9"));
+        assert_eq!(kept[kept.len() - 3..], ["7", "8", "9"]);
     }
 }
