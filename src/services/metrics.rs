@@ -298,7 +298,7 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
             );
         }
     }
-    let gauges: [ReplicaSeries; 5] = [
+    let gauges: [ReplicaSeries; 6] = [
         (
             "echo_lab_upstream_replica_ejections_total",
             "counter",
@@ -310,6 +310,12 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
             "gauge",
             "1 while a replica is out of rotation.",
             |r| f64::from(u8::from(r.ejected)),
+        ),
+        (
+            "echo_lab_upstream_replica_probation",
+            "gauge",
+            "1 while a replica is back from an ejection and its next attempt is its test.",
+            |r| f64::from(u8::from(r.on_probation)),
         ),
         (
             "echo_lab_upstream_replica_outstanding",

@@ -98,6 +98,12 @@ impl Outlier {
         self.ejected_until.is_some_and(|until| now < until)
     }
 
+    /// Whether the replica is back in rotation after an ejection and has not answered well
+    /// since: its next attempt is its test, and one failure ejects it again.
+    pub fn is_on_probation(&self, now: Instant) -> bool {
+        self.on_probation && !self.is_ejected(now)
+    }
+
     /// The end of the latest ejection, which may already have passed (see [`is_ejected`]).
     ///
     /// [`is_ejected`]: Outlier::is_ejected
@@ -282,8 +288,10 @@ mod tests {
         let t0 = Instant::now();
         let mut outlier = Outlier::new();
         fail(&mut outlier, 5, t0);
+        assert!(!outlier.is_on_probation(t0), "ejected, not yet on probation");
         let back = t0 + secs(1);
         assert!(!outlier.is_ejected(back));
+        assert!(outlier.is_on_probation(back));
         assert!(
             fail(&mut outlier, 1, back),
             "on probation: the first failure"
@@ -291,6 +299,7 @@ mod tests {
         assert_eq!(outlier.ejected_until(), Some(back + secs(2)));
         let back = back + secs(2);
         outlier.record_success(back);
+        assert!(!outlier.is_on_probation(back), "a success ends probation");
         assert!(!fail(&mut outlier, 4, back), "a success ends probation");
         assert!(
             fail(&mut outlier, 1, back),

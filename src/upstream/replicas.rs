@@ -74,6 +74,8 @@ pub struct ReplicaSnapshot {
     pub cancelled: u64,
     pub ejections: u64,
     pub ejected: bool,
+    /// Back from an ejection, not yet trusted again (see `Outlier::is_on_probation`).
+    pub on_probation: bool,
     pub outstanding: usize,
     pub latency: Duration,
     pub idle_connections: usize,
@@ -166,6 +168,7 @@ impl Replica {
             cancelled: self.stats.cancelled.load(Ordering::Relaxed),
             ejections: self.stats.ejections.load(Ordering::Relaxed),
             ejected: state.outlier.is_ejected(now),
+            on_probation: state.outlier.is_on_probation(now),
             outstanding: state.load.outstanding(),
             latency: state.load.latency(now),
             idle_connections: self.client.idle_connections(),
