@@ -55,7 +55,14 @@ pub fn write_response(
     close: bool,
 ) {
     let length = BodyLength::Known(response.body.len() as u64);
-    write_head(out, version, response.status, &response.headers, length, close);
+    write_head(
+        out,
+        version,
+        response.status,
+        &response.headers,
+        length,
+        close,
+    );
     if !head_only {
         out.extend_from_slice(&response.body);
     }
