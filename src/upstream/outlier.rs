@@ -288,7 +288,10 @@ mod tests {
         let t0 = Instant::now();
         let mut outlier = Outlier::new();
         fail(&mut outlier, 5, t0);
-        assert!(!outlier.is_on_probation(t0), "ejected, not yet on probation");
+        assert!(
+            !outlier.is_on_probation(t0),
+            "ejected, not yet on probation"
+        );
         let back = t0 + secs(1);
         assert!(!outlier.is_ejected(back));
         assert!(outlier.is_on_probation(back));

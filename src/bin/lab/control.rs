@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use echo_lab::http::client::{Client, Deadline};
+use echo_lab::http::error::ResponseHeadError;
 use echo_lab::http::head::parse_response_head;
 use echo_lab::http::limits::ClientLimits;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -51,11 +52,9 @@ impl fmt::Display for ControlError {
         match self {
             ControlError::Connect(e) => write!(f, "cannot connect: {e}"),
             ControlError::Io(e) => write!(f, "connection failed: {e}"),
-            ControlError::Timeout => write!(
-                f,
-                "no answer within {} ms",
-                CHANGE_DEADLINE.as_millis()
-            ),
+            ControlError::Timeout => {
+                write!(f, "no answer within {} ms", CHANGE_DEADLINE.as_millis())
+            }
             ControlError::BadResponse(what) => write!(f, "bad answer: {what}"),
         }
     }
@@ -106,10 +105,18 @@ pub async fn change_faults(addr: SocketAddr, body: &[u8]) -> Result<Answer, Cont
 fn parse_answer(raw: &[u8]) -> Result<Answer, ControlError> {
     let limits = ClientLimits::default();
     let (head, head_len) = parse_response_head(raw, limits.max_head_bytes, limits.max_headers)
-        .map_err(|e| ControlError::BadResponse(e.to_string()))?
+        .map_err(|e| {
+            ControlError::BadResponse(match e {
+                ResponseHeadError::Malformed(why) => format!("not an HTTP response head: {why}"),
+                ResponseHeadError::TooLarge => "a response head over the limit".to_owned(),
+            })
+        })?
         .ok_or_else(|| ControlError::BadResponse("closed inside the head".to_owned()))?;
     let body = &raw[head_len..];
-    let announced = head.headers.get_str("content-length").map(str::parse::<usize>);
+    let announced = head
+        .headers
+        .get_str("content-length")
+        .map(str::parse::<usize>);
     match announced {
         Some(Ok(length)) if length <= body.len() => Ok(Answer {
             status: head.status,

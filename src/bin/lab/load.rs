@@ -20,10 +20,10 @@ use futures_lite::FutureExt;
 use smol::Executor;
 use smol::channel::{self, Receiver, Sender};
 
-/// Calls a second when the lab starts: enough for every pattern to show (5 failures in a row
-/// eject a replica within a tenth of a second, the hedge's p90 has samples), little enough to
-/// leave the two cores to the services.
-pub const DEFAULT_RATE: f64 = 50.0;
+/// Calls a second when the lab starts (`--rate`'s default): enough for every pattern to show
+/// (a dead replica fails an attempt within a tenth of a second, the hedge's p90 has samples),
+/// little enough to leave the machine to the services.
+pub const DEFAULT_RATE: &str = "50";
 
 /// The most the page may ask for. The lab, B and three A's share the machine; at a thousand
 /// calls a second B is busy and the page still moves.
@@ -112,7 +112,8 @@ impl Load {
 
     /// Changes the rate from the next call on.
     pub fn set_rate(&self, rate: f64) -> Result<(), RateOutOfRange> {
-        self.rate.store(check_rate(rate)?.to_bits(), Ordering::Relaxed);
+        self.rate
+            .store(check_rate(rate)?.to_bits(), Ordering::Relaxed);
         // Full means a change is already waiting to be seen; one is enough.
         let _ = self.changed.0.try_send(());
         Ok(())
@@ -173,7 +174,9 @@ impl Load {
 fn outcome(result: &Result<ClientResponse, ClientError>) -> String {
     match result {
         Ok(response) if response.head.status == 200 => "200".to_owned(),
-        Ok(response) => error_kind(&response.body).unwrap_or_else(|| response.head.status.to_string()),
+        Ok(response) => {
+            error_kind(&response.body).unwrap_or_else(|| response.head.status.to_string())
+        }
         Err(e) => format!("no answer: {}", e.kind()),
     }
 }
@@ -203,7 +206,8 @@ mod tests {
 
     #[test]
     fn b_error_bodies_name_the_kind() {
-        let body = br#"{"service_b":"ok","service_a":"unavailable","error":"x","error_kind":"timeout"}"#;
+        let body =
+            br#"{"service_b":"ok","service_a":"unavailable","error":"x","error_kind":"timeout"}"#;
         assert_eq!(error_kind(body).as_deref(), Some("timeout"));
         assert_eq!(error_kind(b"{\"error\":\"not found\"}"), None);
         assert_eq!(error_kind(b"not json"), None);

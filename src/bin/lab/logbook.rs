@@ -88,7 +88,10 @@ impl LogBook {
         let len = book.entries.len();
         let at = usize::try_from(from.saturating_sub(oldest)).map_or(len, |at| at.min(len));
         let start = at.max(len.saturating_sub(most));
-        (book.entries.range(start..).cloned().collect(), book.next_seq)
+        (
+            book.entries.range(start..).cloned().collect(),
+            book.next_seq,
+        )
     }
 }
 
@@ -124,10 +127,22 @@ mod tests {
     #[test]
     fn the_labs_own_polls_are_left_out() {
         let book = LogBook::default();
-        book.add("B", r#"{"method":"GET","endpoint":"/metrics","status":200}"#);
-        book.add("A1", r#"{"method":"GET","endpoint":"/control","status":200}"#);
-        book.add("A1", r#"{"method":"POST","endpoint":"/control","status":200}"#);
-        book.add("B", r#"{"method":"GET","endpoint":"/call-echo","status":200}"#);
+        book.add(
+            "B",
+            r#"{"method":"GET","endpoint":"/metrics","status":200}"#,
+        );
+        book.add(
+            "A1",
+            r#"{"method":"GET","endpoint":"/control","status":200}"#,
+        );
+        book.add(
+            "A1",
+            r#"{"method":"POST","endpoint":"/control","status":200}"#,
+        );
+        book.add(
+            "B",
+            r#"{"method":"GET","endpoint":"/call-echo","status":200}"#,
+        );
         let (lines, next) = book.since(0, 10);
         let kept: Vec<_> = lines.iter().map(|e| e.fields["endpoint"].clone()).collect();
         assert_eq!(kept, [json!("/control"), json!("/call-echo")]);

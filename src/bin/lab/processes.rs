@@ -210,7 +210,10 @@ impl Processes {
             let process = spawn(name, &mut a_command(&bins.a, 0), &logbook)?;
             replicas.push(Member::running(name, process));
         }
-        let urls: Vec<String> = replicas.iter().map(|r| format!("http://{}", r.addr)).collect();
+        let urls: Vec<String> = replicas
+            .iter()
+            .map(|r| format!("http://{}", r.addr))
+            .collect();
         let b = spawn("B", &mut b_command(&bins.b, &urls.join(",")), &logbook)?;
         Ok(Processes {
             replicas,
@@ -228,8 +231,11 @@ impl Processes {
     /// Sends SIGTERM or SIGKILL to a replica.
     pub fn signal(&self, replica: &Member, signal: Signal) -> Result<(), ActionError> {
         let pid = replica.signal(signal)?;
-        self.logbook
-            .note(&format!("SIG{} to {} (pid {pid})", signal.name(), replica.name));
+        self.logbook.note(&format!(
+            "SIG{} to {} (pid {pid})",
+            signal.name(),
+            replica.name
+        ));
         Ok(())
     }
 

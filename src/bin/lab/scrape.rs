@@ -55,7 +55,7 @@ impl Metrics {
     /// The value of `label` on the first sample named `name` whose value is `value`: which
     /// state a one-hot gauge is in (`echo_lab_upstream_breaker_state{state="open"} 1`).
     pub fn label_where(&self, name: &str, label: &str, value: f64) -> Option<&str> {
-        let sample = self.matching(name, &[]).find(|s| s.value == value)?;
+        let sample = self.0.iter().find(|s| s.name == name && s.value == value)?;
         let (_, found) = sample.labels.iter().find(|(k, _)| k == label)?;
         Some(found)
     }

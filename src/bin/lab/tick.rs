@@ -8,7 +8,8 @@
 //! { "t": 12.5,                      seconds since the lab started
 //!   "rate": 50,                     the load's calls a second (0: paused)
 //!   "answers": { "per_s": {"200": 48.5, "timeout": 1.5}, "p50_ms": 1.2, "p99_ms": 4.1,
-//!                "count": 50 },     B's answers over the last second, by outcome
+//!                "count": 50,       B's answers over the last second, by outcome
+//!                "total": {"200": 1234, "timeout": 3} },   and since the lab started
 //!   "replicas": [ { "n": 1, "name": "A1", "addr": "127.0.0.1:40001",
 //!                   "process": "running", "pid": 4242,      (or stopping, exited + detail)
 //!                   "state": "in_rotation",  (avoided, ejected, probation; unknown)
@@ -20,7 +21,7 @@
 //!   "logs": [ {"seq": 1234, "src": "B", "line": {…the service's JSON log line…}}, … ] }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +67,8 @@ pub struct Tick {
     previous: (Instant, Window),
     /// When the current tick began.
     began: Instant,
+    /// Every answer since the lab started, by outcome.
+    totals: BTreeMap<String, u64>,
     /// The number of the next log line to send.
     log_cursor: u64,
 }
@@ -86,6 +89,7 @@ impl Tick {
             rates: Rates::default(),
             previous: (now, Window::default()),
             began: now,
+            totals: BTreeMap::new(),
             log_cursor: 0,
         }
     }
@@ -126,6 +130,9 @@ impl Tick {
 
     /// B's answers over the last two ticks: a rate per outcome, and latency percentiles.
     fn answers(&mut self, window: Window, now: Instant) -> Value {
+        for (outcome, n) in &window.outcomes {
+            *self.totals.entry(outcome.clone()).or_default() += n;
+        }
         let (since, mut last_second) = std::mem::replace(&mut self.previous, (self.began, window));
         self.began = now;
         last_second.merge(&self.previous.1);
@@ -142,6 +149,7 @@ impl Tick {
             "p50_ms": ms(50.0),
             "p99_ms": ms(99.0),
             "count": latency.total,
+            "total": self.totals,
         })
     }
 
