@@ -226,6 +226,38 @@ fn replica(event: &Value, n: usize) -> &Value {
 }
 
 #[test]
+fn a_bad_flag_exits_2_and_a_port_in_use_1_before_any_child_starts() {
+    let lab = env!("CARGO_BIN_EXE_lab");
+    for args in [
+        &["--rate", "-1"][..],
+        &["--rate", "5000"],
+        &["--port", "x"],
+        &["--nope"],
+    ] {
+        let out = Command::new(lab).args(args).output().expect("run lab");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.starts_with("error: "), "{args:?}: {text}");
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_service-a"))
+        .parent()
+        .expect("the binaries' directory");
+    let out = Command::new(lab)
+        .args(["--port", &port, "--bin-dir"])
+        .arg(bin_dir)
+        .output()
+        .expect("run lab");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_lab_serves_its_page_and_a_feed_of_events() {
     let lab = Lab::start();
     let page = common::get(lab.addr, "/");

@@ -5,11 +5,12 @@
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
-const BINARIES: [(&str, &str); 4] = [
+const BINARIES: [(&str, &str); 5] = [
     ("service-a", env!("CARGO_BIN_EXE_service-a")),
     ("service-b", env!("CARGO_BIN_EXE_service-b")),
     ("demo", env!("CARGO_BIN_EXE_demo")),
     ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
+    ("lab", env!("CARGO_BIN_EXE_lab")),
 ];
 
 const SERVICES: [&str; 2] = [
