@@ -175,19 +175,23 @@ pub fn serve(
         log::warn!(service = name, event = "open_file_limit"; "service={name} {note}");
     }
     let shutdown = async move {
-        let mut signals = signals;
-        if let Some(Ok(signal)) = signals.next().await {
-            let name = if signal == Signal::Term {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
+        if let Some(name) = stop_signal(signals).await {
             log::info!(event = "shutdown", signal = name; "shutdown: received {name}");
         }
     };
     server::serve(listener, handler, config, shutdown);
     log::info!(service = name, event = "stopped"; "service={name} stopped");
     ExitCode::SUCCESS
+}
+
+/// Waits for the first signal of `signals` (made for SIGTERM and SIGINT), and names it:
+/// `SIGTERM` or `SIGINT`. `None` if the stream failed.
+pub async fn stop_signal(mut signals: Signals) -> Option<&'static str> {
+    match signals.next().await? {
+        Ok(Signal::Term) => Some("SIGTERM"),
+        Ok(_) => Some("SIGINT"),
+        Err(_) => None,
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, as Go's runtime does, and says so

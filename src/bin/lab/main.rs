@@ -42,7 +42,7 @@ use async_signal::{Signal, Signals};
 use echo_lab::child::Binaries;
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::http::server::{self, ServerConfig};
-use echo_lab::run::{fail, fail_to_start};
+use echo_lab::run::{fail, fail_to_start, stop_signal};
 use futures_lite::StreamExt;
 use serde_json::Value;
 use smol::Executor;
@@ -180,13 +180,7 @@ fn run(options: &Options) -> Result<(), String> {
         ..ServerConfig::default()
     };
     let shutdown = async move {
-        let mut signals = signals;
-        if let Some(Ok(signal)) = signals.next().await {
-            let name = if signal == Signal::Term {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
+        if let Some(name) = stop_signal(signals).await {
             say(&format!("lab: {name}: stopping"));
         }
     };
