@@ -28,6 +28,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 # Chromium as root, on a machine without network: without these it stalls or refuses.
 CHROMIUM_FLAGS = [
@@ -252,23 +253,24 @@ def run(driver, lab, out, docs):
     shown = driver.find_element(By.ID, "replica-3-process").text
     say(f"ok: A3 killed from the page: {shown}, {state}")
 
-    def click_newest_id():
-        # The list is redrawn twice a second: a button found may be gone by the click.
-        button = driver.find_element(By.CSS_SELECTOR, "#logs button.id")
-        text = button.text
-        button.click()
-        return text
-
-    request_id = wait_for("a request id to click", 5, click_newest_id)
+    # The list is redrawn twice a second; paused, its ids stay put for the keyboard.
+    driver.find_element(By.ID, "logs-pause").click()
+    button = driver.find_element(By.CSS_SELECTOR, "#logs button.id")
+    request_id = button.text
+    button.send_keys(Keys.ENTER)
     wait_for("the request's path", 5, lambda: (
         driver.find_element(By.ID, "trace").is_displayed()
         and len(driver.find_elements(By.CSS_SELECTOR, "#trace-lines li")) >= 2
     ))
+    focused = driver.execute_script("return document.activeElement.id")
+    if focused != "trace-title":
+        raise Failed(f"after following a request the focus is on {focused!r}, not its path's heading")
     sources = wait_for("the path's lines", 5, lambda: [
         li.find_element(By.CSS_SELECTOR, ".src").text
         for li in driver.find_elements(By.CSS_SELECTOR, "#trace-lines li")
     ])
-    say(f"ok: followed {request_id} from the log: {len(sources)} lines, from {', '.join(sources)}")
+    say(f"ok: followed {request_id} from the paused log with the keyboard: {len(sources)} lines, "
+        f"from {', '.join(sources)}")
     driver.save_screenshot(os.path.join(out, "3-tail-kill-and-trace.png"))
     if docs:
         driver.save_screenshot(docs)

@@ -2,15 +2,13 @@
 //! browser that shows, live, what B answers and why, and lets you break the replicas.
 //!
 //! ```text
-//!             ┌───────────────────────────── lab ─────────────────────────────┐
-//!  browser ◄──┤ GET /        the page                                          │
-//!             │ GET /events  one event every 500 ms (Server-Sent Events)       │
-//!  browser ──►│ POST /load, /replicas/N/stop|kill|restart|faults               │
-//!             │                                                               │
-//!             │ load ─── 50 GET /call-echo a second ──► B ──► A1, A2, A3       │
-//!             │ tick ─── B's /metrics, each A's /control, every 500 ms         │
-//!             │ log book ◄── every line the four children write                │
-//!             └───────────────────────────────────────────────────────────────┘
+//!  browser ◄── GET /          the page
+//!          ◄── GET /events    one event every 500 ms (Server-Sent Events)
+//!          ──► POST /load, /replicas/N/stop|kill|restart|faults
+//!
+//!  lab:  load      ── 50 GET /call-echo a second ──► B ──► A1, A2, A3
+//!        tick      ── B's /metrics, each A's /control, every 500 ms: one event
+//!        log book  ◄─ every line the four children write
 //! ```
 //!
 //! By concern: `processes` (the four children: start, stop, kill, restart), `logbook` (their
@@ -31,13 +29,13 @@ mod scrape;
 mod tick;
 
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
+use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use echo_lab::child::Binaries;
 use echo_lab::config::{ConfigError, Flag, Settings};
@@ -155,12 +153,8 @@ fn run(options: &Options) -> Result<(), String> {
     // Before the children start: a Ctrl-C while they do is then a clean stop.
     let signals = Signals::new([Signal::Term, Signal::Int])
         .map_err(|e| format!("cannot watch for signals: {e}"))?;
-    let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, options.port)))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", options.port))?;
-    let addr = listener
-        .get_ref()
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // Before the children start too: a port in use must not cost four processes.
+    let (listener, addr) = listen(options.port)?;
     let logbook = Arc::new(LogBook::default());
     let processes = Processes::start(bins, logbook.clone())?;
     let lab = Arc::new(Lab {
@@ -173,6 +167,27 @@ fn run(options: &Options) -> Result<(), String> {
     let _kill_on_panic = KillOnPanic(lab.clone());
     let background = Background::start(lab.clone());
     say(&format!("lab: open http://{addr}/"));
+    serve_until_signal(listener, LabHandler::new(lab.clone(), addr), signals);
+    background.stop();
+    lab.processes.shutdown();
+    say("lab: stopped, and every service with it");
+    Ok(())
+}
+
+/// The page's listener, on 127.0.0.1 only, and its address (the port, if `port` was 0).
+fn listen(port: u16) -> Result<(Async<TcpListener>, SocketAddr), String> {
+    let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let addr = listener
+        .get_ref()
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    Ok((listener, addr))
+}
+
+/// Serves the page and its routes until the first of `signals`; then the server ends the
+/// pages' streams with their last chunk, and returns.
+fn serve_until_signal(listener: Async<TcpListener>, handler: LabHandler, signals: Signals) {
     let config = ServerConfig {
         // The page's few requests need no more; the cores are for the services.
         threads: 1,
@@ -184,16 +199,7 @@ fn run(options: &Options) -> Result<(), String> {
             say(&format!("lab: {name}: stopping"));
         }
     };
-    server::serve(
-        listener,
-        LabHandler::new(lab.clone(), addr),
-        config,
-        shutdown,
-    );
-    background.stop();
-    lab.processes.shutdown();
-    say("lab: stopped, and every service with it");
-    Ok(())
+    server::serve(listener, handler, config, shutdown);
 }
 
 /// The load and the tick, on an executor thread of their own.
