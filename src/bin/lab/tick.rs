@@ -63,8 +63,9 @@ pub struct Tick {
     b: Client,
     replicas: Vec<Arc<Client>>,
     rates: Rates,
-    /// The load's answers of the previous tick, and when that tick began.
-    previous: (Instant, Window),
+    /// The load's answers of the last `RATE_TICKS` ticks, each with when its tick began,
+    /// oldest first.
+    recent: VecDeque<(Instant, Window)>,
     /// When the current tick began.
     began: Instant,
     /// Every answer since the lab started, by outcome.
@@ -87,7 +88,7 @@ impl Tick {
                 .map(|r| Arc::new(client(r.addr)))
                 .collect(),
             rates: Rates::default(),
-            previous: (now, Window::default()),
+            recent: VecDeque::new(),
             began: now,
             totals: BTreeMap::new(),
             log_cursor: 0,
@@ -98,6 +99,26 @@ impl Tick {
     /// open later.
     pub async fn event(&mut self, lab: &Lab) -> Value {
         lab.processes.reap();
+        let (metrics, faults) = self.scrape().await;
+        let now = Instant::now();
+        self.rates.advance(now);
+        let mut event = json!({
+            "t": round(lab.started.elapsed().as_secs_f64()),
+            "rate": lab.load.rate(),
+            "answers": self.answers(lab.load.take_window(), now),
+            "replicas": self.replicas_seen(lab, metrics.as_ref(), faults),
+            "b": self.b_seen(&lab.processes.b, metrics.as_ref()),
+        });
+        lab.hub.set_latest(event.clone());
+        let (lines, next) = lab.logbook.since(self.log_cursor, LOG_LINES_PER_EVENT);
+        self.log_cursor = next;
+        event["logs"] = lines.iter().map(|l| l.to_json()).collect();
+        event
+    }
+
+    /// B's `/metrics` and each replica's faults, all asked at once; `None` for whatever did
+    /// not answer within `scrape::SCRAPE_DEADLINE`.
+    async fn scrape(&self) -> (Option<Metrics>, Vec<Option<Value>>) {
         let faults: Vec<_> = self
             .replicas
             .iter()
@@ -112,30 +133,25 @@ impl Tick {
         for task in faults {
             replica_faults.push(task.await);
         }
-        let now = Instant::now();
-        self.rates.advance(now);
-        let mut event = json!({
-            "t": round(lab.started.elapsed().as_secs_f64()),
-            "rate": lab.load.rate(),
-            "answers": self.answers(lab.load.take_window(), now),
-            "replicas": self.replicas_seen(lab, metrics.as_ref(), replica_faults),
-            "b": self.b_seen(&lab.processes.b, metrics.as_ref()),
-        });
-        lab.hub.set_latest(event.clone());
-        let (lines, next) = lab.logbook.since(self.log_cursor, LOG_LINES_PER_EVENT);
-        self.log_cursor = next;
-        event["logs"] = lines.iter().map(|l| l.to_json()).collect();
-        event
+        (metrics, replica_faults)
     }
 
-    /// B's answers over the last two ticks: a rate per outcome, and latency percentiles.
+    /// B's answers over the last `RATE_TICKS` ticks: a rate per outcome, and latency
+    /// percentiles; and the totals since the start.
     fn answers(&mut self, window: Window, now: Instant) -> Value {
         for (outcome, n) in &window.outcomes {
             *self.totals.entry(outcome.clone()).or_default() += n;
         }
-        let (since, mut last_second) = std::mem::replace(&mut self.previous, (self.began, window));
+        self.recent.push_back((self.began, window));
         self.began = now;
-        last_second.merge(&self.previous.1);
+        if self.recent.len() > RATE_TICKS {
+            self.recent.pop_front();
+        }
+        let since = self.recent.front().map_or(now, |(began, _)| *began);
+        let mut last_second = Window::default();
+        for (_, window) in &self.recent {
+            last_second.merge(window);
+        }
         let seconds = now.duration_since(since).as_secs_f64().max(f64::EPSILON);
         let per_s: serde_json::Map<String, Value> = last_second
             .outcomes
