@@ -114,7 +114,8 @@ pub fn chunk(id: ConnId, dir: Direction, wire: &[u8], size: usize) {
     }
     let shown = &wire[..wire.len().min(TRACE_BODY_BYTES)];
     let more = if wire.len() > shown.len() { " ..." } else { "" };
-    log::info!(target: "wire", "{id} {} [chunk {size} bytes] {}{more}", dir.arrow(), visible(shown));
+    let (arrow, shown) = (dir.arrow(), visible(shown));
+    log::info!(target: "wire", "{id} {arrow} [chunk {size} bytes] {shown}{more}");
 }
 
 /// Traces bytes received that could not be parsed (a rejected head), as far as they got.
