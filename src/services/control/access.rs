@@ -110,9 +110,7 @@ impl Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Refused::NotLoopback => {
-                "/control answers only peers on A's own machine (loopback), as A has no --control-token"
-            }
+            Refused::NotLoopback => "/control answers only loopback peers: A has no token",
             Refused::NoToken => "/control needs Authorization: Bearer <token>",
             Refused::WrongToken => "/control: the bearer token is wrong",
         })

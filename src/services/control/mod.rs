@@ -28,7 +28,7 @@ use super::{Failure, json, json_error, json_string};
 use crate::http::message::{Request, Response};
 use crate::logging::{self, Value};
 use access::{ControlAccess, Refused};
-use update::updated;
+use update::{ChaosUpdate, UpdateError};
 
 /// Where the endpoint lives.
 pub const PATH: &str = "/control";
@@ -63,10 +63,13 @@ pub fn answer(
     }
 }
 
-/// A `POST`: the knobs after the body, if the body is valid, and logged either way. The
-/// whole rule runs under the lock (see `LiveChaos::change`).
+/// A `POST`: the knobs after the body, if the body is valid, and logged either way. The body
+/// is read before taking the lock, which is held only to merge it into the knobs now and
+/// check the result (`LiveChaos::change`): every `/echo` waits for that lock.
 fn change(chaos: &LiveChaos, body: &[u8], audit: &Audit<'_>) -> (Response, Option<Failure>) {
-    match chaos.change(|now| updated(now, body)) {
+    let changed = ChaosUpdate::parse(body)
+        .and_then(|update| chaos.change(|now| Ok::<_, UpdateError>(update.apply(now))));
+    match changed {
         Ok((before, after)) => {
             audit.changed(&before, &after);
             (settings(&after), None)

@@ -3,8 +3,9 @@
 //! startup flags: an unknown knob, a value of the wrong type and a value out of range are
 //! refused with a text that names them, and nothing is clamped or half applied.
 //!
-//! Pure functions only: `updated` is the whole rule, from the knobs now and a body to the
-//! knobs after (or why not); the endpoint runs it under the lock.
+//! Pure functions only: `ChaosUpdate::parse` reads a body, `apply` merges it into the knobs
+//! now, and `Chaos::validate` checks the result as a whole (the endpoint does the last two
+//! under the lock, in `LiveChaos::change`).
 
 use std::fmt;
 use std::time::Duration;
@@ -84,14 +85,6 @@ pub struct ChaosUpdate {
     pub fail_rate: Option<f64>,
     pub drop_rate: Option<f64>,
     pub blackhole: Option<bool>,
-}
-
-/// The knobs after `body` changed `current`, checked as a whole; `current` itself is never
-/// touched, so a refused body changes nothing.
-pub fn updated(current: Chaos, body: &[u8]) -> Result<Chaos, UpdateError> {
-    let after = ChaosUpdate::parse(body)?.apply(current);
-    after.validate()?;
-    Ok(after)
 }
 
 impl ChaosUpdate {
@@ -214,6 +207,13 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// The knobs after `body` changed `current`, checked as a whole: the endpoint's rule.
+    fn updated(current: Chaos, body: &[u8]) -> Result<Chaos, UpdateError> {
+        let after = ChaosUpdate::parse(body)?.apply(current);
+        after.validate()?;
+        Ok(after)
+    }
 
     /// The text of the error `body` gives on the default knobs.
     fn refusal(body: &str) -> String {
