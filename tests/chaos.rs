@@ -257,8 +257,11 @@ type BadStart = (
 
 #[test]
 fn bad_new_knobs_exit_2_naming_the_flag() {
-    let cases: [BadStart; 6] = [
+    let cases: [BadStart; 8] = [
         (&["--tail-rate", "2"], &[], "--tail-rate"),
+        // Above the one-minute bound (`chaos::MAX_DELAY`), which `/control` applies too.
+        (&["--delay-ms", "60001"], &[], "--delay-ms"),
+        (&[], &[("JITTER_MS", "86400000")], "--jitter-ms"),
         (
             &["--tail-rate", "-0.5", "--tail-delay-ms", "10"],
             &[],

@@ -1,4 +1,5 @@
-//! Service A: answers `/health` and `/echo?msg=...`. Run with `--help` for its flags.
+//! Service A: answers `/health` and `/echo?msg=...`, and with `--control` serves `/control`.
+//! Run with `--help` for its flags.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,11 +8,12 @@ use std::time::Duration;
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::run;
 use echo_lab::services::chaos::Chaos;
+use echo_lab::services::control::access::ControlAccess;
 use echo_lab::services::echo::EchoService;
 use echo_lab::services::metrics::Metrics;
 
 const USAGE: &str = "service-a: the echo service\n\n\
-    usage: service-a [--host ADDR] [--port PORT] [chaos flags]";
+    usage: service-a [--host ADDR] [--port PORT] [chaos flags] [--control [--control-token T]]";
 
 const FLAGS: &[Flag] = &[
     Flag::value(
@@ -55,6 +57,19 @@ const FLAGS: &[Flag] = &[
         "BLACKHOLE",
         "chaos: read every /echo and never answer it (/health and /metrics still answer)",
     ),
+    Flag::switch(
+        "control",
+        "CONTROL",
+        "serve /control, which reads and changes the chaos knobs while A runs; loopback peers \
+         only, unless --control-token is set",
+    ),
+    Flag::value(
+        "control-token",
+        "CONTROL_TOKEN",
+        "",
+        "with --control: every peer must send Authorization: Bearer <token>. Set it through \
+         CONTROL_TOKEN: a flag shows in ps, the environment does not",
+    ),
 ];
 
 fn chaos(settings: &Settings) -> Result<Chaos, ConfigError> {
@@ -67,8 +82,16 @@ fn chaos(settings: &Settings) -> Result<Chaos, ConfigError> {
         drop_rate: settings.get("drop-rate")?,
         blackhole: settings.switch("blackhole")?,
     };
-    chaos.validate().map_err(ConfigError::Invalid)?;
+    chaos
+        .validate()
+        .map_err(|e| ConfigError::Invalid(e.with_flags()))?;
     Ok(chaos)
+}
+
+fn control(settings: &Settings) -> Result<Option<ControlAccess>, ConfigError> {
+    let on = settings.switch("control")?;
+    ControlAccess::from_flags(on, settings.raw("control-token"))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -76,18 +99,23 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let setup = run::server_setup(&settings, 8080).and_then(|s| Ok((s, chaos(&settings)?)));
-    let ((addr, config), chaos) = match setup {
+    let setup = run::server_setup(&settings, 8080)
+        .and_then(|s| Ok((s, chaos(&settings)?, control(&settings)?)));
+    let ((addr, config), chaos, control) = match setup {
         Ok(setup) => setup,
         Err(e) => return run::fail(&e.to_string()),
     };
     run::init_logging();
-    let notes = if chaos.is_off() {
-        Vec::new()
-    } else {
-        vec![("chaos_on", format!("chaos on: {chaos}"))]
-    };
+    let mut notes = Vec::new();
+    if !chaos.is_off() {
+        notes.push(("chaos_on", format!("chaos on: {chaos}")));
+    }
+    if let Some(access) = &control {
+        notes.push(("control_on", access.describe().to_owned()));
+    }
     let metrics = Arc::new(Metrics::for_server(&config));
-    let service = EchoService::new(chaos, metrics).with_server_status(config.status());
+    let service = EchoService::new(chaos, metrics)
+        .with_server_status(config.status())
+        .with_control(control);
     run::serve("A", addr, config, &notes, service)
 }

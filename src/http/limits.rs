@@ -21,7 +21,7 @@ pub struct Limits {
     pub max_target_bytes: usize,
     /// Most header fields in one request. Past it: `431`.
     pub max_headers: usize,
-    /// Largest request body we read (and, on these routes, discard). Past it: `413`.
+    /// Largest request body we read (a handler gets it whole). Past it: `413`.
     pub max_body_bytes: usize,
     /// Time a request may take to arrive, from its first byte to its last (head and body).
     /// Past it: `408 Request Timeout`. Stops "slowloris" clients that trickle a head forever.

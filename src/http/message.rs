@@ -2,6 +2,8 @@
 //! header fields, request and response. No I/O here: reading lives in `head.rs`/`body.rs`,
 //! writing in `write.rs`.
 
+use std::net::SocketAddr;
+
 /// The two protocol versions we speak (RFC 9112 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -167,11 +169,15 @@ impl RequestHead {
     }
 }
 
-/// A request with its body read in full.
+/// A request with its body read in full, and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub head: RequestHead,
     pub body: Vec<u8>,
+    /// The other end of the connection it came on: the client, or the last proxy on the way.
+    /// Not part of the message, but the server knows it and a handler may decide by it (A's
+    /// `/control` answers loopback peers only), as http-types' `Request::peer_addr` does.
+    pub peer: SocketAddr,
 }
 
 /// A response to write. The writer adds `Date`, `Content-Length` and, when closing,

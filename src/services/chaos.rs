@@ -6,6 +6,7 @@
 //! caller's deadline.
 
 use std::fmt;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use super::json_error;
@@ -22,6 +23,15 @@ use crate::random;
 /// times B's default deadline, so every caller with a deadline has given up long before; it is
 /// also how long A gives a request to arrive or a response to be written.
 pub const BLACKHOLE_HOLD: Duration = Duration::from_secs(10);
+
+/// The longest delay a knob may ask for (`delay_ms`, `jitter_ms`, `tail_delay_ms`): one
+/// minute.
+///
+/// A minute is already far past every clock in the lab: B's deadline (1 s), the black hole's
+/// hold and the write timeout (10 s), the shutdown grace (10 s). A longer delay shows nothing
+/// new, while a slip of the finger (`600000` for `60000`) would hold every `/echo`, with its
+/// connection and a timer, for ten minutes. A host that never answers is the black hole.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// The chaos knobs. All zero (and no black hole) means A behaves normally.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -49,26 +59,51 @@ impl Chaos {
         *self == Chaos::default()
     }
 
-    /// Checks the rates are fractions, and that a tail has a length. Never clamps: a value
-    /// that would be silently changed is refused, naming its flag.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, rate) in [
-            ("--tail-rate", self.tail_rate),
-            ("--fail-rate", self.fail_rate),
-            ("--drop-rate", self.drop_rate),
+    /// Checks the rates are fractions, the delays at most `MAX_DELAY`, and that a tail has a
+    /// length. Never clamps: a value that would be silently changed is refused, naming its
+    /// knob.
+    pub fn validate(&self) -> Result<(), InvalidChaos> {
+        for (knob, rate) in [
+            (Knob::TailRate, self.tail_rate),
+            (Knob::FailRate, self.fail_rate),
+            (Knob::DropRate, self.drop_rate),
         ] {
             // `contains` is false for NaN too.
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("{name}: {rate} is not between 0 and 1"));
+                return Err(InvalidChaos::RateOutOfRange { knob, rate });
+            }
+        }
+        for (knob, delay) in [
+            (Knob::DelayMs, self.delay),
+            (Knob::JitterMs, self.jitter),
+            (Knob::TailDelayMs, self.tail_delay),
+        ] {
+            if delay > MAX_DELAY {
+                let ms = i128::try_from(delay.as_millis()).unwrap_or(i128::MAX);
+                return Err(InvalidChaos::DelayOutOfRange { knob, ms });
             }
         }
         if self.tail_rate > 0.0 && self.tail_delay.is_zero() {
-            return Err(format!(
-                "--tail-rate: {} needs --tail-delay-ms above 0, or the tail is not there",
-                self.tail_rate
-            ));
+            return Err(InvalidChaos::TailWithoutDelay {
+                rate: self.tail_rate,
+            });
         }
         Ok(())
+    }
+
+    /// The value of one knob, as `/control`, the log and the metrics show it.
+    pub fn get(&self, knob: Knob) -> KnobValue {
+        let millis =
+            |d: Duration| KnobValue::Millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        match knob {
+            Knob::DelayMs => millis(self.delay),
+            Knob::JitterMs => millis(self.jitter),
+            Knob::TailRate => KnobValue::Rate(self.tail_rate),
+            Knob::TailDelayMs => millis(self.tail_delay),
+            Knob::FailRate => KnobValue::Rate(self.fail_rate),
+            Knob::DropRate => KnobValue::Rate(self.drop_rate),
+            Knob::Blackhole => KnobValue::Switch(self.blackhole),
+        }
     }
 
     /// How long this request's work takes: the delay, a random share of the jitter, and for
@@ -102,21 +137,189 @@ impl Chaos {
     }
 }
 
-/// Every knob, as logged at start (`chaos on: ...`).
+/// Every knob, as logged at start (`chaos on: delay_ms=0 jitter_ms=0 ...`).
 impl fmt::Display for Chaos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "delay_ms={} jitter_ms={} tail_rate={} tail_delay_ms={} fail_rate={} drop_rate={} \
-             blackhole={}",
-            self.delay.as_millis(),
-            self.jitter.as_millis(),
-            self.tail_rate,
-            self.tail_delay.as_millis(),
-            self.fail_rate,
-            self.drop_rate,
-            self.blackhole
-        )
+        for (i, knob) in Knob::ALL.into_iter().enumerate() {
+            let space = if i == 0 { "" } else { " " };
+            write!(f, "{space}{}={}", knob.name(), self.get(knob))?;
+        }
+        Ok(())
+    }
+}
+
+/// One chaos knob. Its `name` is the same everywhere: `/control`'s JSON, the log lines, the
+/// `knob` label of the metrics; its flag is the name with dashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knob {
+    DelayMs,
+    JitterMs,
+    TailRate,
+    TailDelayMs,
+    FailRate,
+    DropRate,
+    Blackhole,
+}
+
+impl Knob {
+    /// Every knob, in the order they are shown.
+    pub const ALL: [Knob; 7] = [
+        Knob::DelayMs,
+        Knob::JitterMs,
+        Knob::TailRate,
+        Knob::TailDelayMs,
+        Knob::FailRate,
+        Knob::DropRate,
+        Knob::Blackhole,
+    ];
+
+    /// `tail_delay_ms`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Knob::DelayMs => "delay_ms",
+            Knob::JitterMs => "jitter_ms",
+            Knob::TailRate => "tail_rate",
+            Knob::TailDelayMs => "tail_delay_ms",
+            Knob::FailRate => "fail_rate",
+            Knob::DropRate => "drop_rate",
+            Knob::Blackhole => "blackhole",
+        }
+    }
+
+    /// `--tail-delay-ms`: the flag that sets it at start.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Knob::DelayMs => "--delay-ms",
+            Knob::JitterMs => "--jitter-ms",
+            Knob::TailRate => "--tail-rate",
+            Knob::TailDelayMs => "--tail-delay-ms",
+            Knob::FailRate => "--fail-rate",
+            Knob::DropRate => "--drop-rate",
+            Knob::Blackhole => "--blackhole",
+        }
+    }
+
+    /// The knob called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Knob> {
+        Knob::ALL.into_iter().find(|knob| knob.name() == name)
+    }
+}
+
+/// A knob's value, of the kind the knob takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KnobValue {
+    /// Whole milliseconds: the delays.
+    Millis(u64),
+    /// A fraction from 0 to 1: the rates.
+    Rate(f64),
+    /// On or off: the black hole.
+    Switch(bool),
+}
+
+impl KnobValue {
+    /// As a number: a Prometheus sample has no other type (`true` is 1).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            KnobValue::Millis(ms) => ms as f64,
+            KnobValue::Rate(rate) => rate,
+            KnobValue::Switch(on) => f64::from(u8::from(on)),
+        }
+    }
+
+    /// As JSON: rates always with a fraction (`0.0`), so a reader sees they are not counts.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            KnobValue::Millis(ms) => ms.into(),
+            KnobValue::Rate(rate) => rate.into(),
+            KnobValue::Switch(on) => on.into(),
+        }
+    }
+}
+
+/// `1500`, `0.25`, `true`: as in the startup line and the log of a change.
+impl fmt::Display for KnobValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KnobValue::Millis(ms) => write!(f, "{ms}"),
+            KnobValue::Rate(rate) => write!(f, "{rate}"),
+            KnobValue::Switch(on) => write!(f, "{on}"),
+        }
+    }
+}
+
+/// Why a set of knobs cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InvalidChaos {
+    /// A rate outside 0 to 1, or NaN.
+    RateOutOfRange { knob: Knob, rate: f64 },
+    /// A delay below 0 (only `/control` can ask for one) or above `MAX_DELAY`, in ms.
+    DelayOutOfRange { knob: Knob, ms: i128 },
+    /// A tail rate above 0 with no tail delay: the tail would not be there.
+    TailWithoutDelay { rate: f64 },
+}
+
+impl InvalidChaos {
+    /// The text with each knob named by its flag, for an error at start.
+    pub fn with_flags(&self) -> String {
+        self.describe(Knob::flag)
+    }
+
+    fn describe(&self, name: fn(Knob) -> &'static str) -> String {
+        match *self {
+            InvalidChaos::RateOutOfRange { knob, rate } => {
+                format!("{}: {rate} is not between 0 and 1", name(knob))
+            }
+            InvalidChaos::DelayOutOfRange { knob, ms } => format!(
+                "{}: {ms} is not between 0 and {}",
+                name(knob),
+                MAX_DELAY.as_millis()
+            ),
+            InvalidChaos::TailWithoutDelay { rate } => format!(
+                "{}: {rate} needs {} above 0, or the tail is not there",
+                name(Knob::TailRate),
+                name(Knob::TailDelayMs)
+            ),
+        }
+    }
+}
+
+/// The text with each knob named as in `/control` (`tail_rate: 1.5 is not between 0 and 1`).
+impl fmt::Display for InvalidChaos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(Knob::name))
+    }
+}
+
+/// A's chaos while it runs: set at start, read by every `/echo`, changed by `/control`.
+#[derive(Debug, Default)]
+pub struct LiveChaos(RwLock<Chaos>);
+
+impl LiveChaos {
+    pub fn new(chaos: Chaos) -> LiveChaos {
+        LiveChaos(RwLock::new(chaos))
+    }
+
+    /// The knobs now, as a copy: a request keeps the chaos it started with, whatever changes
+    /// meanwhile.
+    pub fn current(&self) -> Chaos {
+        // A panic cannot leave a `Chaos` half-written (it is replaced in one assignment), so
+        // a poisoned lock still holds a whole, valid value.
+        *self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes `change` of the knobs now and keeps the result if `change` gives one and it is
+    /// valid; `Ok` has the knobs before and after. All under the write lock, so two changes
+    /// at once cannot undo each other.
+    pub fn change<E: From<InvalidChaos>>(
+        &self,
+        change: impl FnOnce(Chaos) -> Result<Chaos, E>,
+    ) -> Result<(Chaos, Chaos), E> {
+        let mut chaos = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let before = *chaos;
+        let after = change(before)?;
+        after.validate()?;
+        *chaos = after;
+        Ok((before, after))
     }
 }
 
@@ -159,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn validation_names_the_flag_and_never_clamps() {
+    fn validation_names_the_knob_and_never_clamps() {
         assert_eq!(Chaos::default().validate(), Ok(()));
         assert_eq!(tail(1.0, 300).validate(), Ok(()));
         assert_eq!(
@@ -167,21 +370,109 @@ mod tests {
             Ok(()),
             "a delay alone is harmless"
         );
-        for (chaos, flag) in [
-            (tail(2.0, 300), "--tail-rate"),
-            (tail(f64::NAN, 300), "--tail-rate"),
-            (tail(0.5, 0), "--tail-rate"),
+        let longest = Chaos {
+            delay: MAX_DELAY,
+            jitter: MAX_DELAY,
+            ..tail(1.0, 60_000)
+        };
+        assert_eq!(longest.validate(), Ok(()), "the limit itself is allowed");
+        for (chaos, knob) in [
+            (tail(2.0, 300), Knob::TailRate),
+            (tail(f64::NAN, 300), Knob::TailRate),
+            (tail(0.5, 0), Knob::TailRate),
+            (tail(0.5, 60_001), Knob::TailDelayMs),
             (
                 Chaos {
                     drop_rate: -0.1,
                     ..Chaos::default()
                 },
-                "--drop-rate",
+                Knob::DropRate,
+            ),
+            (
+                Chaos {
+                    jitter: MAX_DELAY + MS,
+                    ..Chaos::default()
+                },
+                Knob::JitterMs,
             ),
         ] {
             let error = chaos.validate().expect_err("refused");
-            assert!(error.starts_with(flag), "{error}");
+            assert!(error.to_string().starts_with(knob.name()), "{error}");
+            assert!(error.with_flags().starts_with(knob.flag()), "{error:?}");
         }
+    }
+
+    #[test]
+    fn invalid_chaos_reads_in_knobs_or_in_flags() {
+        let rate = tail(1.5, 300).validate().expect_err("refused");
+        assert_eq!(rate.to_string(), "tail_rate: 1.5 is not between 0 and 1");
+        assert_eq!(rate.with_flags(), "--tail-rate: 1.5 is not between 0 and 1");
+        let no_tail = tail(0.5, 0).validate().expect_err("refused");
+        assert_eq!(
+            no_tail.to_string(),
+            "tail_rate: 0.5 needs tail_delay_ms above 0, or the tail is not there"
+        );
+        let long = Chaos {
+            delay: MS * 60_001,
+            ..Chaos::default()
+        };
+        assert_eq!(
+            long.validate().expect_err("refused").with_flags(),
+            "--delay-ms: 60001 is not between 0 and 60000"
+        );
+    }
+
+    #[test]
+    fn knobs_by_name() {
+        for knob in Knob::ALL {
+            assert_eq!(Knob::from_name(knob.name()), Some(knob));
+            assert_eq!(knob.flag(), format!("--{}", knob.name().replace('_', "-")));
+        }
+        assert_eq!(Knob::from_name("tail"), None);
+        assert_eq!(Knob::from_name("--tail-rate"), None);
+    }
+
+    #[test]
+    fn knob_values_as_number_json_and_text() {
+        let chaos = Chaos {
+            delay: MS * 1500,
+            blackhole: true,
+            ..tail(0.25, 500)
+        };
+        assert_eq!(chaos.get(Knob::DelayMs), KnobValue::Millis(1500));
+        assert_eq!(chaos.get(Knob::TailRate).as_f64(), 0.25);
+        assert_eq!(chaos.get(Knob::Blackhole).as_f64(), 1.0);
+        assert_eq!(chaos.get(Knob::FailRate).to_json().to_string(), "0.0");
+        assert_eq!(chaos.get(Knob::FailRate).to_string(), "0");
+        assert_eq!(chaos.get(Knob::DelayMs).to_json().to_string(), "1500");
+        assert_eq!(chaos.get(Knob::Blackhole).to_json().to_string(), "true");
+    }
+
+    #[test]
+    fn live_chaos_keeps_only_valid_changes() {
+        let live = LiveChaos::new(tail(0.5, 300));
+        let refused = live.change(|c| {
+            Ok::<_, InvalidChaos>(Chaos {
+                tail_delay: Duration::ZERO,
+                ..c
+            })
+        });
+        assert!(matches!(
+            refused,
+            Err(InvalidChaos::TailWithoutDelay { .. })
+        ));
+        assert_eq!(live.current(), tail(0.5, 300), "unchanged after a refusal");
+        let (before, after) = live
+            .change(|c| {
+                Ok::<_, InvalidChaos>(Chaos {
+                    fail_rate: 1.0,
+                    ..c
+                })
+            })
+            .expect("valid");
+        assert_eq!(before, tail(0.5, 300));
+        assert_eq!(after.fail_rate, 1.0);
+        assert_eq!(live.current(), after);
     }
 
     #[test]

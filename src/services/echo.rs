@@ -1,4 +1,5 @@
-//! Service A: `/health` and `/echo?msg=X` → `{"echo":"X"}`.
+//! Service A: `/health` and `/echo?msg=X` → `{"echo":"X"}`, and with `--control` the
+//! `/control` endpoint that changes its chaos while it runs (see `control`).
 //!
 //! An `/echo` is the only route with work to do (its chaos delay stands for real work), so it
 //! is the only one that honours the caller's deadline: a caller that sends
@@ -23,12 +24,12 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::FutureExt;
 
-use super::chaos::{BLACKHOLE_HOLD, Chaos};
-use super::metrics::Metrics;
+use super::chaos::{BLACKHOLE_HOLD, Chaos, LiveChaos};
+use super::control::{self, access::ControlAccess};
+use super::metrics::{self, Metrics, render_chaos};
 use super::query::query_param;
 use super::{
-    Failure, RequestScope, health, json, json_error, json_string, log_rejected, metrics_response,
-    ready, route,
+    Failure, RequestScope, health, json, json_error, json_string, log_rejected, ready, route,
 };
 use crate::http::error::RequestError;
 use crate::http::message::{Headers, Request, RequestHead, Response};
@@ -38,7 +39,10 @@ use crate::upstream::deadline::{self, parse_remaining};
 /// The echo service's handler.
 #[derive(Debug, Default)]
 pub struct EchoService {
-    chaos: Chaos,
+    /// The chaos knobs: set by the flags at start, changed by `/control`.
+    chaos: LiveChaos,
+    /// Who may use `/control`; `None`: there is no `/control` (a 404 like any unknown path).
+    control: Option<ControlAccess>,
     metrics: Arc<Metrics>,
     /// The server's state, for `/ready`.
     server: ServerStatus,
@@ -47,10 +51,17 @@ pub struct EchoService {
 impl EchoService {
     pub fn new(chaos: Chaos, metrics: Arc<Metrics>) -> EchoService {
         EchoService {
-            chaos,
+            chaos: LiveChaos::new(chaos),
+            control: None,
             metrics,
             server: ServerStatus::default(),
         }
+    }
+
+    /// Serves `/control` to the peers `access` admits; `None` leaves it out.
+    pub fn with_control(mut self, access: Option<ControlAccess>) -> EchoService {
+        self.control = access;
+        self
     }
 
     /// Reports readiness from `server`'s state (see `services::ready`).
@@ -59,21 +70,56 @@ impl EchoService {
         self
     }
 
-    /// Routes one request; `Failure` when the request itself was wrong (bad `msg`).
-    fn respond(&self, request: &Request) -> (Response, Option<Failure>) {
+    /// Routes one request; `Failure` when the request itself was wrong (bad `msg`, a refused
+    /// `/control`). `request_id` is for `/control`'s own log lines.
+    fn respond(&self, request: &Request, request_id: &str) -> (Response, Option<Failure>) {
+        // `/control` takes POST, which `route` refuses for every path.
+        if let Some(access) = &self.control
+            && request.head.path() == control::PATH
+        {
+            return control::answer(access, &self.chaos, request, request_id);
+        }
         match route(&request.head, &["/health", "/ready", "/echo", "/metrics"]) {
             Ok("/echo") => echo(request.head.query()),
             Ok("/ready") => (ready(&self.server), None),
-            Ok("/metrics") => (metrics_response(&self.metrics, None), None),
+            Ok("/metrics") => (self.metrics_response(), None),
             Ok(_) => (health(), None),
             Err(response) => (response, None),
         }
     }
 
+    /// A's metrics: the common ones, then the chaos knobs as they are now.
+    fn metrics_response(&self) -> Response {
+        let mut text = self.metrics.render(None);
+        render_chaos(&mut text, &self.chaos.current());
+        Response::new(200, metrics::CONTENT_TYPE, text)
+    }
+
+    /// An `/echo`, under the chaos as it is when it arrives: one copy per request, so a
+    /// change by `/control` applies from the next request on.
+    async fn echo(&self, request: Request, arrival: Instant) -> Outcome {
+        let chaos = self.chaos.current();
+        // The black hole ignores deadlines: it is a dead host, which reads nothing.
+        if chaos.blackhole {
+            return self.swallow(request).await;
+        }
+        let scope = RequestScope::begin("A", &self.metrics, &request);
+        if let Some((outcome, failure)) = self.work(&request, arrival, &chaos).await {
+            return scope.finish(outcome, Some(failure));
+        }
+        let (response, failure) = self.respond(&request, &scope.request_id);
+        scope.finish(response, failure)
+    }
+
     /// What happens to an `/echo` before its answer: the caller's deadline is checked, the
     /// chaos delay waited out (raced against that deadline), and the chaos may replace the
     /// answer. `Some`: the response to send instead of the echo.
-    async fn work(&self, request: &Request, arrival: Instant) -> Option<(Outcome, Failure)> {
+    async fn work(
+        &self,
+        request: &Request,
+        arrival: Instant,
+        chaos: &Chaos,
+    ) -> Option<(Outcome, Failure)> {
         let remaining = request
             .head
             .headers
@@ -84,15 +130,15 @@ impl EchoService {
             Plan::Work => None,
             Plan::WorkUntil(deadline) => Some(deadline),
         };
-        if self.chaos.is_off() {
+        if chaos.is_off() {
             return None;
         }
-        let wait = self.chaos.work_time();
+        let wait = chaos.work_time();
         // Only a deadline can cut the work short, so `remaining` is there when it does.
         if let (Err(Abandoned), Some(left)) = (delay(wait, deadline).await, remaining) {
             return Some(self.give_up(GiveUp::DeadlinePassed(left)));
         }
-        let outcome = self.chaos.spoil()?;
+        let outcome = chaos.spoil()?;
         let text = match outcome {
             Outcome::HangUp => "dropped",
             Outcome::Respond(_) => "failed",
@@ -169,6 +215,7 @@ fn log_fields_of(request: &Request) -> Request {
     Request {
         head,
         body: Vec::new(),
+        peer: request.peer,
     }
 }
 
@@ -255,16 +302,11 @@ async fn delay(wait: Duration, deadline: Option<Instant>) -> Result<(), Abandone
 impl Handler for EchoService {
     async fn handle(&self, request: Request) -> Outcome {
         let arrival = Instant::now();
-        let is_echo = request.head.path() == "/echo";
-        // The black hole ignores deadlines: it is a dead host, which reads nothing.
-        if is_echo && self.chaos.blackhole {
-            return self.swallow(request).await;
+        if request.head.path() == "/echo" {
+            return self.echo(request, arrival).await;
         }
         let scope = RequestScope::begin("A", &self.metrics, &request);
-        if is_echo && let Some((outcome, failure)) = self.work(&request, arrival).await {
-            return scope.finish(outcome, Some(failure));
-        }
-        let (response, failure) = self.respond(&request);
+        let (response, failure) = self.respond(&request, &scope.request_id);
         scope.finish(response, failure)
     }
 
@@ -309,6 +351,7 @@ mod tests {
                 headers,
             },
             body: vec![b'x'; 1000],
+            peer: "127.0.0.1:40000".parse().expect("an address"),
         };
         let kept = log_fields_of(&request);
         assert_eq!(kept.head.target, "/echo");

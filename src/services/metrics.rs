@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::chaos::{Chaos, Knob};
 use super::process;
 use crate::config::VERSION;
 use crate::http::server::ServerConfig;
@@ -27,8 +28,8 @@ const ENDPOINTS: [&str; 6] = [
 ];
 
 /// The statuses we count separately; anything else is `other`.
-const STATUSES: [u16; 14] = [
-    200, 400, 404, 405, 408, 413, 414, 417, 431, 500, 501, 503, 505, 0,
+const STATUSES: [u16; 16] = [
+    200, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 503, 505, 0,
 ];
 
 /// Outcomes of B's calls to A: `ok` and every contract `error_kind`.
@@ -407,6 +408,23 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
     }
 }
 
+/// A's chaos knobs as they are now, one `echo_lab_chaos{knob="..."}` sample each, in the
+/// units `/control` shows (milliseconds for the delays, a fraction for the rates, 1 for the
+/// black hole on): the knob's name carries its unit, so the two read the same.
+pub fn render_chaos(out: &mut String, chaos: &Chaos) {
+    family(
+        out,
+        "echo_lab_chaos",
+        "gauge",
+        "A's chaos knobs now (set by flags, changed by /control): ms for *_ms, a fraction for \
+         *_rate, 1 for blackhole on.",
+    );
+    for knob in Knob::ALL {
+        let value = chaos.get(knob).as_f64();
+        let _ = writeln!(out, "echo_lab_chaos{{knob=\"{}\"}} {value}", knob.name());
+    }
+}
+
 /// A metric family's `# HELP` and `# TYPE` lines.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -463,5 +481,24 @@ mod tests {
         assert!(text.contains("echo_lab_abandoned_total{reason=\"deadline_passed\"} 1\n"));
         assert!(text.contains("echo_lab_abandoned_total{reason=\"expired_on_arrival\"} 0\n"));
         assert!(!m.render(None).contains("upstream"));
+    }
+
+    #[test]
+    fn chaos_knobs_are_gauges_in_control_units() {
+        let chaos = Chaos {
+            delay: Duration::from_millis(1500),
+            fail_rate: 0.25,
+            blackhole: true,
+            ..Chaos::default()
+        };
+        let mut text = String::new();
+        render_chaos(&mut text, &chaos);
+        assert!(text.starts_with("# HELP echo_lab_chaos "));
+        assert!(text.contains("# TYPE echo_lab_chaos gauge\n"));
+        assert!(text.contains("echo_lab_chaos{knob=\"delay_ms\"} 1500\n"));
+        assert!(text.contains("echo_lab_chaos{knob=\"fail_rate\"} 0.25\n"));
+        assert!(text.contains("echo_lab_chaos{knob=\"tail_rate\"} 0\n"));
+        assert!(text.contains("echo_lab_chaos{knob=\"blackhole\"} 1\n"));
+        assert_eq!(text.lines().count(), 2 + Knob::ALL.len());
     }
 }

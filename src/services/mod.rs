@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod chaos;
+pub mod control;
 pub mod echo;
 pub mod metrics;
 pub mod process;
@@ -62,11 +63,6 @@ fn options() -> Response {
         headers: vec![("Allow", ALLOW.to_owned())],
         body: Vec::new(),
     }
-}
-
-/// The metrics exposition, as a response.
-pub fn metrics_response(metrics: &Metrics, idle_upstream: Option<usize>) -> Response {
-    Response::new(200, metrics::CONTENT_TYPE, metrics.render(idle_upstream))
 }
 
 /// `{"status":"ok"}`: the answer to `/health` on both services. Liveness: it says only that
@@ -372,6 +368,7 @@ mod tests {
         let mut request = Request {
             head: head("GET", "/call-echo?msg=x"),
             body: Vec::new(),
+            peer: "127.0.0.1:40000".parse().expect("an address"),
         };
         request.head.headers.push("X-Request-Id", b"abc-1");
         request.head.headers.push(

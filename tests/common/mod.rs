@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::{Deref, DerefMut};
@@ -205,15 +207,25 @@ pub fn timed_get(
     target: &str,
     within: Duration,
 ) -> Result<(Reply, Duration), String> {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    timed_exchange(addr, request.as_bytes(), within)
+}
+
+/// Writes `request` on a new connection and reads one reply, the whole exchange bounded by
+/// `within`. The reply and how long it took, or what went wrong.
+pub fn timed_exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    within: Duration,
+) -> Result<(Reply, Duration), String> {
     let start = Instant::now();
     let mut stream =
         TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     stream
         .set_write_timeout(Some(within))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(request.as_bytes())
+        .write_all(request)
         .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];

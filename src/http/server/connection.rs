@@ -225,10 +225,14 @@ impl<H: Handler> Connection<H> {
             self.send_continue(framing).await?;
         }
         self.flush_before_waiting(Next::Body(framing)).await?;
-        // Our routes take no body, but it must still be read so the next request on this
-        // connection starts at the right byte.
+        // Read whole even for a handler that ignores it: the next request on this connection
+        // starts at the byte after it.
         let body = read_body(&mut self.conn, framing, self.limits.max_body_bytes).await?;
-        Ok(Some(Request { head, body }))
+        Ok(Some(Request {
+            head,
+            body,
+            peer: self.peer,
+        }))
     }
 
     /// The client waits for our go-ahead before sending the body (RFC 9110 §10.1.1). If the
