@@ -29,6 +29,10 @@ pub struct Limits {
     /// Time a kept-alive connection may sit between requests before we close it.
     pub idle_timeout: Duration,
     /// Time a response may take to be written. A client that stops reading cannot pin a task.
+    /// A streamed response has it per chunk (and for its head): a stream has no end to measure
+    /// from. Its other bound, the backlog of chunks a slow client may fall behind, is chosen
+    /// by the stream's producer (`stream::channel`): only it knows how large and bursty its
+    /// chunks are.
     pub write_timeout: Duration,
     /// Most connections open at once. Past it new ones get a `503` and are closed at once.
     pub max_connections: usize,

@@ -13,8 +13,11 @@
 //!    and `Host`);
 //! 6. `chunked` and `body`: where the body ends;
 //! 7. `date` and `write`: bytes back out, with a `Date`;
-//! 8. `server`: the accept loop, and `server::connection`, the keep-alive loop;
-//! 9. `client`: the same path in the other direction.
+//! 8. `stream`: a body made while it is sent, and the bounded queue between its producer and
+//!    the server;
+//! 9. `server`: the accept loop, `server::connection`, the keep-alive loop, and
+//!    `server::streaming`, a stream written to one connection;
+//! 10. `client`: the same path in the other direction.
 
 // One module a group, in the order above (rustfmt would sort a group alphabetically).
 pub mod limits;
@@ -39,6 +42,8 @@ pub mod date;
 
 pub mod write;
 
+pub mod stream;
+
 pub mod server;
 
 pub mod client;
@@ -46,7 +51,7 @@ pub mod client;
 #[cfg(test)]
 mod tests {
     /// The modules in reading order, each with its source.
-    const CHAIN: [(&str, &str); 14] = [
+    const CHAIN: [(&str, &str); 16] = [
         ("limits", include_str!("limits.rs")),
         ("error", include_str!("error.rs")),
         ("message", include_str!("message.rs")),
@@ -58,8 +63,10 @@ mod tests {
         ("body", include_str!("body.rs")),
         ("date", include_str!("date.rs")),
         ("write", include_str!("write.rs")),
+        ("stream", include_str!("stream.rs")),
         ("server", include_str!("server/mod.rs")),
         ("server", include_str!("server/connection.rs")),
+        ("server", include_str!("server/streaming.rs")),
         ("client", include_str!("client.rs")),
     ];
 

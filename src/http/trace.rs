@@ -104,6 +104,20 @@ pub fn body(id: ConnId, dir: Direction, bytes: &[u8]) {
     log::info!(target: "wire", "{id} {} [body] {}{more}", dir.arrow(), visible(shown));
 }
 
+/// Traces one chunk of a streamed body as it is written (RFC 9112 §7.1): its data's size in
+/// decimal, then the chunk as it crosses the wire, size line (in hex) first, cut after
+/// `TRACE_BODY_BYTES`: `in#3 -> [chunk 5 bytes] 5\r\nhello\r\n`. The last chunk is
+/// `[chunk 0 bytes] 0\r\n\r\n`.
+pub fn chunk(id: ConnId, dir: Direction, wire: &[u8], size: usize) {
+    if !enabled() {
+        return;
+    }
+    let shown = &wire[..wire.len().min(TRACE_BODY_BYTES)];
+    let more = if wire.len() > shown.len() { " ..." } else { "" };
+    let (arrow, shown) = (dir.arrow(), visible(shown));
+    log::info!(target: "wire", "{id} {arrow} [chunk {size} bytes] {shown}{more}");
+}
+
 /// Traces bytes received that could not be parsed (a rejected head), as far as they got.
 pub fn unparsed(id: ConnId, bytes: &[u8]) {
     if !enabled() || bytes.is_empty() {

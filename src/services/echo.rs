@@ -141,7 +141,8 @@ impl EchoService {
         let outcome = chaos.spoil()?;
         let text = match outcome {
             Outcome::HangUp => "dropped",
-            Outcome::Respond(_) => "failed",
+            // `spoil` answers 500 or hangs up; it never streams.
+            Outcome::Respond(_) | Outcome::Stream(_) => "failed",
         };
         let failure = Failure {
             kind: Some("chaos"),

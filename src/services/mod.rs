@@ -159,6 +159,7 @@ impl<'a> RequestScope<'a> {
         let outcome = outcome.into();
         let status = match &outcome {
             Outcome::Respond(response) => response.status,
+            Outcome::Stream(response) => response.status,
             Outcome::HangUp => HANG_UP_STATUS,
         };
         let elapsed = self.started.elapsed();
@@ -179,6 +180,9 @@ impl<'a> RequestScope<'a> {
         match outcome {
             Outcome::Respond(response) => {
                 Outcome::Respond(response.with_header("X-Request-Id", self.request_id))
+            }
+            Outcome::Stream(response) => {
+                Outcome::Stream(response.with_header("X-Request-Id", self.request_id))
             }
             Outcome::HangUp => Outcome::HangUp,
         }

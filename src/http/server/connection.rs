@@ -7,6 +7,7 @@
 //!     │   3. read it: head, framing, 100-continue, body ── broken: answer 4xx/5xx ─► close
 //!     │   4. ask the handler ── it hangs up ─► end
 //!     │   5. queue the answer ── either side said close, or shutdown began ─► close
+//!     │      (a stream: write it as it comes, `streaming.rs` ── client gone ─► end)
 //!     └── 6. keep alive (but write when the queue is long)
 //!
 //!     close = write what we owe, then linger (§9.6)
@@ -28,6 +29,7 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::Receiver;
 
+use super::streaming::{AfterStream, Streamer};
 use super::{Handler, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
 use crate::http::conn::BufferedStream;
@@ -35,6 +37,7 @@ use crate::http::error::RequestError;
 use crate::http::head::read_request_head;
 use crate::http::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
 use crate::http::message::{Headers, Request, Response, Version};
+use crate::http::stream::StreamingResponse;
 use crate::http::trace::{self, Direction};
 use crate::http::write::write_response;
 
@@ -69,7 +72,8 @@ enum After {
     KeepAlive,
     /// The answer is queued with `Connection: close`: write it, then close.
     Close,
-    /// The handler asked to drop the connection without an answer.
+    /// Drop the connection at once: the handler asked to, without an answer, or a stream's
+    /// client is gone.
     HangUp,
 }
 
@@ -255,8 +259,15 @@ impl<H: Handler> Connection<H> {
         let client_closes = !request.head.keeps_alive();
         let version = request.head.version;
         let head_only = request.head.method == "HEAD";
-        let Outcome::Respond(response) = self.handler.handle(request).await else {
-            return After::HangUp;
+        let response = match self.handler.handle(request).await {
+            Outcome::Respond(response) => response,
+            // Boxed: a stream's state is large and may last long; inline it would make every
+            // request's `answer` box as large.
+            Outcome::Stream(response) => {
+                let stream = self.stream(response, version, head_only, client_closes, stop);
+                return Box::pin(stream).await;
+            }
+            Outcome::HangUp => return After::HangUp,
         };
         let close = client_closes || stop.is_closed();
         self.queue(&response, version, head_only, close);
@@ -264,6 +275,27 @@ impl<H: Handler> Connection<H> {
             After::Close
         } else {
             After::KeepAlive
+        }
+    }
+
+    /// Step 5 for a body of unknown length: the head now, then the chunks as they come. We
+    /// close after it if the client asked, or on shutdown, as for any answer.
+    async fn stream(
+        &mut self,
+        response: StreamingResponse,
+        version: Version,
+        head_only: bool,
+        close: bool,
+        stop: &Receiver<()>,
+    ) -> After {
+        let streamer = Streamer::new(&mut self.conn, &mut self.owed, self.peer, &self.limits);
+        match streamer
+            .send(response, version, head_only, close, stop)
+            .await
+        {
+            AfterStream::KeepAlive => After::KeepAlive,
+            AfterStream::Close => After::Close,
+            AfterStream::Drop => After::HangUp,
         }
     }
 

@@ -1,16 +1,18 @@
 //! The server (RFC 9112 §9, connection management): bind a socket, accept connections, run
 //! each as a task on a few executor threads, and drain on shutdown. What happens on one
-//! connection, the keep-alive loop, is `connection.rs`.
+//! connection, the keep-alive loop, is `connection.rs`; a streamed answer on it,
+//! `streaming.rs`.
 //!
 //! ```text
 //! bind ─► accept loop ─► one task per connection (connection.rs) ─► …
 //!              │ over the connection cap: 503 and close, no task
 //!              ▼ shutdown
 //!         stop accepting ─► idle connections close ─► requests in flight finish or the
-//!                                                      grace period ends
+//!                           streams end (last chunk)    grace period ends
 //! ```
 
 mod connection;
+mod streaming;
 
 use std::future::Future;
 use std::io::{self, Write as _};
@@ -30,14 +32,20 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::error::RequestError;
 use super::limits::{ACCEPT_ERROR_PAUSE, LISTEN_BACKLOG, Limits, SHUTDOWN_GRACE};
 use super::message::{Request, Response, Version};
+use super::stream::StreamingResponse;
 use super::write::write_response;
 use connection::Connection;
 
 /// What a handler makes of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Neither `Clone` nor `PartialEq`: a stream's body is one end of a channel, which cannot be
+/// copied or compared.
+#[derive(Debug)]
 pub enum Outcome {
     /// Send this response.
     Respond(Response),
+    /// Send this head now, then the body as its producer makes it (see `stream.rs`).
+    Stream(StreamingResponse),
     /// Close the connection without a byte of answer, as a server that crashed would. Only
     /// for fault injection; the server logs nothing more for it.
     HangUp,
@@ -46,6 +54,12 @@ pub enum Outcome {
 impl From<Response> for Outcome {
     fn from(response: Response) -> Self {
         Outcome::Respond(response)
+    }
+}
+
+impl From<StreamingResponse> for Outcome {
+    fn from(response: StreamingResponse) -> Self {
+        Outcome::Stream(response)
     }
 }
 
