@@ -7,84 +7,22 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, mpsc};
+use std::net::TcpStream;
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::in_process::{GRACE, TestServer, eventually, logged};
 use common::{End, IO_TIMEOUT, connect, read_until_end};
 use echo_lab::http::chunked::ChunkedDecoder;
 use echo_lab::http::limits::LINGER_TIMEOUT;
-use echo_lab::http::message::Request;
-use echo_lab::http::server::{self, Handler, Outcome, ServerConfig};
+use echo_lab::http::server::Outcome;
 use echo_lab::http::stream::{StreamEnded, StreamSender, StreamingResponse, channel};
 use echo_lab::http::trace;
 
 /// How long a client that left, or a shutdown, may take to reach the producer.
 const NOTICE_WITHIN: Duration = Duration::from_secs(2);
-
-/// The shutdown grace of the test servers.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// A handler made of a closure from request to outcome.
-struct Streams<F>(F);
-
-impl<F: Fn(Request) -> Outcome + Send + Sync + 'static> Handler for Streams<F> {
-    fn handle(&self, request: Request) -> impl Future<Output = Outcome> + Send {
-        let outcome = (self.0)(request);
-        async move { outcome }
-    }
-}
-
-/// A server running in this process, on its own threads.
-struct TestServer {
-    addr: SocketAddr,
-    open: Arc<AtomicUsize>,
-    /// Dropping it completes the future `serve` was given: what SIGTERM does in `run::serve`.
-    stop: Option<smol::channel::Sender<()>>,
-    /// Gets a message when `serve` has returned.
-    stopped: mpsc::Receiver<()>,
-}
-
-impl TestServer {
-    fn start(answer: impl Fn(Request) -> Outcome + Send + Sync + 'static) -> TestServer {
-        capture_logs();
-        let listener = server::bind("127.0.0.1:0".parse().expect("an address")).expect("bind");
-        let addr = listener.get_ref().local_addr().expect("local address");
-        let config = ServerConfig {
-            shutdown_grace: GRACE,
-            ..ServerConfig::default()
-        };
-        let open = config.open_connections.clone();
-        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
-        let (stopped_tx, stopped) = mpsc::channel();
-        thread::spawn(move || {
-            let shutdown = async move {
-                let _ = stop_rx.recv().await;
-            };
-            server::serve(listener, Streams(answer), config, shutdown);
-            let _ = stopped_tx.send(());
-        });
-        TestServer {
-            addr,
-            open,
-            stop: Some(stop),
-            stopped,
-        }
-    }
-
-    /// Begins the drain, as SIGTERM does.
-    fn shut_down(&mut self) {
-        self.stop = None;
-    }
-
-    fn open_connections(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-}
 
 /// A stream of `text/plain` chunks: the producer runs on a thread of its own with the sender.
 fn streamed(backlog: usize, produce: impl FnOnce(StreamSender) + Send + 'static) -> Outcome {
@@ -158,53 +96,6 @@ fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
         .unwrap_or_else(|| panic!("no whole head: {:?}", String::from_utf8_lossy(raw)))
         + 4;
     raw.split_at(end)
-}
-
-/// Waits until `done` holds, checking every few milliseconds: for a counter, which has no
-/// signal to wait on. Whether it held within `within`.
-fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
-/// Every log line of this test binary (the wire trace among them), as `LEVEL target: text`.
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct CaptureLogs;
-
-impl log::Log for CaptureLogs {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Info
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
-            LOGS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = log::set_logger(&CaptureLogs);
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
-/// The captured log lines that contain `text`.
-fn logged(text: &str) -> Vec<String> {
-    let logs = LOGS.lock().unwrap_or_else(|e| e.into_inner());
-    logs.iter().filter(|l| l.contains(text)).cloned().collect()
 }
 
 /// The one request line most tests send.

@@ -293,7 +293,7 @@ impl Client {
         request: &[u8],
         phase: &AtomicU8,
     ) -> Result<ClientResponse, ClientError> {
-        if let Some(conn) = self.checkout() {
+        if let Some(conn) = self.checkout(Instant::now()) {
             match self.attempt(conn, request, phase).await {
                 Ok(response) => return Ok(response),
                 // GET is idempotent (RFC 9110 §9.2.2), so it may be sent again. A reused
@@ -314,30 +314,28 @@ impl Client {
             .map_err(|failure| failure.error)
     }
 
-    /// A connection from the pool, newest first; ones idle for too long are closed.
-    fn checkout(&self) -> Option<Aged> {
+    /// A connection from the pool, newest first; ones idle for too long are closed. `now` is
+    /// a parameter so that the unit tests can step over the idle limit without waiting.
+    fn checkout(&self, now: Instant) -> Option<Aged> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(entry) = idle.pop() {
-            if entry.since.elapsed() < self.limits.idle_timeout {
+            if now.saturating_duration_since(entry.since) < self.limits.idle_timeout {
                 return Some(entry.conn);
             }
         }
         None
     }
 
-    /// Puts a connection back for reuse, unless the pool is full or the connection has
-    /// reached its maximum age (see `ClientLimits::max_connection_age`).
-    fn checkin(&self, conn: Aged) {
-        if conn.opened.elapsed() >= self.limits.max_connection_age {
+    /// Puts a connection back for reuse at `now`, unless the pool is full or the connection
+    /// has reached its maximum age (see `ClientLimits::max_connection_age`).
+    fn checkin(&self, conn: Aged, now: Instant) {
+        if now.saturating_duration_since(conn.opened) >= self.limits.max_connection_age {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.limits.max_idle_per_upstream
         {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 
@@ -416,7 +414,7 @@ impl Client {
             && keeps_alive(head.version, &head.headers)
             && conn.buffered().is_empty();
         if reusable {
-            self.checkin(Aged { conn, opened });
+            self.checkin(Aged { conn, opened }, Instant::now());
         }
         Ok(ClientResponse { head, body })
     }
@@ -512,6 +510,112 @@ mod tests {
         ] {
             assert!(Upstream::from_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A connection as the pool holds it, to a listener on loopback: the pool tests need real
+    /// sockets, but never a real wait, since `checkin` and `checkout` take the time.
+    fn connection_opened_at(listener: &std::net::TcpListener, opened: Instant) -> Aged {
+        let stream = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        // Accepted and dropped at once, so the backlog never fills: the client's end stays open.
+        drop(listener.accept().expect("accept"));
+        let stream = Async::new(stream).expect("register with the reactor");
+        Aged {
+            conn: BufferedStream::outbound(stream),
+            opened,
+        }
+    }
+
+    fn pool_test_client() -> (Client, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let upstream = Upstream::from_url("http://127.0.0.1:1").expect("valid");
+        (Client::new(upstream, ClientLimits::default()), listener)
+    }
+
+    #[test]
+    fn a_pooled_connection_is_trusted_for_20_s_idle_and_not_a_moment_longer() {
+        let (client, listener) = pool_test_client();
+        let trust = Duration::from_secs(20); // the README's promise
+        let t0 = Instant::now();
+        client.checkin(connection_opened_at(&listener, t0), t0);
+        let just_inside = t0 + trust - Duration::from_millis(1);
+        assert!(
+            client.checkout(just_inside).is_some(),
+            "idle 19.999 s: reused"
+        );
+
+        client.checkin(connection_opened_at(&listener, t0), t0);
+        assert!(
+            client.checkout(t0 + trust).is_none(),
+            "idle 20 s: not reused"
+        );
+        assert_eq!(
+            client.idle_connections(),
+            0,
+            "the stale connection is closed, not kept"
+        );
+    }
+
+    #[test]
+    fn the_pool_holds_at_most_1024_idle_connections() {
+        let (client, listener) = pool_test_client();
+        let now = Instant::now();
+        for _ in 0..1025 {
+            client.checkin(connection_opened_at(&listener, now), now);
+        }
+        assert_eq!(
+            client.idle_connections(),
+            1024,
+            "the 1025th is closed, not pooled"
+        );
+        // Newest first: the pool is a stack, so a burst reuses the warmest connections.
+        for taken in 1..=1024 {
+            assert!(client.checkout(now).is_some(), "connection {taken} of 1024");
+        }
+        assert!(client.checkout(now).is_none());
+    }
+
+    #[test]
+    fn a_connection_is_reused_for_at_most_60_s_in_all() {
+        let (client, listener) = pool_test_client();
+        let age = Duration::from_secs(60); // `ClientLimits::max_connection_age`
+        let t0 = Instant::now();
+        client.checkin(
+            connection_opened_at(&listener, t0),
+            t0 + age - Duration::from_millis(1),
+        );
+        assert_eq!(client.idle_connections(), 1, "59.999 s old: pooled");
+        client.checkin(connection_opened_at(&listener, t0), t0 + age);
+        assert_eq!(client.idle_connections(), 1, "60 s old: closed, not pooled");
+    }
+
+    /// The send phase has a deadline too. B's real requests are small enough to fit in the
+    /// kernel's socket buffers, so an upstream that stops reading cannot stall them; a request
+    /// larger than both buffers (the sender's and the receiver's, a few MiB each on loopback)
+    /// can, and must time out in `Send`, not hang.
+    #[test]
+    fn an_upstream_that_stops_reading_times_out_the_send_phase() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        // Accepts, then holds the connection without reading a byte, until the test is done.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let _ = wait.recv();
+            drop(stream);
+        });
+        let upstream = Upstream::from_url(&format!("http://{address}")).expect("valid");
+        let client = Client::new(upstream, ClientLimits::default());
+        let huge = "x".repeat(64 * 1024 * 1024);
+        let deadline = Deadline::after(Duration::from_millis(300));
+        let result = smol::block_on(client.get("/", &[("X-Padding", huge.as_str())], deadline));
+        match result {
+            Err(ClientError::Timeout {
+                phase: Phase::Send, ..
+            }) => {}
+            other => panic!("expected a timeout in the send phase, got {other:?}"),
+        }
+        drop(done);
+        holder.join().expect("holder thread");
     }
 
     #[test]

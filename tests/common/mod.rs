@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod netns;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
