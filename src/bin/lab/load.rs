@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use echo_lab::http::client::{Client, ClientError, ClientResponse, Upstream};
-use echo_lab::http::limits::ClientLimits;
+use echo_lab::http::client::{Client, ClientError, ClientResponse};
 use echo_lab::load::histogram::Histogram;
 use echo_lab::load::request;
 use echo_lab::load::schedule::Schedule;
@@ -94,12 +93,8 @@ pub struct Load {
 impl Load {
     /// A load on B at `b`, `rate` calls a second (checked by `check_rate`).
     pub fn new(b: SocketAddr, rate: f64) -> Load {
-        let upstream = Upstream {
-            host: b.ip().to_string(),
-            port: b.port(),
-        };
         Load {
-            client: Client::to_address(upstream, b, ClientLimits::default()),
+            client: crate::client(b),
             rate: AtomicU64::new(rate.to_bits()),
             changed: channel::bounded(1),
             window: Mutex::new(Window::default()),

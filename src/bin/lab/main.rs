@@ -39,6 +39,8 @@ use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use echo_lab::child::Binaries;
 use echo_lab::config::{ConfigError, Flag, Settings};
+use echo_lab::http::client::{Client, Upstream};
+use echo_lab::http::limits::ClientLimits;
 use echo_lab::http::server::{self, ServerConfig};
 use echo_lab::run::{fail, fail_to_start, stop_signal};
 use futures_lite::StreamExt;
@@ -250,6 +252,15 @@ impl Drop for KillOnPanic {
             self.0.processes.shutdown();
         }
     }
+}
+
+/// A client for one of the lab's services, which listen on 127.0.0.1.
+fn client(addr: SocketAddr) -> Client {
+    let upstream = Upstream {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    Client::to_address(upstream, addr, ClientLimits::default())
 }
 
 /// Prints a line on stdout; a closed stdout is no reason to stop.

@@ -26,16 +26,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use echo_lab::http::client::{Client, Upstream};
-use echo_lab::http::limits::ClientLimits;
+use echo_lab::http::client::Client;
 use serde_json::{Value, json};
 use smol::Executor;
 
-use crate::Lab;
 use crate::control;
 use crate::load::Window;
 use crate::processes::Member;
 use crate::scrape::{self, Metrics};
+use crate::{Lab, client};
 
 /// How often the pages get an event: twice a second, fast enough to watch a breaker open.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -223,15 +222,6 @@ impl Tick {
         view["in_flight"] = m.get("echo_lab_upstream_in_flight", &[]).into();
         view
     }
-}
-
-/// A client for one of the lab's services.
-fn client(addr: SocketAddr) -> Client {
-    let upstream = Upstream {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    };
-    Client::to_address(upstream, addr, ClientLimits::default())
 }
 
 /// What B's `/metrics` says of one replica.
