@@ -86,17 +86,20 @@ pub struct Load {
     /// Calls a second, as `f64::to_bits` (0: paused).
     rate: AtomicU64,
     /// A message when the rate changes, to wake the loop from its wait for the next call.
-    changed: (Sender<()>, Receiver<()>),
+    changed_tx: Sender<()>,
+    changed_rx: Receiver<()>,
     window: Mutex<Window>,
 }
 
 impl Load {
     /// A load on B at `b`, `rate` calls a second (checked by `check_rate`).
     pub fn new(b: SocketAddr, rate: f64) -> Load {
+        let (changed_tx, changed_rx) = channel::bounded(1);
         Load {
             client: crate::client(b),
             rate: AtomicU64::new(rate.to_bits()),
-            changed: channel::bounded(1),
+            changed_tx,
+            changed_rx,
             window: Mutex::new(Window::default()),
         }
     }
@@ -110,7 +113,7 @@ impl Load {
         self.rate
             .store(check_rate(rate)?.to_bits(), Ordering::Relaxed);
         // Full means a change is already waiting to be seen; one is enough.
-        let _ = self.changed.0.try_send(());
+        let _ = self.changed_tx.try_send(());
         Ok(())
     }
 
@@ -134,7 +137,7 @@ impl Load {
             }
             let Some(due) = schedule.and_then(|s| s.due(next)) else {
                 // Paused: nothing is due until the rate changes.
-                let _ = self.changed.1.recv().await;
+                let _ = self.changed_rx.recv().await;
                 continue;
             };
             let came_due = async {
@@ -142,7 +145,7 @@ impl Load {
                 true
             };
             let rate_changed = async {
-                let _ = self.changed.1.recv().await;
+                let _ = self.changed_rx.recv().await;
                 false
             };
             if came_due.or(rate_changed).await {
