@@ -419,7 +419,9 @@ fn a_passed_deadline_stops_the_work_on_a() {
     // B's own deadline fires first (A is told the time left, rounded up), so B says timeout.
     let kinds = burst(b.addr, 10);
     assert!(kinds.iter().all(|k| k == "timeout"), "{kinds:?}");
-    let end = Instant::now() + Duration::from_secs(3);
+    // A counts from when it read the request, so on a machine busy enough to read it late, A
+    // gives up late too; the wait is long so that only work A never abandons fails the test.
+    let end = Instant::now() + Duration::from_secs(10);
     while abandoned(&replicas) < 10.0 && Instant::now() < end {
         thread::sleep(Duration::from_millis(20));
     }
