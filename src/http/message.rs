@@ -241,3 +241,57 @@ pub fn reason_phrase(status: u16) -> &'static str {
         _ => "Unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_we_send_has_its_rfc_9110_reason_phrase() {
+        // RFC 9110 §15, for each status the services and the server send.
+        let table = [
+            (100, "Continue"),
+            (200, "OK"),
+            (400, "Bad Request"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (417, "Expectation Failed"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (503, "Service Unavailable"),
+            (505, "HTTP Version Not Supported"),
+        ];
+        for (status, phrase) in table {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+        assert_eq!(reason_phrase(299), "Unknown");
+    }
+
+    #[test]
+    fn headers_keep_every_field_in_arrival_order() {
+        let mut headers = Headers::new();
+        assert!(headers.is_empty());
+        assert_eq!(headers.len(), 0);
+        headers.push("Host", b"a");
+        headers.push("X-Twice", b"1");
+        headers.push("x-twice", b"2");
+        assert!(!headers.is_empty());
+        assert_eq!(headers.len(), 3, "a repeated field is two fields");
+        let fields: Vec<(&str, &[u8])> = headers.iter().collect();
+        assert_eq!(
+            fields,
+            [
+                ("Host", &b"a"[..]),
+                ("X-Twice", &b"1"[..]),
+                ("x-twice", &b"2"[..])
+            ],
+            "names as sent, in order"
+        );
+        let twice: Vec<&[u8]> = headers.get_all("X-TWICE").collect();
+        assert_eq!(twice, [&b"1"[..], &b"2"[..]]);
+    }
+}
