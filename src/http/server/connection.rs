@@ -28,7 +28,7 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::Receiver;
 
-use super::{Handler, Outcome};
+use super::{Handler, OpenGuard, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
 use crate::http::conn::BufferedStream;
 use crate::http::error::RequestError;
@@ -52,6 +52,8 @@ pub(super) struct Connection<H> {
     handler: Arc<H>,
     limits: Arc<Limits>,
     idle_timer: IdleTimer,
+    /// Counts the connection as open until it is dropped.
+    _open: OpenGuard,
 }
 
 /// What the connection is about to read, for the pipelining rule (`flush_before_waiting`).
@@ -79,6 +81,7 @@ impl<H: Handler> Connection<H> {
         peer: SocketAddr,
         handler: Arc<H>,
         limits: Arc<Limits>,
+        open: OpenGuard,
     ) -> Self {
         Connection {
             conn: BufferedStream::new(stream),
@@ -87,6 +90,7 @@ impl<H: Handler> Connection<H> {
             idle_timer: IdleTimer::new(limits.idle_timeout),
             handler,
             limits,
+            _open: open,
         }
     }
 
@@ -325,6 +329,18 @@ impl<H: Handler> Connection<H> {
                 Timer::after(LINGER_TIMEOUT).await;
             })
             .await;
+    }
+}
+
+/// A panic in the task (a handler's, say) unwinds through the connection's future, which drops
+/// the connection on its way to `catch_unwind` in `start_connection`; this says whose it was.
+/// (The task is the connection's future itself, so there is no place after it to log from.)
+impl<H> Drop for Connection<H> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let peer = self.peer;
+            log::error!("peer={peer} connection task panicked; connection dropped");
+        }
     }
 }
 
