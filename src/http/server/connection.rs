@@ -200,8 +200,11 @@ impl<H: Handler> Connection<H> {
         // socket's registration, allocated on first use and kept for the connection's life.
         let conn = &mut self.conn;
         let first_bytes = async {
-            let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await;
-            readable.is_ok() && matches!(conn.fill().await, Ok(n) if n > 0)
+            // A `bool`, not the `io::Result`: a value that needs dropping lives to the end of
+            // the block, so the result would be kept across the read below, in the largest
+            // state of the connection's future (8 bytes, 16 once malloc rounds the task).
+            let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await.is_ok();
+            readable && matches!(conn.fill().await, Ok(n) if n > 0)
         };
         first_bytes.or(idle).or(stopped).await
     }
