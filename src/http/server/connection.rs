@@ -30,7 +30,7 @@ use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::Receiver;
 
 use super::streaming::{AfterStream, Streamer};
-use super::{Handler, Outcome};
+use super::{Handler, OpenGuard, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
 use crate::http::conn::BufferedStream;
 use crate::http::error::RequestError;
@@ -55,6 +55,8 @@ pub(super) struct Connection<H> {
     handler: Arc<H>,
     limits: Arc<Limits>,
     idle_timer: IdleTimer,
+    /// Counts the connection as open until it is dropped.
+    _open: OpenGuard,
 }
 
 /// What the connection is about to read, for the pipelining rule (`flush_before_waiting`).
@@ -83,6 +85,7 @@ impl<H: Handler> Connection<H> {
         peer: SocketAddr,
         handler: Arc<H>,
         limits: Arc<Limits>,
+        open: OpenGuard,
     ) -> Self {
         Connection {
             conn: BufferedStream::new(stream),
@@ -91,6 +94,7 @@ impl<H: Handler> Connection<H> {
             idle_timer: IdleTimer::new(limits.idle_timeout),
             handler,
             limits,
+            _open: open,
         }
     }
 
@@ -200,8 +204,11 @@ impl<H: Handler> Connection<H> {
         // socket's registration, allocated on first use and kept for the connection's life.
         let conn = &mut self.conn;
         let first_bytes = async {
-            let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await;
-            readable.is_ok() && matches!(conn.fill().await, Ok(n) if n > 0)
+            // A `bool`, not the `io::Result`: a value that needs dropping lives to the end of
+            // the block, so the result would be kept across the read below, in the largest
+            // state of the connection's future (8 bytes, 16 once malloc rounds the task).
+            let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await.is_ok();
+            readable && matches!(conn.fill().await, Ok(n) if n > 0)
         };
         first_bytes.or(idle).or(stopped).await
     }
@@ -361,6 +368,18 @@ impl<H: Handler> Connection<H> {
                 Timer::after(LINGER_TIMEOUT).await;
             })
             .await;
+    }
+}
+
+/// A panic in the task (a handler's, say) unwinds through the connection's future, which drops
+/// the connection on its way to `catch_unwind` in `start_connection`; this says whose it was.
+/// (The task is the connection's future itself, so there is no place after it to log from.)
+impl<H> Drop for Connection<H> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let peer = self.peer;
+            log::error!("peer={peer} connection task panicked; connection dropped");
+        }
     }
 }
 

@@ -285,24 +285,25 @@ impl<H: Handler> Server<H> {
         }
         // Responses are written whole; Nagle's algorithm would only delay them.
         let _ = stream.get_ref().set_nodelay(true);
-        let guard = OpenGuard::new(self.open.clone(), alive);
-        let connection = Connection::new(stream, peer, self.handler.clone(), self.limits.clone());
-        // Boxed: an `async` block keeps what it captures in a place of its own for its whole
-        // life, and awaiting it moves it into another, so the task would hold the connection's
-        // future twice. Boxed, the second copy is a pointer.
-        let serve = Box::pin(AssertUnwindSafe(connection.serve(self.stop.clone())).catch_unwind());
-        self.ex
-            .spawn(async move {
-                let _guard = guard;
-                if serve.await.is_err() {
-                    log::error!("peer={peer} connection task panicked; connection dropped");
-                }
-            })
-            .detach();
+        let open = OpenGuard::new(self.open.clone(), alive);
+        let connection = Connection::new(
+            stream,
+            peer,
+            self.handler.clone(),
+            self.limits.clone(),
+            open,
+        );
+        // The task is the connection's future itself, nothing around it: an `async` block
+        // awaiting it would keep the future in a place of its own beside its captures, and
+        // boxing it would be a second allocation per connection. A panic (in a handler, say)
+        // stops at `catch_unwind` and ends this connection only; the connection logs it as
+        // the unwinding drops it (see its `Drop`).
+        let serve = AssertUnwindSafe(connection.serve(self.stop.clone())).catch_unwind();
+        self.ex.spawn(serve).detach();
     }
 }
 
-/// Counts a connection as open for as long as it lives.
+/// Counts a connection as open for as long as it lives: the connection holds it.
 struct OpenGuard {
     open: Arc<AtomicUsize>,
     _alive: Sender<()>,
@@ -334,5 +335,92 @@ fn refuse(stream: Option<TcpStream>, peer: SocketAddr, response: &Response) {
         write_response(&mut busy, response, Version::Http11, false, true);
         let _ = stream.write(&busy);
         let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A handler with a bug: it panics on every request.
+    struct Panics;
+
+    impl Handler for Panics {
+        async fn handle(&self, _request: Request) -> Outcome {
+            panic!("a bug in the handler");
+        }
+    }
+
+    /// Keeps the error lines logged in this test binary.
+    struct Errors(Mutex<Vec<String>>);
+
+    impl log::Log for Errors {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() == log::Level::Error
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                lines.push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static ERRORS: Errors = Errors(Mutex::new(Vec::new()));
+
+    /// Sends one request on a new connection and returns what came back before the close.
+    fn one_request(addr: SocketAddr) -> (Vec<u8>, SocketAddr) {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("a clean close");
+        (answer, stream.local_addr().expect("our address"))
+    }
+
+    #[test]
+    fn a_panicking_handler_ends_its_connection_only_and_says_whose() {
+        log::set_logger(&ERRORS).expect("the only logger of this test binary");
+        log::set_max_level(log::LevelFilter::Error);
+        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.get_ref().local_addr().expect("address");
+        let config = ServerConfig::default();
+        let open = config.open_connections.clone();
+        let (stop_tx, stop_rx) = channel::bounded::<()>(1);
+        let server = thread::spawn(move || {
+            serve(listener, Panics, config, async move {
+                let _ = stop_rx.recv().await;
+            })
+        });
+
+        // Twice: the server goes on after a panic.
+        for _ in 0..2 {
+            let (answer, peer) = one_request(addr);
+            assert_eq!(answer, b"", "no answer, only the close");
+            let line = format!("peer={peer} connection task panicked; connection dropped");
+            let logged = ERRORS.0.lock().expect("lines").contains(&line);
+            assert!(
+                logged,
+                "no {line:?} in {:?}",
+                ERRORS.0.lock().expect("lines")
+            );
+        }
+        // The panicked connections no longer count as open.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 0);
+        drop(stop_tx);
+        server.join().expect("the server returns after shutdown");
     }
 }
