@@ -11,7 +11,7 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::in_process::{TestServer, eventually};
+use common::in_process::{TestServer, eventually, logged};
 use common::{End, IO_TIMEOUT, connect, read_until_end};
 use echo_lab::http::limits::Limits;
 use echo_lab::http::message::Response;
@@ -58,6 +58,9 @@ fn a_client_that_stops_reading_is_closed_after_the_write_timeout() {
         asked.elapsed()
     );
     let closed_after = asked.elapsed();
+    let warned = logged("response not written within 300 ms (the client stopped reading)");
+    assert_eq!(warned.len(), 1, "one WARN line for the close: {warned:?}");
+    assert!(warned[0].starts_with("WARN "), "{warned:?}");
     assert!(
         closed_after >= WRITE_TIMEOUT,
         "closed after {closed_after:?}, before the write timeout of {WRITE_TIMEOUT:?}"

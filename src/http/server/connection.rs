@@ -339,6 +339,17 @@ impl<H: Handler> Connection<H> {
         });
         let result = written.await;
         self.owed.clear();
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::TimedOut
+        {
+            // The one end of a connection nobody else reports: the client is there, but has
+            // stopped reading.
+            log::warn!(
+                "peer={} response not written within {} ms (the client stopped reading); closing",
+                self.peer,
+                timeout.as_millis()
+            );
+        }
         result
     }
 
