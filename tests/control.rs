@@ -194,7 +194,7 @@ fn metrics_show_the_knobs_as_they_are_now() {
 #[test]
 fn bad_bodies_are_400_naming_the_problem_and_change_nothing() {
     let a = Service::a(&["--control"]);
-    assert_eq!(post(a.addr, r#"{"drop_rate":0.25}"#).status, 200);
+    assert_eq!(post(a.addr, r#"{"jitter_ms":5}"#).status, 200);
     let before = settings(a.addr);
     let cases = [
         ("", "the body is empty"),
