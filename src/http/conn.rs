@@ -137,6 +137,26 @@ mod tests {
     }
 
     #[test]
+    fn release_buffer_gives_the_memory_back_only_when_nothing_is_buffered() {
+        let mut conn = BufferedStream::new(&b"GET / HTTP/1.1\r\n\r\nGET /next"[..]);
+        smol::block_on(conn.fill()).expect("read from a slice");
+        conn.consume(18);
+        conn.release_buffer();
+        assert_eq!(conn.buffered(), b"GET /next", "unparsed bytes are kept");
+        assert!(conn.buf.capacity() > 0);
+
+        conn.consume(9);
+        conn.release_buffer();
+        assert_eq!(conn.buf.capacity(), 0, "an empty buffer is freed");
+        assert_eq!((conn.start, conn.end), (0, 0));
+        assert_eq!(
+            smol::block_on(conn.fill()).expect("eof"),
+            0,
+            "and reading still works"
+        );
+    }
+
+    #[test]
     fn the_buffer_is_reused_not_grown_when_messages_are_consumed() {
         let message = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let stream: Vec<u8> = message
