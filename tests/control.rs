@@ -37,16 +37,7 @@ fn netns_client_helper() {
 /// `method /control` with `Connection: close`, extra header lines and `body` (framed by
 /// `Content-Length`), as raw bytes.
 fn control_request(method: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut request = format!(
-        "{method} /control HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    request
+    common::request_with_body(method, "/control", headers, body)
 }
 
 /// Sends `raw` on a new connection; the one reply (the server closes after it).
@@ -73,14 +64,6 @@ fn settings(addr: SocketAddr) -> serde_json::Value {
     let reply = control(addr, "GET", &[], "");
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()
-}
-
-/// The `error` text of a JSON error reply.
-fn error_text(reply: &Reply) -> String {
-    reply.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[test]
@@ -227,7 +210,7 @@ fn bad_bodies_are_400_naming_the_problem_and_change_nothing() {
         let reply = post(a.addr, body);
         assert_eq!(reply.status, 400, "{body}: {}", reply.text());
         assert_eq!(reply.header("Content-Type"), Some("application/json"));
-        let error = error_text(&reply);
+        let error = reply.error_text();
         assert!(error.starts_with(text), "{body}: {error}");
         assert_eq!(settings(a.addr), before, "{body} changed something");
     }
@@ -284,7 +267,7 @@ fn other_methods_are_405_with_allow() {
         let reply = control(a.addr, method, &[], r#"{"fail_rate":1}"#);
         assert_eq!(reply.status, 405, "{method}");
         assert_eq!(reply.header("Allow"), Some("GET, HEAD, POST"), "{method}");
-        assert!(error_text(&reply).contains(method), "{method}");
+        assert!(reply.error_text().contains(method), "{method}");
     }
     assert_eq!(settings(a.addr), all_off());
 }
@@ -303,7 +286,7 @@ fn with_a_token_every_peer_must_send_it() {
         let reply = control(a.addr, "POST", &headers, r#"{"fail_rate":1}"#);
         assert_eq!(reply.status, 401, "{why}");
         assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"), "{why}");
-        assert!(error_text(&reply).contains("token"), "{why}");
+        assert!(reply.error_text().contains("token"), "{why}");
     }
     assert_eq!(get(a.addr, "/echo?msg=x").status, 200, "nothing changed");
     assert!(a.wait_for_logs("event=control_refused", 3, LOG_WAIT));

@@ -34,13 +34,6 @@ fn echo_with_deadline(service: &Service, value: &str) -> (Reply, Duration) {
     (reply, started.elapsed())
 }
 
-fn error_text(reply: &Reply) -> String {
-    reply.json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn work_that_arrives_expired_is_refused_at_once() {
     let a = Service::a(&["--delay-ms", "1500"]);
@@ -70,7 +63,7 @@ fn work_past_the_deadline_is_abandoned_at_it() {
     let (reply, took) = echo_with_deadline(&a, "200");
     assert_eq!(reply.status, 503);
     assert_eq!(
-        error_text(&reply),
+        reply.error_text(),
         "abandoned: the caller's deadline passed after 200 ms"
     );
     assert!(

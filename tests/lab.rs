@@ -85,15 +85,7 @@ impl Lab {
     }
 
     fn post_with(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
+        let request = common::request_with_body("POST", path, headers, body);
         let raw = exchange(self.addr, request.as_bytes());
         parse_replies(&raw, false)
             .0
