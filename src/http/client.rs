@@ -28,6 +28,42 @@ use super::message::{ResponseHead, keeps_alive};
 use super::trace::{self, Direction};
 use super::write::write_get_request;
 
+/// The port when a URL names none (RFC 9110 §4.2.1).
+const HTTP_DEFAULT_PORT: u16 = 80;
+
+/// Splits `host[:port]` (RFC 3986 §3.2.2, §3.2.3). An IPv6 address goes in brackets,
+/// `[::1]:8080` or `[::1]`, since its own colons would read as a port; the brackets are not
+/// part of the host returned.
+fn split_authority(authority: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address without its closing ]".to_owned())?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("{after:?} after the IPv6 address")),
+            },
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err("an IPv6 address goes in brackets: http://[::1]:8080".to_owned());
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => HTTP_DEFAULT_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("bad port {port:?}"))?,
+    };
+    Ok((host, port))
+}
+
 /// Where an upstream lives, from a URL like `http://127.0.0.1:8080`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -46,15 +82,7 @@ impl Upstream {
         if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
             return Err(format!("{url:?}: expected http://host:port"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| format!("{url:?}: bad port {port:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (host, port) = split_authority(authority).map_err(|what| format!("{url:?}: {what}"))?;
         if host.is_empty() {
             return Err(format!("{url:?}: missing host"));
         }
@@ -500,6 +528,19 @@ mod tests {
         let up = Upstream::from_url("http://[::1]:9000").expect("valid");
         assert_eq!((up.host.as_str(), up.port), ("::1", 9000));
         assert_eq!(up.authority(), "[::1]:9000");
+        for (url, port) in [
+            ("http://[::1]", 80),
+            ("http://[::1]/", 80),
+            ("http://[fe80::2]:81", 81),
+        ] {
+            let up = Upstream::from_url(url).expect(url);
+            assert_eq!(up.port, port, "{url}");
+            assert!(
+                up.host.contains(':') && !up.host.contains('['),
+                "{url}: {}",
+                up.host
+            );
+        }
         for bad in [
             "https://a:1",
             "a:1",
@@ -507,6 +548,13 @@ mod tests {
             "http://a:x",
             "http://a:1/path",
             "http://:80",
+            "http://[::1",
+            "http://[::1]80",
+            "http://[::1]:x",
+            "http://::1:80",
+            "http://[]:80",
+            "http://user@a:1",
+            "http://a?x",
         ] {
             assert!(Upstream::from_url(bad).is_err(), "{bad}");
         }

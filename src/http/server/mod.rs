@@ -355,12 +355,12 @@ mod tests {
         }
     }
 
-    /// Keeps the error lines logged in this test binary.
-    struct Errors(Mutex<Vec<String>>);
+    /// Keeps the warning and error lines logged in this test binary.
+    struct Logged(Mutex<Vec<String>>);
 
-    impl log::Log for Errors {
+    impl log::Log for Logged {
         fn enabled(&self, metadata: &log::Metadata) -> bool {
-            metadata.level() == log::Level::Error
+            metadata.level() <= log::Level::Warn
         }
         fn log(&self, record: &log::Record) {
             if self.enabled(record.metadata()) {
@@ -371,7 +371,44 @@ mod tests {
         fn flush(&self) {}
     }
 
-    static ERRORS: Errors = Errors(Mutex::new(Vec::new()));
+    static LOGGED: Logged = Logged(Mutex::new(Vec::new()));
+
+    /// Makes `LOGGED` this test binary's logger, once for all the tests that read it.
+    fn capture_logs() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&LOGGED).expect("the only logger of this test binary");
+            log::set_max_level(log::LevelFilter::Warn);
+        });
+    }
+
+    fn logged(line: &str) -> bool {
+        let lines = LOGGED.0.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().any(|l| l.starts_with(line))
+    }
+
+    /// A server on port 0 with `handler`, on its own thread; drop the sender to stop it.
+    fn start(
+        handler: impl Handler,
+    ) -> (
+        SocketAddr,
+        Arc<AtomicUsize>,
+        Sender<()>,
+        thread::JoinHandle<()>,
+    ) {
+        capture_logs();
+        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.get_ref().local_addr().expect("address");
+        let config = ServerConfig::default();
+        let open = config.open_connections.clone();
+        let (stop_tx, stop_rx) = channel::bounded::<()>(1);
+        let server = thread::spawn(move || {
+            serve(listener, handler, config, async move {
+                let _ = stop_rx.recv().await;
+            })
+        });
+        (addr, open, stop_tx, server)
+    }
 
     /// Sends one request on a new connection and returns what came back before the close.
     fn one_request(addr: SocketAddr) -> (Vec<u8>, SocketAddr) {
@@ -389,30 +426,14 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_ends_its_connection_only_and_says_whose() {
-        log::set_logger(&ERRORS).expect("the only logger of this test binary");
-        log::set_max_level(log::LevelFilter::Error);
-        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let addr = listener.get_ref().local_addr().expect("address");
-        let config = ServerConfig::default();
-        let open = config.open_connections.clone();
-        let (stop_tx, stop_rx) = channel::bounded::<()>(1);
-        let server = thread::spawn(move || {
-            serve(listener, Panics, config, async move {
-                let _ = stop_rx.recv().await;
-            })
-        });
+        let (addr, open, stop_tx, server) = start(Panics);
 
         // Twice: the server goes on after a panic.
         for _ in 0..2 {
             let (answer, peer) = one_request(addr);
             assert_eq!(answer, b"", "no answer, only the close");
             let line = format!("peer={peer} connection task panicked; connection dropped");
-            let logged = ERRORS.0.lock().expect("lines").contains(&line);
-            assert!(
-                logged,
-                "no {line:?} in {:?}",
-                ERRORS.0.lock().expect("lines")
-            );
+            assert!(logged(&line), "no {line:?} in {:?}", LOGGED.0.lock());
         }
         // The panicked connections no longer count as open.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -420,6 +441,43 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(open.load(Ordering::SeqCst), 0);
+        drop(stop_tx);
+        server.join().expect("the server returns after shutdown");
+    }
+
+    /// A handler that answers everything it is given and keeps the defaults for the rest.
+    struct Defaults;
+
+    impl Handler for Defaults {
+        async fn handle(&self, _request: Request) -> Outcome {
+            Response::new(200, "text/plain", "ok").into()
+        }
+    }
+
+    #[test]
+    fn by_default_a_broken_request_is_answered_in_plain_text_and_logged() {
+        let (addr, _open, stop_tx, server) = start(Defaults);
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n")
+            .expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("a clean close");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+            "{answer}"
+        );
+        let peer = stream.local_addr().expect("our address");
+        let line = format!("peer={peer} status=Some(400) error=\"");
+        assert!(logged(&line), "no {line:?}… in {:?}", LOGGED.0.lock());
         drop(stop_tx);
         server.join().expect("the server returns after shutdown");
     }
