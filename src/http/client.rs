@@ -667,6 +667,40 @@ mod tests {
     }
 
     #[test]
+    fn a_phase_survives_its_trip_through_the_atomic() {
+        for phase in [
+            Phase::Connect,
+            Phase::Send,
+            Phase::ResponseHead,
+            Phase::Body,
+        ] {
+            let back = Phase::from_u8(phase as u8);
+            assert_eq!(back.to_string(), phase.to_string());
+        }
+    }
+
+    #[test]
+    fn an_attempts_deadline_is_the_sooner_of_its_limit_and_the_calls() {
+        let call = Deadline::after(Duration::from_secs(10));
+        assert!(
+            call.remaining() > Duration::from_secs(9),
+            "{:?}",
+            call.remaining()
+        );
+        let attempt = call.within(Duration::from_secs(1));
+        assert!(attempt.budget() <= Duration::from_secs(1));
+        assert!(
+            attempt.budget() > Duration::from_millis(900),
+            "{:?}",
+            attempt.budget()
+        );
+        let short_call = Deadline::after(Duration::from_millis(200));
+        let long_attempt = short_call.within(Duration::from_secs(5));
+        assert!(long_attempt.remaining() <= Duration::from_millis(200));
+        assert_eq!(Deadline::after(Duration::ZERO).remaining(), Duration::ZERO);
+    }
+
+    #[test]
     fn timeout_text_names_the_phase() {
         let e = ClientError::Timeout {
             phase: Phase::ResponseHead,

@@ -387,19 +387,24 @@ mod tests {
         lines.iter().any(|l| l.starts_with(line))
     }
 
-    /// A server on port 0 with `handler`, on its own thread; drop the sender to stop it.
-    fn start(
-        handler: impl Handler,
-    ) -> (
+    /// A running test server: its address, open-connection count, the sender to drop to stop
+    /// it, and its thread.
+    type Running = (
         SocketAddr,
         Arc<AtomicUsize>,
         Sender<()>,
         thread::JoinHandle<()>,
-    ) {
+    );
+
+    /// A server on port 0 with `handler`, on its own thread; drop the sender to stop it.
+    fn start(handler: impl Handler) -> Running {
+        start_with(handler, ServerConfig::default())
+    }
+
+    fn start_with(handler: impl Handler, config: ServerConfig) -> Running {
         capture_logs();
         let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
         let addr = listener.get_ref().local_addr().expect("address");
-        let config = ServerConfig::default();
         let open = config.open_connections.clone();
         let (stop_tx, stop_rx) = channel::bounded::<()>(1);
         let server = thread::spawn(move || {
@@ -478,6 +483,42 @@ mod tests {
         let peer = stream.local_addr().expect("our address");
         let line = format!("peer={peer} status=Some(400) error=\"");
         assert!(logged(&line), "no {line:?}… in {:?}", LOGGED.0.lock());
+        drop(stop_tx);
+        server.join().expect("the server returns after shutdown");
+    }
+
+    #[test]
+    fn a_connection_over_the_cap_gets_503_and_is_closed_at_once() {
+        let mut config = ServerConfig::default();
+        config.limits.max_connections = 1;
+        let (addr, open, stop_tx, server) = start_with(Defaults, config);
+        let first = TcpStream::connect(addr).expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            1,
+            "the first connection is counted"
+        );
+
+        let mut second = TcpStream::connect(addr).expect("connect");
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        let mut answer = Vec::new();
+        second.read_to_end(&mut answer).expect("a clean close");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        let peer = second.local_addr().expect("our address");
+        let line = format!("peer={peer} status=503 error=\"connection limit reached\"");
+        assert!(logged(&line), "no {line:?} in {:?}", LOGGED.0.lock());
+        drop(first);
         drop(stop_tx);
         server.join().expect("the server returns after shutdown");
     }
