@@ -476,6 +476,9 @@ mod tests {
     //!   order. The guard bounds how much a pipelining client can make us hold before a write
     //!   (memory), and `true` would only write more often (system calls): a benchmark's
     //!   business, not a test's.
+    //! * step 2's `readable && matches!(conn.fill().await, …)` with `||`: a readable socket
+    //!   then ends the wait without the first read, and step 3 makes that read instead,
+    //!   finding the same bytes or the same end of stream; only which step read first differs.
     use super::*;
     use crate::http::head::parse_request_head;
 
@@ -589,5 +592,160 @@ mod tests {
             b"GET / HTTP/1.0\r\nConnection: keep-alive-ish\r\n\r\n"
         ));
         assert!(!keeps_alive(b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n"));
+    }
+
+    // The loop itself, on a real loopback socket, against the server in this process (the
+    // helpers of `server/mod.rs`'s tests): what a client sees of each step.
+
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    use crate::http::server::ServerConfig;
+    use crate::http::server::tests::{Defaults, start, start_with};
+
+    /// How long a test waits for any one answer.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn client(addr: SocketAddr) -> StdStream {
+        let stream = StdStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        stream
+    }
+
+    /// Reads one whole response (framed by `Content-Length`; none for `HEAD`), no further.
+    fn one_response(stream: &mut StdStream, head_only: bool) -> String {
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            let n = stream
+                .read(&mut byte)
+                .expect("a response head, within the wait");
+            assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&raw));
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&raw).into_owned();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |n| n.trim().parse().expect("a length"));
+        let mut body = vec![0u8; if head_only { 0 } else { length }];
+        stream.read_exact(&mut body).expect("the body");
+        head + &String::from_utf8_lossy(&body)
+    }
+
+    fn closes_without_a_byte(stream: &mut StdStream) -> bool {
+        matches!(stream.read(&mut [0u8; 64]), Ok(0))
+    }
+
+    #[test]
+    fn kept_alive_each_answer_goes_out_before_the_next_request_is_read() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        for (method, head_only) in [("GET", false), ("HEAD", true), ("GET", false)] {
+            let request = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            stream.write_all(request.as_bytes()).expect("send");
+            // The client sends nothing more until it has the answer: only step 1's flush,
+            // before the wait for the next request, can get it out.
+            let answer = one_response(&mut stream, head_only);
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert!(!answer.contains("Connection: close"), "{answer}");
+            assert_eq!(
+                answer.ends_with("\r\n\r\nok"),
+                !head_only,
+                "{method}: {answer}"
+            );
+        }
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn connection_close_is_answered_with_close_and_then_closed() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let answer = one_response(&mut stream, false);
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(
+            closes_without_a_byte(&mut stream),
+            "closed after the answer"
+        );
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn a_request_that_arrives_in_pieces_within_the_timeout_is_read() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        stream.write_all(b"GET / HTTP/1.1\r\n").expect("send");
+        std::thread::sleep(Duration::from_millis(100)); // the rest comes later, as on a slow link
+        stream.write_all(b"Host: a\r\n\r\n").expect("send");
+        let answer = one_response(&mut stream, false);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "not 408: {answer}"
+        );
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn expect_100_continue_gets_the_go_ahead_before_the_body_and_only_then() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        let head =
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let interim = one_response(&mut stream, true);
+        assert_eq!(
+            interim, "HTTP/1.1 100 Continue\r\n\r\n",
+            "before the body is sent"
+        );
+        stream.write_all(b"hello").expect("send the body");
+        let answer = one_response(&mut stream, false);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+        // A body without `Expect`: the answer, and nothing before it.
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+            .expect("send");
+        let answer = one_response(&mut stream, false);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "no 100 first: {answer}"
+        );
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn on_shutdown_an_idle_connection_closes_at_once_without_a_byte() {
+        let config = ServerConfig {
+            shutdown_grace: Duration::from_secs(1),
+            ..ServerConfig::default()
+        };
+        let (addr, open, stop, server) = start_with(Defaults, config);
+        let mut stream = client(addr);
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("send");
+        one_response(&mut stream, false);
+        // Idle now, in step 2. Shutdown must end it there, not leave it waiting for a request.
+        let stopping = Instant::now();
+        drop(stop);
+        assert!(
+            closes_without_a_byte(&mut stream),
+            "closed, with no 408 or other answer"
+        );
+        assert!(
+            stopping.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            stopping.elapsed()
+        );
+        server.join().expect("the server stops");
+        assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

@@ -339,7 +339,7 @@ fn refuse(stream: Option<TcpStream>, peer: SocketAddr, response: &Response) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::Read;
     use std::sync::Mutex;
     use std::time::Instant;
@@ -374,7 +374,7 @@ mod tests {
     static LOGGED: Logged = Logged(Mutex::new(Vec::new()));
 
     /// Makes `LOGGED` this test binary's logger, once for all the tests that read it.
-    fn capture_logs() {
+    pub(super) fn capture_logs() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             log::set_logger(&LOGGED).expect("the only logger of this test binary");
@@ -382,14 +382,14 @@ mod tests {
         });
     }
 
-    fn logged(line: &str) -> bool {
+    pub(super) fn logged(line: &str) -> bool {
         let lines = LOGGED.0.lock().unwrap_or_else(|e| e.into_inner());
         lines.iter().any(|l| l.starts_with(line))
     }
 
     /// A running test server: its address, open-connection count, the sender to drop to stop
     /// it, and its thread.
-    type Running = (
+    pub(super) type Running = (
         SocketAddr,
         Arc<AtomicUsize>,
         Sender<()>,
@@ -397,11 +397,11 @@ mod tests {
     );
 
     /// A server on port 0 with `handler`, on its own thread; drop the sender to stop it.
-    fn start(handler: impl Handler) -> Running {
+    pub(super) fn start(handler: impl Handler) -> Running {
         start_with(handler, ServerConfig::default())
     }
 
-    fn start_with(handler: impl Handler, config: ServerConfig) -> Running {
+    pub(super) fn start_with(handler: impl Handler, config: ServerConfig) -> Running {
         capture_logs();
         let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
         let addr = listener.get_ref().local_addr().expect("address");
@@ -451,7 +451,7 @@ mod tests {
     }
 
     /// A handler that answers everything it is given and keeps the defaults for the rest.
-    struct Defaults;
+    pub(super) struct Defaults;
 
     impl Handler for Defaults {
         async fn handle(&self, _request: Request) -> Outcome {
