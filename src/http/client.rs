@@ -701,6 +701,31 @@ mod tests {
     }
 
     #[test]
+    fn a_client_to_an_address_connects_there_and_names_the_upstream_in_host() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                io::Read::read_exact(&mut stream, &mut byte).expect("the request head");
+                head.push(byte[0]);
+            }
+            io::Write::write_all(&mut stream, b"HTTP/1.1 204 No Content\r\n\r\n").expect("answer");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        // A name that resolves nowhere: only the given address can be reached.
+        let upstream = Upstream::from_url("http://replica.invalid:9").expect("valid");
+        let client = Client::to_address(upstream, address, ClientLimits::default());
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let response = smol::block_on(client.get("/echo", &[], deadline)).expect("an answer");
+        assert_eq!(response.head.status, 204);
+        let head = server.join().expect("the fake upstream");
+        assert!(head.contains("\r\nHost: replica.invalid:9\r\n"), "{head}");
+    }
+
+    #[test]
     fn timeout_text_names_the_phase() {
         let e = ClientError::Timeout {
             phase: Phase::ResponseHead,

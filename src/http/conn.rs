@@ -157,6 +157,18 @@ mod tests {
     }
 
     #[test]
+    fn a_message_longer_than_a_read_chunk_grows_the_buffer_until_it_is_all_here() {
+        let long: Vec<u8> = (0..READ_CHUNK_BYTES * 2 + 100).map(|i| i as u8).collect();
+        let mut conn = BufferedStream::new(&long[..]);
+        while smol::block_on(conn.fill()).expect("read from a slice") > 0 {}
+        assert_eq!(
+            conn.buffered(),
+            &long[..],
+            "nothing consumed, so all of it is kept"
+        );
+    }
+
+    #[test]
     fn the_buffer_is_reused_not_grown_when_messages_are_consumed() {
         let message = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let stream: Vec<u8> = message

@@ -748,4 +748,29 @@ mod tests {
         server.join().expect("the server stops");
         assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
+
+    /// Answers every request with a body longer than the room kept for a head.
+    struct Large;
+
+    impl Handler for Large {
+        async fn handle(&self, _request: Request) -> Outcome {
+            Response::new(200, "text/plain", "x".repeat(4 * RESPONSE_HEAD_ROOM)).into()
+        }
+    }
+
+    #[test]
+    fn a_body_larger_than_the_head_room_is_queued_whole() {
+        let (addr, _open, stop, server) = start(Large);
+        let mut stream = client(addr);
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("send");
+        let answer = one_response(&mut stream, false);
+        assert!(
+            answer.ends_with(&"x".repeat(4 * RESPONSE_HEAD_ROOM)),
+            "{answer}"
+        );
+        drop(stop);
+        server.join().expect("the server stops");
+    }
 }
