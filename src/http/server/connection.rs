@@ -476,6 +476,9 @@ mod tests {
     //!   order. The guard bounds how much a pipelining client can make us hold before a write
     //!   (memory), and `true` would only write more often (system calls): a benchmark's
     //!   business, not a test's.
+    //! * `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())` with `*`: more room
+    //!   reserved than needed, the same bytes queued (memory only). (With `-` the reservation
+    //!   underflows for a body longer than the room: `a_body_larger_than_the_head_room_…`.)
     //! * step 2's `readable && matches!(conn.fill().await, …)` with `||`: a readable socket
     //!   then ends the wait without the first read, and step 3 makes that read instead,
     //!   finding the same bytes or the same end of stream; only which step read first differs.
