@@ -516,6 +516,12 @@ fn bad_response(what: String) -> FailedAttempt {
 
 #[cfg(test)]
 mod tests {
+    //! Mutants no test here catches, because they change nothing a caller sees (cargo mutants,
+    //! `--file src/http/client.rs -- --lib --test upstream_faults`):
+    //!
+    //! * `read_one_head`'s `if !started` (wait for readability before a read when nothing of
+    //!   the response has come) without the `!`: `fill` waits for the bytes either way; only
+    //!   whether a read fails with `EAGAIN` first differs (system calls).
     use super::*;
 
     #[test]
@@ -723,6 +729,28 @@ mod tests {
         assert_eq!(response.head.status, 204);
         let head = server.join().expect("the fake upstream");
         assert!(head.contains("\r\nHost: replica.invalid:9\r\n"), "{head}");
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        for (interim, status) in [("HTTP/1.1 100 Continue\r\n\r\n", 200), ("", 200)] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let answer = format!("{interim}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().expect("accept");
+                io::Write::write_all(&mut stream, answer.as_bytes()).expect("answer");
+                let _ = io::Read::read(&mut stream, &mut [0u8; 1024]);
+            });
+            let upstream = Upstream::from_url(&format!("http://{address}")).expect("valid");
+            let client = Client::new(upstream, ClientLimits::default());
+            let deadline = Deadline::after(Duration::from_secs(5));
+            let response = smol::block_on(client.get("/", &[], deadline)).expect("an answer");
+            assert_eq!(response.head.status, status, "after {interim:?}");
+            assert_eq!(response.body, b"ok");
+            drop(client);
+            server.join().expect("the fake upstream");
+        }
     }
 
     #[test]

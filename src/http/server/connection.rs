@@ -479,6 +479,9 @@ mod tests {
     //! * `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())` with `*`: more room
     //!   reserved than needed, the same bytes queued (memory only). (With `-` the reservation
     //!   underflows for a body longer than the room: `a_body_larger_than_the_head_room_…`.)
+    //! * `close`'s `discarded > LINGER_MAX_BYTES` with `>=`: the linger ends one read sooner
+    //!   when the client sent exactly the cap, a boundary no client can aim at (reads come in
+    //!   whatever sizes the kernel hands over).
     //! * step 2's `readable && matches!(conn.fill().await, …)` with `||`: a readable socket
     //!   then ends the wait without the first read, and step 3 makes that read instead,
     //!   finding the same bytes or the same end of stream; only which step read first differs.
@@ -777,5 +780,100 @@ mod tests {
         );
         drop(stop);
         server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn a_closing_connection_reads_what_the_client_still_sends_so_the_answer_survives() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        // The answer's request, then 100 KiB the server never asked for, all before reading.
+        let mut request = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_vec();
+        request.extend(vec![b'x'; 100 * 1024]);
+        stream.write_all(&request).expect("send");
+        // Closing with those bytes unread would make the kernel reset the connection, and a
+        // reset throws away the answer still waiting in our receive buffer.
+        std::thread::sleep(Duration::from_millis(200));
+        let answer = one_response(&mut stream, false);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        // On loopback the answer is here before any reset could be, so check the reading
+        // itself: it goes on while the client sends less than the cap, without a fault.
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(30));
+            stream
+                .write_all(&[b'y'; 1024])
+                .expect("still read by the lingering server");
+        }
+        let peer = stream.local_addr().expect("our address");
+        let panicked = format!("peer={peer} connection task panicked");
+        assert!(!crate::http::server::tests::logged(&panicked));
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn lingering_ends_once_the_client_has_sent_its_cap() {
+        let (addr, _open, stop, server) = start(Defaults);
+        let mut stream = client(addr);
+        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        one_response(&mut stream, false);
+        // Keeps sending: the server must stop reading after LINGER_MAX_BYTES, not hold on
+        // until LINGER_TIMEOUT. Our writes fail once it has closed.
+        let started = Instant::now();
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut sent = 0;
+        while stream.write_all(&chunk).is_ok() && started.elapsed() < WAIT {
+            sent += chunk.len();
+        }
+        let took = started.elapsed();
+        assert!(sent >= LINGER_MAX_BYTES, "closed after only {sent} bytes");
+        assert!(
+            took < LINGER_TIMEOUT * 9 / 10,
+            "still reading after {took:?} and {sent} bytes: the cap did not end the linger"
+        );
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    #[test]
+    fn a_response_not_written_in_time_is_given_up_with_a_warning() {
+        let mut config = ServerConfig::default();
+        config.limits.write_timeout = Duration::from_millis(200);
+        let (addr, open, stop, server) = start_with(Huge, config);
+        let stream = client(addr);
+        (&stream)
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("send");
+        let peer = stream.local_addr().expect("our address");
+        // We never read: the write stalls once the socket buffers are full.
+        let line = format!("peer={peer} response not written within 200 ms (the client stopped");
+        let deadline = Instant::now() + WAIT;
+        while !crate::http::server::tests::logged(&line) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(crate::http::server::tests::logged(&line), "no {line:?}");
+        let closed = Instant::now() + WAIT;
+        while open.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < closed {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            open.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "and closed"
+        );
+        drop(stream);
+        drop(stop);
+        server.join().expect("the server stops");
+    }
+
+    /// Answers every request with more than the socket buffers on both sides hold.
+    struct Huge;
+
+    impl Handler for Huge {
+        async fn handle(&self, _request: Request) -> Outcome {
+            Response::new(200, "text/plain", vec![b'x'; 64 * 1024 * 1024]).into()
+        }
     }
 }
