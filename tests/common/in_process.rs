@@ -1,7 +1,7 @@
 //! The library's server started inside the test process, on port 0, with a handler made of a
-//! closure: for tests of the HTTP layer itself (streams, write timeouts), which need to read
-//! the server's open-connection count, choose its limits, and shut it down the way SIGTERM
-//! does, none of which a child process offers.
+//! closure: for tests of the HTTP layer itself (streams), which need to read the server's
+//! open-connection count and shut it down the way SIGTERM does, neither of which a child
+//! process offers.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, Once, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_lab::http::limits::Limits;
 use echo_lab::http::message::Request;
 use echo_lab::http::server::{self, Handler, Outcome, ServerConfig};
 
@@ -39,19 +38,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(answer: impl Fn(Request) -> Outcome + Send + Sync + 'static) -> TestServer {
-        TestServer::with_limits(Limits::default(), answer)
-    }
-
-    /// `start`, with limits of the test's choosing (a short write timeout, say).
-    pub fn with_limits(
-        limits: Limits,
-        answer: impl Fn(Request) -> Outcome + Send + Sync + 'static,
-    ) -> TestServer {
         capture_logs();
         let listener = server::bind("127.0.0.1:0".parse().expect("an address")).expect("bind");
         let addr = listener.get_ref().local_addr().expect("local address");
         let config = ServerConfig {
-            limits,
             shutdown_grace: GRACE,
             ..ServerConfig::default()
         };

@@ -839,6 +839,11 @@ mod tests {
 
     #[test]
     fn a_response_not_written_in_time_is_given_up_with_a_warning() {
+        assert_eq!(
+            Limits::default().write_timeout,
+            Duration::from_secs(10),
+            "the README's"
+        );
         let mut config = ServerConfig::default();
         config.limits.write_timeout = Duration::from_millis(200);
         let (addr, open, stop, server) = start_with(Huge, config);
@@ -846,6 +851,7 @@ mod tests {
         (&stream)
             .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .expect("send");
+        let asked = Instant::now();
         let peer = stream.local_addr().expect("our address");
         // We never read: the write stalls once the socket buffers are full.
         let line = format!("peer={peer} response not written within 200 ms (the client stopped");
@@ -854,6 +860,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(crate::http::server::tests::logged(&line), "no {line:?}");
+        assert!(
+            asked.elapsed() >= Duration::from_millis(200),
+            "not before the timeout"
+        );
         let closed = Instant::now() + WAIT;
         while open.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < closed {
             std::thread::sleep(Duration::from_millis(10));
