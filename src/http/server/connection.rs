@@ -886,4 +886,22 @@ mod tests {
             Response::new(200, "text/plain", vec![b'x'; 64 * 1024 * 1024]).into()
         }
     }
+
+    #[test]
+    fn the_idle_timeout_counts_from_the_start_of_each_wait() {
+        let timeout = Duration::from_millis(300);
+        let mut timer = IdleTimer::new(timeout);
+        // A request takes a while: the timer made at the start must not cut the next wait
+        // short. (The one test here that sleeps: the timer is the reactor's, not a policy
+        // that could take the time as an argument.)
+        std::thread::sleep(Duration::from_millis(200));
+        let waiting = Instant::now();
+        smol::block_on(timer.expired());
+        let waited = waiting.elapsed();
+        assert!(
+            waited >= timeout,
+            "idle for {waited:?}, less than {timeout:?}"
+        );
+        assert!(waited < timeout * 4, "idle for {waited:?}");
+    }
 }

@@ -313,6 +313,17 @@ mod tests {
         head_only: bool,
         stop: &Receiver<()>,
     ) -> (String, AfterStream) {
+        streamed_with(response, version, head_only, false, stop)
+    }
+
+    /// `streamed`, for a request whose client said `Connection: close` when `close`.
+    fn streamed_with(
+        response: StreamingResponse,
+        version: Version,
+        head_only: bool,
+        close: bool,
+        stop: &Receiver<()>,
+    ) -> (String, AfterStream) {
         let (mut conn, mut client) = pair();
         let peer = client.local_addr().expect("addr");
         let limits = Limits::default();
@@ -320,7 +331,7 @@ mod tests {
         let after = block_on(async {
             let streamer = Streamer::new(&mut conn, &mut owed, peer, &limits);
             let after = streamer
-                .send(response, version, head_only, false, stop)
+                .send(response, version, head_only, close, stop)
                 .await;
             conn.stream
                 .write_all(&owed)
@@ -458,5 +469,14 @@ mod tests {
         ));
         assert_eq!(after, AfterStream::Drop);
         assert_eq!(tx.send("late"), Err(StreamEnded::Gone));
+    }
+
+    #[test]
+    fn a_client_that_said_close_gets_the_last_chunk_and_then_the_close() {
+        let (_keep, stop) = running();
+        let response = finished(&["hello"]);
+        let (text, after) = streamed_with(response, Version::Http11, false, true, &stop);
+        assert!(text.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{text}");
+        assert_eq!(after, AfterStream::Close);
     }
 }
