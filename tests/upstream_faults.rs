@@ -793,6 +793,26 @@ fn an_unreachable_a_is_connect_at_once() {
     assert!(took < Duration::from_millis(500), "took {took:?}");
 }
 
+/// A reset is `connect` only while connecting: on Linux a reset answering the handshake's
+/// SYN is what "connection refused" is (the refused tests above). Once A has accepted, a reset
+/// ends a connection that existed: `closed`, as the README's table says.
+#[test]
+fn a_reset_after_a_accepted_is_closed() {
+    let _load = shared();
+    let a = FakeUpstream::start(|stream| {
+        // SO_LINGER 0: closing sends a reset instead of the usual goodbye.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("set SO_LINGER");
+        drop(stream);
+    });
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=hi");
+    let error = assert_unavailable(&reply, "closed");
+    assert!(error.contains("connection"), "{error}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Which connections to A are used again
 // ---------------------------------------------------------------------------------------
