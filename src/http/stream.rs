@@ -325,6 +325,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_off_wakes_a_server_already_waiting_for_it() {
+        let (tx, body) = channel(1);
+        let mut waiting = std::pin::pin!(body.cut_off());
+        let first = block_on(futures_lite::future::poll_once(waiting.as_mut()));
+        assert!(first.is_none(), "the stream runs");
+        tx.send("a").expect("room");
+        assert_eq!(tx.send("b"), Err(StreamEnded::TooSlow));
+        let then = block_on(futures_lite::future::poll_once(waiting.as_mut()));
+        assert!(then.is_some(), "the same wait now ends");
+    }
+
+    #[test]
+    fn the_backlog_is_what_the_stream_was_made_with() {
+        assert_eq!(channel(64).1.backlog(), 64);
+    }
+
+    #[test]
     fn a_backlog_of_zero_holds_one_chunk() {
         let (tx, body) = channel(0);
         assert_eq!(body.backlog(), 1);
