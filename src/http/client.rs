@@ -26,7 +26,7 @@ use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
 use super::trace::{self, Direction};
-use super::write::write_get_request;
+use super::write::write_request;
 
 /// The port when a URL names none (RFC 9110 §4.2.1).
 const HTTP_DEFAULT_PORT: u16 = 80;
@@ -242,6 +242,14 @@ struct FailedAttempt {
 
 type Stream = BufferedStream<Async<TcpStream>>;
 
+/// Whether a request may be sent again (RFC 9110 §9.2.2), which decides whether it may go on
+/// a pooled connection that may turn out to be stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idempotent {
+    Yes,
+    No,
+}
+
 /// A connection and when it was opened: pooled connections have a maximum age.
 struct Aged {
     conn: Stream,
@@ -302,9 +310,33 @@ impl Client {
         headers: &[(&str, &str)],
         deadline: Deadline,
     ) -> Result<ClientResponse, ClientError> {
-        let phase = AtomicU8::new(Phase::Connect as u8);
         let mut request = Vec::with_capacity(128);
-        write_get_request(&mut request, target, &self.authority, headers);
+        write_request(&mut request, "GET", target, &self.authority, headers, b"");
+        self.send(&request, Idempotent::Yes, deadline).await
+    }
+
+    /// `get`'s twin for `POST target` with `body`. POST is not idempotent (RFC 9110 §9.2.2):
+    /// it always goes on a new connection, so that it never needs sending twice.
+    pub async fn post(
+        &self,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        deadline: Deadline,
+    ) -> Result<ClientResponse, ClientError> {
+        let mut request = Vec::with_capacity(128 + body.len());
+        write_request(&mut request, "POST", target, &self.authority, headers, body);
+        self.send(&request, Idempotent::No, deadline).await
+    }
+
+    /// One exchange of `request`, all before `deadline`.
+    async fn send(
+        &self,
+        request: &[u8],
+        idempotent: Idempotent,
+        deadline: Deadline,
+    ) -> Result<ClientResponse, ClientError> {
+        let phase = AtomicU8::new(Phase::Connect as u8);
         let timeout = async {
             Timer::at(deadline.at).await;
             Err(ClientError::Timeout {
@@ -313,15 +345,20 @@ impl Client {
                 elapsed: deadline.elapsed(),
             })
         };
-        self.exchange(&request, &phase).or(timeout).await
+        self.exchange(request, idempotent, &phase).or(timeout).await
     }
 
     async fn exchange(
         &self,
         request: &[u8],
+        idempotent: Idempotent,
         phase: &AtomicU8,
     ) -> Result<ClientResponse, ClientError> {
-        if let Some(conn) = self.checkout(Instant::now()) {
+        let pooled = match idempotent {
+            Idempotent::Yes => self.checkout(Instant::now()),
+            Idempotent::No => None,
+        };
+        if let Some(conn) = pooled {
             match self.attempt(conn, request, phase).await {
                 Ok(response) => return Ok(response),
                 // GET is idempotent (RFC 9110 §9.2.2), so it may be sent again. A reused

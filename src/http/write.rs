@@ -173,17 +173,33 @@ fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends a `GET` request with no body to `out` (RFC 9112 §3). `host` is the authority of
-/// the upstream, required in every HTTP/1.1 request (RFC 9112 §3.2).
-pub fn write_get_request(out: &mut Vec<u8>, target: &str, host: &str, headers: &[(&str, &str)]) {
-    out.extend_from_slice(b"GET ");
+/// Appends a request to `out` (RFC 9112 §3): the request line, `Host` (the upstream's
+/// authority, required in every HTTP/1.1 request, RFC 9112 §3.2), the extra fields, and
+/// for a method whose content means something (every method but `GET` and `HEAD`) a
+/// `Content-Length` and the body, as a user agent should send it (RFC 9110 §8.6).
+pub fn write_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(out, "Host", host);
     for (name, value) in headers {
         push_field(out, name, value);
     }
+    if !matches!(method, "GET" | "HEAD") {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 #[cfg(test)]
@@ -336,15 +352,29 @@ mod tests {
     #[test]
     fn a_get_request() {
         let mut out = Vec::new();
-        write_get_request(
+        write_request(
             &mut out,
+            "GET",
             "/echo?msg=a",
             "127.0.0.1:8080",
             &[("X-Request-Id", "r1")],
+            b"",
         );
         assert_eq!(
             out,
             b"GET /echo?msg=a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Request-Id: r1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_post_request_carries_its_length_and_body() {
+        let mut out = Vec::new();
+        let headers = [("Content-Type", "application/json")];
+        write_request(&mut out, "POST", "/control", "a:1", &headers, b"{}");
+        assert_eq!(
+            out,
+            b"POST /control HTTP/1.1\r\nHost: a:1\r\nContent-Type: application/json\r\n\
+              Content-Length: 2\r\n\r\n{}"
         );
     }
 }
