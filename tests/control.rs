@@ -274,7 +274,7 @@ fn other_methods_are_405_with_allow() {
 
 #[test]
 fn with_a_token_every_peer_must_send_it() {
-    // From the environment, as the README advises: it stays out of `ps`.
+    // From the environment, as docs/contract.md advises: it stays out of `ps`.
     let a = Service::start(A_BIN, &["--control"], &[("CONTROL_TOKEN", TOKEN)]);
     let right = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {TOKEN}x");

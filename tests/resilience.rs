@@ -1,5 +1,5 @@
 //! B's calling patterns against real A replicas (and fakes where a replica must misbehave in a
-//! way A's chaos flags do not offer): one test per row of the README's scenario table.
+//! way A's chaos flags do not offer): one test per row of the scenario table in docs/patterns.md.
 //!
 //! These are behaviour checks with generous bounds, at a lower rate than the benchmark
 //! (`bench/scenarios.sh`), which measures the same rows properly.

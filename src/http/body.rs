@@ -508,8 +508,8 @@ mod tests {
         assert!(matches!(body, Err(BodyError::TooLarge)));
     }
 
-    // Mutation testing (`cargo mutants --file src/http/body.rs --jobs 1 -- --lib`, see the
-    // README): the tests below each pin one edge a mutant moved.
+    // Mutation testing (`cargo mutants --file src/http/body.rs --jobs 1 -- --lib`, see
+    // docs/testing.md): the tests below each pin one edge a mutant moved.
 
     #[test]
     fn interim_and_not_modified_responses_have_no_body() {

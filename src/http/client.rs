@@ -625,7 +625,7 @@ mod tests {
     #[test]
     fn a_pooled_connection_is_trusted_for_20_s_idle_and_not_a_moment_longer() {
         let (client, listener) = pool_test_client();
-        let trust = Duration::from_secs(20); // the README's promise
+        let trust = Duration::from_secs(20); // docs/contract.md's promise
         let t0 = Instant::now();
         client.checkin(connection_opened_at(&listener, t0), t0);
         let just_inside = t0 + trust - Duration::from_millis(1);

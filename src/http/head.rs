@@ -625,8 +625,8 @@ mod tests {
         }
     }
 
-    // Mutation testing (`cargo mutants --file src/http/head.rs --jobs 1 -- --lib`, see the
-    // README): each test below pins one edge a mutant moved. Equivalent mutants, which no test
+    // Mutation testing (`cargo mutants --file src/http/head.rs --jobs 1 -- --lib`, see
+    // docs/testing.md): each test below pins one edge a mutant moved. Equivalent mutants, which no test
     // can tell apart:
     //
     // - `delete match arm [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1']` in
