@@ -42,15 +42,19 @@ fn documents() -> Vec<PathBuf> {
 fn links(markdown: &str) -> Vec<Link> {
     let mut found = Vec::new();
     let mut fenced = false;
+    // Inline code may run on into the next line of its paragraph, never past a blank line.
+    let mut in_code = false;
     for (index, line) in markdown.lines().enumerate() {
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
+            in_code = false;
             continue;
         }
-        if fenced {
+        if fenced || line.trim().is_empty() {
+            in_code = false;
             continue;
         }
-        for target in line_links(&without_inline_code(line)) {
+        for target in line_links(&without_inline_code(line, &mut in_code)) {
             found.push(Link {
                 line: index + 1,
                 target,
@@ -60,9 +64,20 @@ fn links(markdown: &str) -> Vec<Link> {
     found
 }
 
-/// A line with its inline code spans (between backticks) left out.
-fn without_inline_code(line: &str) -> String {
-    line.split('`').step_by(2).collect::<Vec<_>>().join(" ")
+/// A line with its inline code (between backticks) left out; `in_code` says whether the line
+/// starts inside a code span, and is left saying whether it ends inside one.
+fn without_inline_code(line: &str, in_code: &mut bool) -> String {
+    let mut text = String::new();
+    for (i, part) in line.split('`').enumerate() {
+        if i > 0 {
+            *in_code = !*in_code;
+        }
+        if !*in_code {
+            text.push_str(part);
+            text.push(' ');
+        }
+    }
+    text
 }
 
 /// The targets of every `](target)` in one line: the text up to the closing parenthesis,
@@ -252,7 +267,9 @@ fn the_documents_exist() {
 fn links_are_found_outside_code_only() {
     let text = [
         "See [the contract](docs/contract.md) and ![a picture](docs/lab.png \"title\").",
-        "Not `[code](nowhere.md)`, but [this](#flags) is.",
+        "Not `[code](nowhere.md)`, but [this](#flags) is. Code that runs `on",
+        "[to the next line](nowhere.md)` is code too.",
+        "",
         "```sh",
         "[inside](a/code/block.md)",
         "```",
