@@ -229,8 +229,9 @@ impl<'a> Call<'a> {
             ends: cluster.clock.now() + deadline.remaining(),
             admission: Admission::Call,
             set: cluster.replicas.current(),
-            tried: Vec::with_capacity(MAX_ATTEMPTS),
-            running: Vec::with_capacity(2),
+            // Room is made once the call goes to A: a refused call allocates nothing.
+            tried: Vec::new(),
+            running: Vec::new(),
             hedge_timer: None,
             report: CallReport::default(),
         }
@@ -266,6 +267,8 @@ impl<'a> Call<'a> {
         if self.set.is_empty() {
             self.set = self.cluster.resolve(self.deadline, self.ends).await?;
         }
+        self.tried.reserve_exact(MAX_ATTEMPTS);
+        self.running.reserve_exact(2); // the first attempt and its hedge
         self.launch(Reason::First);
         self.arm_hedge_timer();
         loop {
