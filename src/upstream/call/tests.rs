@@ -23,6 +23,7 @@ use crate::upstream::breaker::{BreakerConfig, BreakerState};
 use crate::upstream::budget::BudgetConfig;
 use crate::upstream::deadline;
 use crate::upstream::hedge::HedgeDelay;
+use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::replicas::{Replica, ReplicaSnapshot, Replicas};
 use crate::upstream::{Balance, CallError, CallReport, Cluster, ClusterSnapshot, Patterns};
 
@@ -639,4 +640,27 @@ fn a_full_bulkhead_refuses_before_the_breaker_or_any_attempt() {
     let (result, _) = drive(&lab.clock, first);
     assert_eq!(status_of(&result), Some(200));
     assert_eq!(lab.snapshot().overloaded, 1);
+}
+
+#[test]
+fn an_ejected_replica_gets_no_attempt_while_others_are_in_rotation() {
+    let patterns = Patterns {
+        ejection: Some(OutlierConfig {
+            consecutive_failures: 1,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(30),
+        }),
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    let (result, _) = lab.call(&[fails(Outcome::Refused, 1), answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200), "retried elsewhere");
+    let ejected = lab.sent()[0].replica;
+    assert!(lab.replica(ejected).ejected);
+    for _ in 0..3 {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let later: Vec<SocketAddr> = lab.sent()[2..].iter().map(|s| s.replica).collect();
+    assert!(!later.contains(&ejected), "{ejected} was chosen: {later:?}");
 }
