@@ -21,6 +21,7 @@ use futures_lite::{AsyncWriteExt, FutureExt};
 
 use super::body::{BodyFraming, read_body, response_framing};
 use super::conn::BufferedStream;
+use super::deadline::Deadline;
 use super::error::{BodyError, ResponseHeadError};
 use super::head::parse_response_head;
 use super::limits::ClientLimits;
@@ -131,46 +132,6 @@ impl fmt::Display for Phase {
             Phase::ResponseHead => "waiting for the response head",
             Phase::Body => "reading the response body",
         })
-    }
-}
-
-/// One point in time by which a whole exchange must be over.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    start: Instant,
-    at: Instant,
-}
-
-impl Deadline {
-    pub fn after(budget: Duration) -> Deadline {
-        let start = Instant::now();
-        Deadline {
-            start,
-            at: start + budget,
-        }
-    }
-
-    /// A deadline for one attempt inside this one: it starts now and ends after `limit`,
-    /// or when this one ends, whichever comes first.
-    pub fn within(&self, limit: Duration) -> Deadline {
-        let start = Instant::now();
-        Deadline {
-            start,
-            at: self.at.min(start + limit),
-        }
-    }
-
-    pub fn budget(&self) -> Duration {
-        self.at - self.start
-    }
-
-    /// The time left, zero once it has passed.
-    pub fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
     }
 }
 
@@ -338,7 +299,7 @@ impl Client {
     ) -> Result<ClientResponse, ClientError> {
         let phase = AtomicU8::new(Phase::Connect as u8);
         let timeout = async {
-            Timer::at(deadline.at).await;
+            Timer::at(deadline.at()).await;
             Err(ClientError::Timeout {
                 phase: Phase::from_u8(phase.load(Ordering::Relaxed)),
                 budget: deadline.budget(),
@@ -720,27 +681,6 @@ mod tests {
             let back = Phase::from_u8(phase as u8);
             assert_eq!(back.to_string(), phase.to_string());
         }
-    }
-
-    #[test]
-    fn an_attempts_deadline_is_the_sooner_of_its_limit_and_the_calls() {
-        let call = Deadline::after(Duration::from_secs(10));
-        assert!(
-            call.remaining() > Duration::from_secs(9),
-            "{:?}",
-            call.remaining()
-        );
-        let attempt = call.within(Duration::from_secs(1));
-        assert!(attempt.budget() <= Duration::from_secs(1));
-        assert!(
-            attempt.budget() > Duration::from_millis(900),
-            "{:?}",
-            attempt.budget()
-        );
-        let short_call = Deadline::after(Duration::from_millis(200));
-        let long_attempt = short_call.within(Duration::from_secs(5));
-        assert!(long_attempt.remaining() <= Duration::from_millis(200));
-        assert_eq!(Deadline::after(Duration::ZERO).remaining(), Duration::ZERO);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the socket:
 //!
 //! 1. `limits` and `error`: every bound, and every failure with the status it is answered with;
+//!    `deadline`: the one point in time by which an exchange must be over;
 //! 2. `message`: the values (version, header fields, request, response); no I/O;
 //! 3. `trace`: the wire trace every reader and writer reports to;
 //! 4. `conn`: bytes in a buffer, waiting to be parsed;
@@ -23,6 +24,8 @@
 pub mod limits;
 
 pub mod error;
+
+pub mod deadline;
 
 pub mod message;
 
@@ -48,12 +51,15 @@ pub mod server;
 
 pub mod client;
 
+pub use deadline::Deadline;
+
 #[cfg(test)]
 mod tests {
     /// The modules in reading order, each with its source.
-    const CHAIN: [(&str, &str); 16] = [
+    const CHAIN: [(&str, &str); 17] = [
         ("limits", include_str!("limits.rs")),
         ("error", include_str!("error.rs")),
+        ("deadline", include_str!("deadline.rs")),
         ("message", include_str!("message.rs")),
         ("trace", include_str!("trace.rs")),
         ("conn", include_str!("conn.rs")),

@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::{FutureExt, future};
 
-use crate::http::client::{ClientError, ClientResponse, Deadline, Phase};
+use crate::http::Deadline;
+use crate::http::client::{ClientError, ClientResponse, Phase};
 use crate::http::trace;
 use crate::random;
 use balance::pick_two;

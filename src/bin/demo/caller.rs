@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use smol::LocalExecutor;
 
-use echo_lab::http::client::{Client, Deadline, Upstream};
+use echo_lab::http::Deadline;
+use echo_lab::http::client::{Client, Upstream};
 use echo_lab::http::limits::ClientLimits;
 
 use crate::service::{LOG_WAIT, Service};

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use echo_lab::http::client::{Client, Deadline};
+use echo_lab::http::Deadline;
+use echo_lab::http::client::Client;
 
 /// How long a scrape may take: well inside the lab's half-second tick. A service that does not
 /// answer by then is shown as unknown for this tick.
