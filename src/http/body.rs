@@ -9,7 +9,7 @@ use super::chunked::ChunkedDecoder;
 use super::conn::BufferedStream;
 use super::error::{BodyError, FramingError};
 use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 
 /// How the body of one message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ pub async fn read_body<S: AsyncRead + Unpin>(
         BodyFraming::Chunked => read_chunked(conn, max_bytes).await?,
         BodyFraming::UntilClose => read_until_close(conn, max_bytes).await?,
     };
-    trace::body(conn.id, Direction::Received, &body);
+    wire_trace::body(conn.id, Direction::Received, &body);
     Ok(body)
 }
 

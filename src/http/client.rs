@@ -26,7 +26,7 @@ use super::error::{BodyError, ResponseHeadError};
 use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 use super::write::write_request;
 
 /// The port when a URL names none (RFC 9110 §4.2.1).
@@ -401,7 +401,7 @@ impl Client {
     ) -> Result<ClientResponse, FailedAttempt> {
         let Aged { mut conn, opened } = aged;
         phase.store(Phase::Send as u8, Ordering::Relaxed);
-        trace::message(conn.id, Direction::Sent, request);
+        wire_trace::message(conn.id, Direction::Sent, request);
         if let Err(e) = conn.stream.write_all(request).await {
             return Err(closed(Phase::Send, e.to_string(), false));
         }
@@ -464,7 +464,7 @@ impl Client {
             );
             match parsed {
                 Ok(Some((head, len))) => {
-                    trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
+                    wire_trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
                     conn.consume(len);
                     return Ok(head);
                 }

@@ -12,7 +12,7 @@ use super::error::{RequestError, ResponseHeadError};
 use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::target::{check_host, check_target};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 
 /// The most header slots httparse is ever given; `Limits::max_headers` picks how many are used.
 const HEADER_SLOTS: usize = 128;
@@ -208,7 +208,7 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
         if !conn.buffered().is_empty()
             && let Some((head, len)) = parse_request_head(conn.buffered(), limits)?
         {
-            trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
+            wire_trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
             conn.consume(len);
             return Ok(Some(head));
         }

@@ -8,7 +8,7 @@
 //! 1. `limits` and `error`: every bound, and every failure with the status it is answered with;
 //!    `deadline`: the one point in time by which an exchange must be over;
 //! 2. `message`: the values (version, header fields, request, response); no I/O;
-//! 3. `trace`: the wire trace every reader and writer reports to;
+//! 3. `wire_trace`: the wire trace every reader and writer reports to;
 //! 4. `conn`: bytes in a buffer, waiting to be parsed;
 //! 5. `target` and `head`: the request line and fields (`target` checks the request-target
 //!    and `Host`);
@@ -29,7 +29,7 @@ pub mod deadline;
 
 pub mod message;
 
-pub mod trace;
+pub mod wire_trace;
 
 pub mod conn;
 
@@ -61,7 +61,7 @@ mod tests {
         ("error", include_str!("error.rs")),
         ("deadline", include_str!("deadline.rs")),
         ("message", include_str!("message.rs")),
-        ("trace", include_str!("trace.rs")),
+        ("wire_trace", include_str!("wire_trace.rs")),
         ("conn", include_str!("conn.rs")),
         ("target", include_str!("target.rs")),
         ("head", include_str!("head.rs")),

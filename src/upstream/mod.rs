@@ -49,7 +49,7 @@ use futures_lite::{FutureExt, future};
 
 use crate::http::Deadline;
 use crate::http::client::{ClientError, ClientResponse, Phase};
-use crate::http::trace;
+use crate::http::wire_trace;
 use crate::random;
 use balance::pick_two;
 use breaker::{Admission, Breaker, BreakerConfig, BreakerState};
@@ -486,7 +486,7 @@ impl Cluster {
             let left = deadline::format_remaining(attempt_deadline.remaining() + PROPAGATION_SLACK);
             owned.push((deadline::HEADER.to_owned(), left));
         }
-        if trace::enabled() {
+        if wire_trace::enabled() {
             let n = tried.len();
             let to = replica.address;
             log::info!(target: "wire", "attempt {n} ({reason:?}) to replica {to}");

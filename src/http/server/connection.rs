@@ -38,7 +38,7 @@ use crate::http::head::read_request_head;
 use crate::http::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
 use crate::http::message::{Headers, Request, Response, Version};
 use crate::http::stream::StreamingResponse;
-use crate::http::trace::{self, Direction};
+use crate::http::wire_trace::{self, Direction};
 use crate::http::write::write_response;
 
 /// One accepted connection and everything its loop needs.
@@ -253,7 +253,7 @@ impl<H: Handler> Connection<H> {
             return Err(RequestError::BodyTooLarge);
         }
         let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
-        trace::head(self.conn.id, Direction::Sent, interim);
+        wire_trace::head(self.conn.id, Direction::Sent, interim);
         // Behind any answers still owed, so everything goes out in order.
         self.owed.extend_from_slice(interim);
         Ok(self.flush().await?)
@@ -309,7 +309,7 @@ impl<H: Handler> Connection<H> {
     /// A request could not be read: answer with its status (when there is one) and close.
     async fn reject(mut self, error: RequestError) {
         let status = error.status();
-        trace::unparsed(self.conn.id, self.conn.buffered());
+        wire_trace::unparsed(self.conn.id, self.conn.buffered());
         self.handler.rejected(self.peer, &error, status);
         let Some(status) = status else { return };
         let response = self.handler.error_response(status, &error.to_string());
@@ -324,7 +324,7 @@ impl<H: Handler> Connection<H> {
         // 150 bytes) and the body at once, instead of growing it by doubling from nothing.
         self.owed.reserve(RESPONSE_HEAD_ROOM + response.body.len());
         write_response(&mut self.owed, response, version, head_only, close);
-        trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
+        wire_trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
     }
 
     /// Writes everything we owe, within the write timeout.
@@ -553,7 +553,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-ish\r\n\r\n",
         ] {
             let error = expects(raw).expect_err("unsupported");
-            assert_eq!(error.status(), Some(417), "{}", trace::visible(raw));
+            assert_eq!(error.status(), Some(417), "{}", wire_trace::visible(raw));
         }
     }
 
