@@ -6,7 +6,7 @@ pub mod chaos;
 pub mod control;
 pub mod echo;
 pub mod metrics;
-pub mod process;
+pub mod process_metrics;
 pub mod query;
 pub mod trace_context;
 
