@@ -6,13 +6,13 @@
 //!          ◄── GET /events    one event every 500 ms (Server-Sent Events)
 //!          ──► POST /load, /replicas/N/stop|kill|restart|faults
 //!
-//!  lab:  load      ── 50 GET /call-echo a second ──► B ──► A1, A2, A3
+//!  lab:  traffic   ── 50 GET /call-echo a second ──► B ──► A1, A2, A3
 //!        tick      ── B's /metrics, each A's /control, every 500 ms: one event
 //!        log book  ◄─ every line the four children write
 //! ```
 //!
 //! By concern: `processes` (the four children: start, stop, kill, restart), `logbook` (their
-//! lines, interleaved), `load` (the open loop on B, on `echo_lab::load`), `scrape` (B's
+//! lines, interleaved), `traffic` (the open loop on B, on `echo_lab::load`), `scrape` (B's
 //! `/metrics`), `control` (A's `/control`), `tick` (every 500 ms, one event from all of them),
 //! `events` (the pages' streams), `handler` (the routes), and `page.html`.
 //!
@@ -22,11 +22,11 @@
 mod control;
 mod events;
 mod handler;
-mod load;
 mod logbook;
 mod processes;
 mod scrape;
 mod tick;
+mod traffic;
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -50,10 +50,10 @@ use smol::channel::{self, Sender};
 
 use events::Hub;
 use handler::LabHandler;
-use load::{DEFAULT_RATE, Load, check_rate};
 use logbook::LogBook;
 use processes::Processes;
 use tick::{LOG_LINES_PER_EVENT, TICK, Tick};
+use traffic::{DEFAULT_RATE, Load, check_rate};
 
 const USAGE: &str = "\
 lab: starts three replicas of service A and a service B over them (every pattern on), puts a

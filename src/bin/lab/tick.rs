@@ -31,9 +31,9 @@ use serde_json::{Value, json};
 use smol::Executor;
 
 use crate::control;
-use crate::load::Window;
 use crate::processes::Member;
 use crate::scrape::{self, Metrics};
+use crate::traffic::Window;
 use crate::{Lab, client};
 
 /// How often the pages get an event: twice a second, fast enough to watch a breaker open.

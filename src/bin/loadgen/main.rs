@@ -16,13 +16,13 @@
 //! request carries its own deadline (`--timeout`). Latencies go into a fixed-size log-linear
 //! histogram (about 3 % resolution), so memory does not grow with the number of requests.
 //!
-//! By concern: `options` (the command line), `load` (threads, workers, the progress line),
+//! By concern: `options` (the command line), `workers` (threads, workers, the progress line),
 //! `report` (the summary as text or JSON). The open loop's schedule, one request with its
 //! deadline, and the latency histogram are `echo_lab::load`, shared with the `lab`.
 
-mod load;
 mod options;
 mod report;
+mod workers;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let summary = load::run(&options);
+    let summary = workers::run(&options);
     if options.json {
         print_out(&format!("{}\n", summary.json(&options)));
     } else {

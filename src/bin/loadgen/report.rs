@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::{ERROR_KINDS, Tally};
 use crate::options::Options;
+use crate::workers::{ERROR_KINDS, Tally};
 
 /// The result of a run.
 pub struct Summary {
