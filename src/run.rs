@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_signal::{Signal, Signals};
 use futures_lite::StreamExt;
 
-use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
+use crate::config::{ConfigError, Flag, Settings, common_flags};
 use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
 use crate::http::wire_trace;
@@ -21,7 +21,8 @@ use crate::logging::{self, JsonLogger, LogFormat};
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
 pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
-    let flags: Vec<Flag> = COMMON_FLAGS.iter().chain(own_flags).copied().collect();
+    let mut flags: Vec<Flag> = common_flags();
+    flags.extend_from_slice(own_flags);
     match Settings::parse(usage, &flags, std::env::args().skip(1), |k| {
         std::env::var(k).ok()
     }) {

@@ -30,6 +30,7 @@ pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
 pub mod deadline;
+pub mod flags;
 pub mod hedge;
 pub mod outlier;
 pub mod replicas;
