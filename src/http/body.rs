@@ -24,7 +24,7 @@ pub enum BodyFraming {
     UntilClose,
 }
 
-/// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 7 are
+/// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 8 are
 /// about responses; for a request, "neither field" means no body at all):
 ///
 /// 3. `Transfer-Encoding` together with `Content-Length`: reject (400), never guess.
@@ -70,7 +70,8 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
 ///    the connection closes (and is still coded: see `ClientError::CodedBody`).
 /// 5. `Content-Length` values that disagree or are not digits: an error.
 /// 6. A valid `Content-Length`: that many bytes.
-/// 7. Neither: the body runs until the connection closes.
+/// 7. (Neither, in a request: no body. A response is never in this case.)
+/// 8. Neither: the body runs until the connection closes.
 pub fn response_framing(
     head: &ResponseHead,
     request_was_head: bool,
