@@ -509,8 +509,7 @@ mod tests {
         assert!(matches!(body, Err(BodyError::TooLarge)));
     }
 
-    // Mutation testing (`cargo mutants --file src/http/body.rs --jobs 1 -- --lib`, see the
-    // README): the tests below each pin one edge a mutant moved.
+    // The edges: each test below holds one rule at its exact boundary.
 
     #[test]
     fn interim_and_not_modified_responses_have_no_body() {

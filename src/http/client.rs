@@ -514,12 +514,6 @@ fn bad_response(what: String) -> FailedAttempt {
 
 #[cfg(test)]
 mod tests {
-    //! Mutants no test here catches, because they change nothing a caller sees (cargo mutants,
-    //! `--file src/http/client.rs -- --lib --test upstream_faults`):
-    //!
-    //! * `read_one_head`'s `if !started` (wait for readability before a read when nothing of
-    //!   the response has come) without the `!`: `fill` waits for the bytes either way; only
-    //!   whether a read fails with `EAGAIN` first differs (system calls).
     use super::*;
 
     #[test]
@@ -708,6 +702,10 @@ mod tests {
         assert!(head.contains("\r\nHost: replica.invalid:9\r\n"), "{head}");
     }
 
+    // No test here can tell `read_one_head`'s `if !started` (wait for readability before a read
+    // when nothing of the response has come) from the same without the `!` (an equivalent
+    // mutant): `fill` waits for the bytes either way; only whether a read fails with `EAGAIN`
+    // first differs (system calls), which nothing a caller sees depends on.
     #[test]
     fn interim_responses_are_skipped() {
         for (interim, status) in [("HTTP/1.1 100 Continue\r\n\r\n", 200), ("", 200)] {

@@ -467,24 +467,6 @@ impl IdleTimer {
 
 #[cfg(test)]
 mod tests {
-    //! Mutants that no test here can catch, because they change nothing on the wire (cargo
-    //! mutants, `--file 'src/http/server/*.rs' -- --lib`):
-    //!
-    //! * step 6's guard `self.owed.len() >= PIPELINE_FLUSH_BYTES` replaced by `true`, by
-    //!   `false`, or with `<` for `>=`: the answers owed go out in step 1 anyway, as soon as
-    //!   the next request is not here whole, so a client reads the same bytes in the same
-    //!   order. The guard bounds how much a pipelining client can make us hold before a write
-    //!   (memory), and `true` would only write more often (system calls): a benchmark's
-    //!   business, not a test's.
-    //! * `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())` with `*`: more room
-    //!   reserved than needed, the same bytes queued (memory only). (With `-` the reservation
-    //!   underflows for a body longer than the room: `a_body_larger_than_the_head_room_…`.)
-    //! * `close`'s `discarded > LINGER_MAX_BYTES` with `>=`: the linger ends one read sooner
-    //!   when the client sent exactly the cap, a boundary no client can aim at (reads come in
-    //!   whatever sizes the kernel hands over).
-    //! * step 2's `readable && matches!(conn.fill().await, …)` with `||`: a readable socket
-    //!   then ends the wait without the first read, and step 3 makes that read instead,
-    //!   finding the same bytes or the same end of stream; only which step read first differs.
     use super::*;
     use crate::http::head::parse_request_head;
 
@@ -643,6 +625,12 @@ mod tests {
         matches!(stream.read(&mut [0u8; 64]), Ok(0))
     }
 
+    // No test on the wire can tell step 6's guard `self.owed.len() >= PIPELINE_FLUSH_BYTES` from
+    // `true`, `false`, or the same with `<` (equivalent mutants): the answers owed go out in
+    // step 1 anyway, as soon as the next request is not here whole, so a client reads the same
+    // bytes in the same order. The guard bounds how much a pipelining client can make us hold
+    // before a write (memory), and `true` would only write more often (system calls): a
+    // benchmark's business, not a test's.
     #[test]
     fn kept_alive_each_answer_goes_out_before_the_next_request_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -682,6 +670,10 @@ mod tests {
         server.join().expect("the server stops");
     }
 
+    // No test on the wire can tell step 2's `readable && matches!(conn.fill().await, …)` from
+    // the same with `||` (an equivalent mutant): a readable socket then ends the wait without
+    // the first read, and step 3 makes that read instead, finding the same bytes or the same
+    // end of stream; only which step read first differs.
     #[test]
     fn a_request_that_arrives_in_pieces_within_the_timeout_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -766,6 +758,10 @@ mod tests {
         }
     }
 
+    // With `-` for the `+` of `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())`
+    // the reservation underflows for a body longer than the room: this test. With `*` (an
+    // equivalent mutant) more room is reserved than needed and the same bytes are queued:
+    // memory only, nothing on the wire.
     #[test]
     fn a_body_larger_than_the_head_room_is_queued_whole() {
         let (addr, _open, stop, server) = start(Large);
@@ -810,6 +806,9 @@ mod tests {
         server.join().expect("the server stops");
     }
 
+    // No test can tell `close`'s `discarded > LINGER_MAX_BYTES` from `>=` (an equivalent
+    // mutant): the linger ends one read sooner when the client sent exactly the cap, a
+    // boundary no client can aim at (reads come in whatever sizes the kernel hands over).
     #[test]
     fn lingering_ends_once_the_client_has_sent_its_cap() {
         let (addr, _open, stop, server) = start(Defaults);
