@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Service, get, timed_get};
+use common::{FakeUpstream, Service, get, metric, timed_get};
 
 /// One call through B, as the driver saw it.
 #[derive(Debug, Clone)]
@@ -67,18 +67,6 @@ fn quantile(outcomes: &[Outcome], q: f64) -> Duration {
     latencies.sort();
     let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
     latencies.get(i).copied().unwrap_or_default()
-}
-
-/// A value from a Prometheus text exposition: the sum of every series of `name` whose labels
-/// contain `labels` (e.g. `endpoint="/echo"`).
-fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
-    let text = get(service, "/metrics").text();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// How many `/echo` requests replica `a` has answered (any status).
