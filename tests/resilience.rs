@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{FakeUpstream, Service, get, metric, timed_get};
+use echo_lab::load::schedule::Schedule;
 
 /// One call through B, as the driver saw it.
 #[derive(Debug, Clone)]
@@ -23,15 +24,16 @@ struct Outcome {
     latency: Duration,
 }
 
-/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (each request on
-/// its own thread at its own time, so a slow answer never delays the next request), and
+/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (the library's
+/// `Schedule`; each request on its own thread at its own time, so a slow answer never delays
+/// the next request), and
 /// returns every outcome in the order they were sent.
 fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
     let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
+    let schedule = Schedule::new(Instant::now(), f64::from(rate));
     let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
     for i in 0..total {
-        let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        let due = schedule.due(u64::from(i)).expect("a rate above zero");
         thread::sleep(due.saturating_duration_since(Instant::now()));
         let tx = tx.clone();
         thread::spawn(move || {
