@@ -1,5 +1,7 @@
 //! Command-line flags and their environment variables. A flag wins over its variable, the
-//! variable over the default. Each service lists its flags in a table; `--help` prints it.
+//! variable over the default. Each service lists its flags (both take `common_flags`; B's own
+//! are in `upstream::flags`); `--help` prints them, and a help text that states a number
+//! builds it from the constant it describes.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
