@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use super::json_error;
+use super::json_body::json_error;
 use crate::http::server::Outcome;
 use crate::random;
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::chaos::{Chaos, Knob};
-use super::process;
+use super::process_metrics;
 use crate::config::VERSION;
 use crate::http::server::ServerConfig;
 use crate::upstream::ClusterSnapshot;
@@ -211,7 +211,7 @@ impl Metrics {
             "# HELP echo_lab_build_info The version of echo-lab that is running; always 1.\n\
              # TYPE echo_lab_build_info gauge\necho_lab_build_info{{version=\"{VERSION}\"}} 1"
         );
-        process::render(&mut out);
+        process_metrics::render(&mut out);
         out
     }
 

@@ -28,6 +28,7 @@
 //! | `hedge.rs` | a second attempt for the slow tail | "The Tail at Scale", gRPC hedging |
 //! | `bulkhead.rs` | a cap on calls in flight | Hystrix's semaphore isolation |
 //! | `deadline.rs` | tell A how long B will wait | gRPC's `grpc-timeout`, Envoy's expected timeout |
+//! | `flags.rs` | B's command line: which patterns are on | |
 
 pub mod balance;
 pub mod breaker;
@@ -36,6 +37,7 @@ pub mod bulkhead;
 pub mod call;
 pub mod cluster;
 pub mod deadline;
+pub mod flags;
 pub mod hedge;
 pub mod outlier;
 pub mod replicas;

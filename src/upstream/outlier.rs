@@ -24,7 +24,7 @@
 //! database is down, B's network is cut) and ejecting them all would leave nothing to call.
 //! That case is the circuit breaker's (`breaker.rs`), which fails fast *and* probes. nginx's
 //! `max_fails` ejects every server in that case, which is why it answers 1.4 % of calls in the
-//! issue's "flaky" row. The set of replicas asks [`may_eject`] before each ejection.
+//! "flaky" row of `bench/scenarios.sh`. The set of replicas asks [`may_eject`] before each ejection.
 //!
 //! When does a replica's record clear? Its count of consecutive failures, at its first success.
 //! Its ejection multiplier, once it has stayed in rotation for `max_ejection` after its last

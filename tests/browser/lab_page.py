@@ -45,7 +45,7 @@ CHROMIUM_FLAGS = [
 
 LAB_START = 30  # s: the lab starts four services first
 TRAFFIC = 20  # s: until the charts show answers
-OUT_OF_ROTATION = 5  # s: the bound for a stopped replica to show
+OUT_OF_ROTATION = 5  # s: how soon a stopped replica must show as out of rotation
 BACK_IN_ROTATION = 60  # s: B's balancer tries a replica again once its cost has decayed
 P99_RISE = 15  # s: a 300 ms tail on every replica shows in B's p50 and p99
 LAB_EXIT = 10  # s: after SIGTERM

@@ -27,13 +27,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use echo_lab::http::client::Client;
+use echo_lab::load::prometheus::Exposition;
 use serde_json::{Value, json};
 use smol::Executor;
 
 use crate::control;
-use crate::load::Window;
 use crate::processes::Member;
-use crate::scrape::{self, Metrics};
+use crate::scrape;
+use crate::traffic::Window;
 use crate::{Lab, client};
 
 /// How often the pages get an event: twice a second, fast enough to watch a breaker open.
@@ -117,7 +118,7 @@ impl Tick {
 
     /// B's `/metrics` and each replica's faults, all asked at once; `None` for whatever did
     /// not answer within `scrape::SCRAPE_DEADLINE`.
-    async fn scrape(&self) -> (Option<Metrics>, Vec<Option<Value>>) {
+    async fn scrape(&self) -> (Option<Exposition>, Vec<Option<Value>>) {
         let faults: Vec<_> = self
             .replicas
             .iter()
@@ -172,7 +173,7 @@ impl Tick {
     fn replicas_seen(
         &mut self,
         lab: &Lab,
-        metrics: Option<&Metrics>,
+        metrics: Option<&Exposition>,
         faults: Vec<Option<Value>>,
     ) -> Value {
         let seen: Vec<Option<Seen>> = lab
@@ -202,7 +203,7 @@ impl Tick {
     }
 
     /// B's process and its own decisions: breaker, retries, hedges, budget, calls in flight.
-    fn b_seen(&mut self, b: &Member, metrics: Option<&Metrics>) -> Value {
+    fn b_seen(&mut self, b: &Member, metrics: Option<&Exposition>) -> Value {
         let mut view = b.view();
         let Some(m) = metrics else {
             return view;
@@ -236,7 +237,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(rates: &mut Rates, m: &Metrics, addr: SocketAddr) -> Seen {
+    fn of(rates: &mut Rates, m: &Exposition, addr: SocketAddr) -> Seen {
         let addr = addr.to_string();
         let replica = [("replica", addr.as_str())];
         let failed = [("replica", addr.as_str()), ("end", "failed")];
