@@ -163,6 +163,10 @@ impl Summary {
                 "p99.9": self.ms(99.9),
                 "max": self.max_ms(),
             },
+            "ok_latency_ms": {
+                "p50": self.tally.ok_latency.percentile(50.0) as f64 / 1000.0,
+                "p99": self.tally.ok_latency.percentile(99.0) as f64 / 1000.0,
+            },
             "failed": self.failed(),
             "max_error_rate": options.max_error_rate,
             "status": statuses,
