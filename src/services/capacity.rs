@@ -200,7 +200,7 @@ impl fmt::Display for DropReason {
         f.write_str(match self {
             DropReason::Deadline => "the caller's deadline passed while the work was queued",
             DropReason::QueueFull => "overloaded: the work queue is full",
-            DropReason::Codel => "overloaded: queued past the standing queue's 5 ms target",
+            DropReason::Codel => "overloaded: waited in the queue past CoDel's timeout",
         })
     }
 }
