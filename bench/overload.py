@@ -285,10 +285,12 @@ def metastable_run(kind, extra, util, trigger, tail=8):
 
 
 def recovery(goodput, rate, after):
-    """Seconds after `after` until goodput is at least 90 % of `rate` and stays so; None if
-    it never does within the run."""
+    """Seconds after `after` (the trigger's end) until goodput is back: the first second at 90 %
+    of `rate` or more from which the mean of the rest of the run is 90 % or more too (one
+    loaded second of a busy machine does not count as a relapse). None if it never is."""
     for i in range(after, len(goodput)):
-        if all(g >= 0.9 * rate for g in goodput[i:]):
+        rest = goodput[i:]
+        if goodput[i] >= 0.9 * rate and sum(rest) / len(rest) >= 0.9 * rate:
             return i - after
     return None
 

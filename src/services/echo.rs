@@ -197,8 +197,11 @@ impl EchoService {
             }
             Err(reason) => return Some(overloaded(reason)),
         };
+        // How long the work takes is read when it starts, not when it arrived: a server that
+        // got faster again (`/control`) is faster for the work still queued too.
+        let work = self.chaos.current().capacity.work;
         // The worker is freed when `permit` goes, whichever way this ends.
-        let worked = delay(capacity.work, deadline).await;
+        let worked = delay(work, deadline).await;
         drop(permit);
         match (worked, remaining) {
             (Err(Abandoned), Some(left)) => Some(self.give_up(GiveUp::DeadlinePassed(left))),
