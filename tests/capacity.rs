@@ -219,6 +219,20 @@ fn control_changes_the_capacity_while_a_runs() {
 }
 
 #[test]
+fn a_capacity_restored_by_control_serves_the_queued_work_at_the_new_speed() {
+    let a = Service::a(&["--control", "--workers", "1", "--work-ms", "600"]);
+    let _held = occupy(&a, 1);
+    let (mut queued, started) = send_echo(a.addr, &[]);
+    wait_for_metric(&a, "echo_lab_capacity_queue_length", 1.0);
+    assert_eq!(post_control(a.addr, r#"{"work_ms":50}"#).status, 200);
+    assert_eq!(read_reply(&mut queued, false).status, 200);
+    let took = started.elapsed();
+    // It waits out the first one's 600 ms, then works 50: about 650 ms, where the speed it
+    // arrived with would make it 1200.
+    assert!(took < MS * 1100, "{took:?}");
+}
+
+#[test]
 fn a_bad_capacity_flag_is_one_clear_line() {
     for (args, text) in [
         (&["--queue-policy", "lifo"][..], "--queue-policy"),
