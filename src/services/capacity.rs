@@ -21,9 +21,9 @@
 //! goodput collapses even though every worker is busy; LIFO alone keeps serving fresh work but
 //! lets the old entries pile up until their deadlines; CoDel's short timeout alone drops them
 //! sooner but still serves the oldest first. Together the queue stays a few milliseconds deep
-//! and the work done is work someone waits for. Prior art: Facebook's Wangle/Thrift servers
-//! (the paper's own), Apache Thrift's `TThreadPoolServer` queue timeouts, Envoy's and gRPC's
-//! use of deadlines to shed queued work, and the CoDel AQM in Linux (`net/sched/sch_codel.c`).
+//! and the work done is work someone waits for. Prior art: the paper's own servers (Facebook's
+//! Thrift and Wangle), and CoDel itself as a packet queue in Linux (`net/sched/sch_codel.c`,
+//! whose timeouts are per packet where ours are per request).
 //!
 //! A full bounded queue (`queue_limit`) answers `503` at once: a quick "no" lets the caller
 //! retry elsewhere, where a long wait would only spend its deadline.
