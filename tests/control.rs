@@ -21,7 +21,7 @@ const TOKEN: &str = "s3cret-t0ken";
 const LOG_WAIT: Duration = Duration::from_secs(2);
 
 /// `{"delay_ms":0,...}` as A sends it with every knob off.
-const ALL_OFF: &str = r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false}"#;
+const ALL_OFF: &str = r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false,"workers":0,"work_ms":0,"queue_limit":0,"queue_policy":"fifo"}"#;
 
 /// `ALL_OFF` as a JSON value.
 fn all_off() -> serde_json::Value {

@@ -74,7 +74,7 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         self.render_series(out, name, "");
     }
@@ -425,14 +425,16 @@ pub fn render_chaos(out: &mut String, chaos: &Chaos) {
         "A's chaos knobs now (set by flags, changed by /control): ms for *_ms, a fraction for \
          *_rate, 1 for blackhole on.",
     );
+    // The queue's policy is a word, shown by `echo_lab_capacity_queue_policy{policy}`.
     for knob in Knob::ALL {
-        let value = chaos.get(knob).as_f64();
-        let _ = writeln!(out, "echo_lab_chaos{{knob=\"{}\"}} {value}", knob.name());
+        if let Some(value) = chaos.get(knob).as_f64() {
+            let _ = writeln!(out, "echo_lab_chaos{{knob=\"{}\"}} {value}", knob.name());
+        }
     }
 }
 
 /// A metric family's `# HELP` and `# TYPE` lines.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -505,6 +507,10 @@ mod tests {
         assert!(text.contains("echo_lab_chaos{knob=\"fail_rate\"} 0.25\n"));
         assert!(text.contains("echo_lab_chaos{knob=\"tail_rate\"} 0\n"));
         assert!(text.contains("echo_lab_chaos{knob=\"blackhole\"} 1\n"));
-        assert_eq!(text.lines().count(), 2 + Knob::ALL.len());
+        assert!(
+            !text.contains("queue_policy"),
+            "a word, shown by its own family"
+        );
+        assert_eq!(text.lines().count(), 2 + Knob::ALL.len() - 1);
     }
 }

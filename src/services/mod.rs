@@ -2,6 +2,7 @@
 //! `X-Request-Id`, and the one log line per request.
 
 pub mod caller;
+pub mod capacity;
 pub mod chaos;
 pub mod control;
 pub mod echo;

@@ -13,12 +13,14 @@
 //!
 //! By concern: `processes` (the four children: start, stop, kill, restart), `logbook` (their
 //! lines, interleaved), `traffic` (the open loop on B, on `echo_lab::load`), `scrape` (B's
-//! `/metrics`), `control` (A's `/control`), `tick` (every 500 ms, one event from all of them),
+//! `/metrics`), `control` (A's `/control`), `capacity` (A's queues and B's limits, from their
+//! `/metrics`), `tick` (every 500 ms, one event from all of them),
 //! `events` (the pages' streams), `handler` (the routes), and `page.html`.
 //!
 //! The lab and its control routes listen on 127.0.0.1 only (`handler.rs` says why). SIGINT or
 //! SIGTERM ends the pages' streams cleanly, then the children; a panic kills the children too.
 
+mod capacity;
 mod control;
 mod events;
 mod handler;

@@ -16,6 +16,9 @@ pub const ERROR_KINDS: [&str; 4] = ["connect", "timeout", "closed", "bad_respons
 #[derive(Debug, Default)]
 pub struct Tally {
     pub latency: Histogram,
+    /// The latency of the `200`s alone: under overload a quick `503` would flatter the
+    /// percentiles of all responses.
+    pub ok_latency: Histogram,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<&'static str, u64>,
     /// The first error message of each kind, to say what went wrong.
@@ -26,6 +29,7 @@ pub struct Tally {
 impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.latency.merge(&other.latency);
+        self.ok_latency.merge(&other.ok_latency);
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
         }
@@ -195,6 +199,10 @@ impl Summary {
                 "p99": self.ms(99.0),
                 "p99.9": self.ms(99.9),
                 "max": self.max_ms(),
+            },
+            "ok_latency_ms": {
+                "p50": self.tally.ok_latency.percentile(50.0) as f64 / 1000.0,
+                "p99": self.tally.ok_latency.percentile(99.0) as f64 / 1000.0,
             },
             "failed": self.failed(),
             "max_error_rate": options.max_error_rate,
