@@ -54,7 +54,7 @@ use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::channel::{self, Receiver, Sender};
 
-use super::metrics::{Histogram, family};
+use super::exposition::{Histogram, family};
 
 /// CoDel's target, as "Fail at Scale" sets it: under a standing queue, work waits at most
 /// 5 ms. Short next to any deadline, long next to a worker's turn-over on a busy server.

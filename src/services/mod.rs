@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod chaos;
 pub mod control;
 pub mod echo;
+pub mod exposition;
 pub mod json_body;
 pub mod metrics;
 pub mod process_metrics;
