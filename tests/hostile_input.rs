@@ -699,6 +699,21 @@ fn empty_host_with_an_absolute_form_target_is_served() {
 }
 
 #[test]
+fn absolute_form_with_an_upper_case_scheme_is_routed_on_its_path() {
+    // A URI scheme is compared without case (RFC 3986 §3.1): not a 404 for `HTTP://a/health`.
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(&head(&[
+            "GET HTTP://a/health HTTP/1.1",
+            "Host: a",
+            "Connection: close",
+        ]))
+        .expect("write");
+    assert_eq!(read_reply(&mut stream, false).status, 200);
+}
+
+#[test]
 fn http_uri_with_an_empty_host_in_absolute_form_is_400() {
     // RFC 9110 §4.2.1: a recipient MUST reject an `http` URI with an empty host as invalid.
     let a = Service::a(&[]);

@@ -201,11 +201,10 @@ fn has_well_formed_version(buf: &[u8]) -> bool {
 }
 
 /// A server must accept the absolute-form `http://host/path` too (RFC 9112 §3.2.2); we route
-/// on its path and query, as if it had come in origin-form.
+/// on its path and query, as if it had come in origin-form. The scheme is compared without
+/// case (RFC 3986 §3.1): `HTTP://host/path` is the same URI.
 fn origin_form(target: &str) -> &str {
-    let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
+    let Some(rest) = strip_scheme(target, "http://").or_else(|| strip_scheme(target, "https://"))
     else {
         return target;
     };
@@ -214,6 +213,14 @@ fn origin_form(target: &str) -> &str {
         // `http://host?q` has an empty path, which means "/" (RFC 9110 §4.2.3).
         _ => "/",
     }
+}
+
+/// `target` without `prefix` (a scheme and `://`), compared without case.
+fn strip_scheme<'a>(target: &'a str, prefix: &str) -> Option<&'a str> {
+    let scheme = target.get(..prefix.len())?;
+    scheme
+        .eq_ignore_ascii_case(prefix)
+        .then(|| &target[prefix.len()..])
 }
 
 /// Reads the next request head from `conn`, leaving any bytes after it (a body, or a pipelined
@@ -405,6 +412,10 @@ mod tests {
         let (head, _) = parse(&raw).expect("ok").expect("complete");
         assert_eq!(head.target, "/echo?msg=x");
         assert_eq!(origin_form("http://a?x"), "/");
+        assert_eq!(origin_form("HTTPS://a/health?x"), "/health?x");
+        assert_eq!(origin_form("hTtP://a"), "/");
+        assert_eq!(origin_form("urn:x"), "urn:x");
+        assert_eq!(origin_form("h"), "h");
     }
 
     #[test]
