@@ -213,4 +213,16 @@ mod tests {
         assert_eq!(status(FramingError::LengthAndTransferEncoding), Some(400));
         assert_eq!(status(FramingError::ChunkedMoreThanOnce), Some(400));
     }
+
+    #[test]
+    fn a_framing_error_says_what_is_wrong() {
+        assert_eq!(
+            RequestError::Framing(FramingError::ChunkedMoreThanOnce).to_string(),
+            "bad message framing: Transfer-Encoding applies chunked more than once"
+        );
+        assert_eq!(
+            FramingError::UnknownTransferCoding.to_string(),
+            "Transfer-Encoding with a coding other than a single chunked"
+        );
+    }
 }
