@@ -1,5 +1,11 @@
-//! Log lines in two formats: `text` (the default, written by simple_logger) and `json` (one
-//! JSON object per line, written by `JsonLogger` below, because simple_logger cannot).
+//! Log lines in two formats: `text` (the default, `TextLogger`, in simple_logger's layout) and
+//! `json` (one JSON object per line, `JsonLogger`). simple_logger still parses `RUST_LOG` and
+//! filters for both; neither writes through it.
+//!
+//! Both write a line with one `write` on stdout and take no lock of ours or of `Stdout`: a
+//! request line is logged on every request from every executor thread, and behind a shared
+//! lock the threads queue up for each other's system call (measured in
+//! `bench/what-made-it-faster.md`: about one futex call per request, gone with the lock).
 //!
 //! Two kinds of line exist, and both formats show each of them:
 //!
@@ -14,7 +20,7 @@
 //!   followed by the text as `msg`.
 
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
+use std::io;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,6 +198,69 @@ pub fn emit(level: log::Level, target: &str, list: &[Field<'_>]) {
     log::log!(target: target, level, fields = true; "{}", Fields::new(list));
 }
 
+/// Writes one line per record as text, on stdout, in simple_logger's layout:
+/// `2026-11-24T22:39:45.338Z INFO  [target] message`. The level filter is simple_logger's.
+pub struct TextLogger {
+    pub filter: simple_logger::SimpleLogger,
+}
+
+impl TextLogger {
+    /// The whole line, newline included.
+    fn line(record: &log::Record) -> Result<String, fmt::Error> {
+        let mut line = String::with_capacity(192);
+        write_timestamp(&mut line, SystemTime::now())?;
+        let target = match record.target() {
+            "" => record.module_path().unwrap_or_default(),
+            target => target,
+        };
+        writeln!(
+            line,
+            " {:<5} [{target}] {}",
+            record.level().as_str(),
+            record.args()
+        )?;
+        Ok(line)
+    }
+}
+
+impl log::Log for TextLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if let Ok(line) = TextLogger::line(record) {
+            // A failed write (stdout gone) panics on purpose, as `println!` would: `run`'s
+            // guard turns that into one line on stderr, then silence.
+            if let Err(e) = write_line(line.as_bytes()) {
+                panic!("failed printing to stdout: {e}");
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Writes `line` to stdout in one `write` (a loop only if the kernel takes part of it),
+/// without `Stdout`'s lock. Lines from two threads do not mix: a write of up to 4 KiB to a
+/// pipe is atomic (PIPE_BUF), and to a file each write takes its own range (Linux moves the
+/// offset under the file's lock).
+fn write_line(line: &[u8]) -> io::Result<()> {
+    let mut rest = line;
+    while !rest.is_empty() {
+        match rustix::io::write(rustix::stdio::stdout(), rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Writes one line per record as a JSON object, on stdout. The level filter is simple_logger's,
 /// so `RUST_LOG` means the same in both formats.
 pub struct JsonLogger {
@@ -236,7 +305,7 @@ impl log::Log for JsonLogger {
             // One `write` per line, like text mode. A failed write (stdout gone) panics here
             // on purpose, exactly like simple_logger's `println!`, so that `run`'s guard
             // handles both formats the same way: one line on stderr, then silence.
-            if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+            if let Err(e) = write_line(line.as_bytes()) {
                 panic!("failed printing to stdout: {e}");
             }
         }
@@ -292,6 +361,26 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_line_has_simple_loggers_layout() {
+        let args = format_args!("service=A listening on 127.0.0.1:8080");
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("echo_lab::run")
+            .args(args)
+            .build();
+        let line = TextLogger::line(&record).expect("formats");
+        let (timestamp, rest) = line.split_at(24);
+        assert_eq!(
+            rest,
+            " INFO  [echo_lab::run] service=A listening on 127.0.0.1:8080\n"
+        );
+        assert!(
+            timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T',
+            "{line}"
+        );
+    }
 
     fn fields_in(format: LogFormat, list: &[Field<'_>]) -> String {
         Fields { format, list }.to_string()
