@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! get ─► pooled or new connection ─► write request ─► read head ─► framing/body ─► response
-//!   └── all raced against one Timer: if it fires first, we say in which phase we were.
+//!   └── all raced against one deadline (`sweep`): if it passes first, we say in which phase we were.
 //! ```
 //!
 //! The client only speaks HTTP. Whether a 500 or a body that is not JSON is a failure is for
@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::{AsyncWriteExt, FutureExt};
 
 use super::body::{BodyFraming, read_body, response_framing};
@@ -25,6 +25,7 @@ use super::error::{BodyError, ResponseHeadError};
 use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
+use super::sweep;
 use super::trace::{self, Direction};
 use super::write::write_request;
 
@@ -338,7 +339,8 @@ impl Client {
     ) -> Result<ClientResponse, ClientError> {
         let phase = AtomicU8::new(Phase::Connect as u8);
         let timeout = async {
-            Timer::at(deadline.at).await;
+            // Not an async-io `Timer`: registering one per call wakes the reactor (see sweep.rs).
+            sweep::wait_until(deadline.at).await;
             Err(ClientError::Timeout {
                 phase: Phase::from_u8(phase.load(Ordering::Relaxed)),
                 budget: deadline.budget(),

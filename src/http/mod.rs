@@ -17,7 +17,8 @@
 //!    the server;
 //! 9. `server`: the accept loop, `server::connection`, the keep-alive loop, and
 //!    `server::streaming`, a stream written to one connection;
-//! 10. `client`: the same path in the other direction.
+//! 10. `sweep`: deadlines kept by one sleeping thread, not by a reactor timer each;
+//! 11. `client`: the same path in the other direction.
 
 // One module a group, in the order above (rustfmt would sort a group alphabetically).
 pub mod limits;
@@ -46,12 +47,14 @@ pub mod stream;
 
 pub mod server;
 
+pub mod sweep;
+
 pub mod client;
 
 #[cfg(test)]
 mod tests {
     /// The modules in reading order, each with its source.
-    const CHAIN: [(&str, &str); 16] = [
+    const CHAIN: [(&str, &str); 17] = [
         ("limits", include_str!("limits.rs")),
         ("error", include_str!("error.rs")),
         ("message", include_str!("message.rs")),
@@ -67,6 +70,7 @@ mod tests {
         ("server", include_str!("server/mod.rs")),
         ("server", include_str!("server/connection.rs")),
         ("server", include_str!("server/streaming.rs")),
+        ("sweep", include_str!("sweep.rs")),
         ("client", include_str!("client.rs")),
     ];
 
