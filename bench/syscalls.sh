@@ -10,7 +10,8 @@
 #   1. wrk -t1 -cCONNS -dSECONDS with no tracer: req/s, p99, and the CPU time (user + system,
 #      /proc/PID/stat) the measured service spent, per response;
 #   2. the same load with `strace -c -f` attached to the measured service (A for /echo, B for
-#      /call-echo): every system call of every thread, per response.
+#      /call-echo): every system call of every thread, per response;
+#   3. the measured service's peak RSS (VmHWM) after both loads.
 # The tracer slows the service many times over, so step 2 gives counts only, never speed.
 # Impls are the files of $SHARED_BENCH/impls (default /work/shared/bench); ours runs the
 # binaries in $PROJECT_BIN_DIR (default target/release: run `cargo build --release` first).
@@ -141,13 +142,14 @@ run_one() { # ROUND IMPL
     local echo_url="http://127.0.0.1:$pa/echo?msg=hello" call_url="http://127.0.0.1:$pb/call-echo?msg=hello"
     wrk -t1 -c"$CONNS" -d1s "$echo_url" >/dev/null 2>&1 || true
     wrk -t1 -c"$CONNS" -d1s "$call_url" >/dev/null 2>&1 || true
-    local what pid url plain traced
+    local what pid url plain traced rss
     for what in echo call; do
         if [ $what = echo ]; then pid=$pid_a url=$echo_url; else pid=$pid_b url=$call_url; fi
         plain=$(plain_load "$pid" "$url" "$dir/$what.plain")
         traced=$(traced_load "$pid" "$url" "$dir/$what.traced")
         read -r rps p99 cpu <<<"$plain"
-        echo "| $round | $impl | $what | $rps | $p99 | $cpu | ${traced%%|*} | ${traced#*|} |"
+        rss=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+        echo "| $round | $impl | $what | $rps | $p99 | $cpu | ${traced%%|*} | $rss | ${traced#*|} |"
         log "round $round $impl $what: $rps req/s, p99 $p99 ms, $cpu µs CPU, ${traced%%|*} calls/response"
     done
     kill "$pid_b" "$pid_a"
@@ -161,8 +163,8 @@ for impl in "${IMPLS[@]}"; do
 done
 
 echo "<!-- $(date -u +%FT%TZ), $(uptime | sed 's/.*load/load/'), $(nproc) cores, wrk -t1 -c$CONNS -d${DURATION}s -->"
-echo "| round | impl | endpoint | req/s | p99 ms | CPU µs/response | syscalls/response | of which (per response) |"
-echo "|---|---|---|---:|---:|---:|---:|---|"
+echo "| round | impl | endpoint | req/s | p99 ms | CPU µs/response | syscalls/response | peak RSS KiB | of which (per response) |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---|"
 n=${#IMPLS[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
     off=$(( (r - 1) % n ))

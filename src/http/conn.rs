@@ -78,6 +78,11 @@ impl<S> BufferedStream<S> {
         }
     }
 
+    /// The memory the buffer holds, in bytes, whatever part of it is in use.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Takes up to `n` buffered bytes out of the buffer.
     pub fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.end - self.start);
