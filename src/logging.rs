@@ -119,13 +119,17 @@ impl fmt::Display for Fields<'_> {
             .list
             .iter()
             .filter(|(_, v)| !matches!(v, Value::Absent));
+        // Plain `write_str`s, not `write!`: this runs for every field of every request line.
         for (i, (key, value)) in present.enumerate() {
-            match (json, i) {
-                (false, 0) => write!(f, "{key}=")?,
-                (false, _) => write!(f, " {key}=")?,
-                (true, 0) => write!(f, "\"{key}\":")?,
-                (true, _) => write!(f, ",\"{key}\":")?,
-            }
+            let (before, after) = match (json, i) {
+                (false, 0) => ("", "="),
+                (false, _) => (" ", "="),
+                (true, 0) => ("\"", "\":"),
+                (true, _) => (",\"", "\":"),
+            };
+            f.write_str(before)?;
+            f.write_str(key)?;
+            f.write_str(after)?;
             if json {
                 write_json_value(f, value)?;
             } else {
@@ -138,9 +142,9 @@ impl fmt::Display for Fields<'_> {
 
 fn write_text_value(f: &mut fmt::Formatter<'_>, value: &Value<'_>) -> fmt::Result {
     match value {
-        Value::Word(v) => write!(f, "{v}"),
+        Value::Word(v) => fmt::Display::fmt(v, f),
         Value::Quoted(s) => write!(f, "{s:?}"),
-        Value::Uint(n) => write!(f, "{n}"),
+        Value::Uint(n) => fmt::Display::fmt(n, f),
         Value::Millis(d) => write_millis(f, *d),
         Value::Absent => Ok(()),
     }
