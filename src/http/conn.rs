@@ -129,7 +129,7 @@ impl<S: AsyncRead + Unpin> BufferedStream<S> {
 
 impl BufferedStream<Async<TcpStream>> {
     /// Reads once, now, without waiting: `Ok(None)` when nothing has arrived (the socket
-    /// would block). A kept-alive connection tries this before it waits for the next request,
+    /// would block, or a signal cut the read short). A kept-alive connection tries this before it waits for the next request,
     /// because a wait costs more than a read that finds nothing: the reactor re-arms the
     /// socket's interest (one `epoll_ctl`) and must wake the task again.
     pub fn try_fill(&mut self) -> io::Result<Option<usize>> {
@@ -140,7 +140,14 @@ impl BufferedStream<Async<TcpStream>> {
                 self.end += n;
                 Ok(Some(n))
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

@@ -5,7 +5,7 @@
 //! A server with tens of thousands of idle keep-alive connections holds, for each, what its
 //! task holds in step 2 (wait for the next request), and little else. Measured with
 //! `python3 bench/idle_connections.py --service a` (3,000 idle connections, RSS before and
-//! after, divided): 0.93–0.97 KiB per idle connection on A and B, against the budget of 1 KiB.
+//! after, divided): 0.91–0.97 KiB per idle connection on A and B, against the budget of 1 KiB.
 //! That is the task (the connection's future, below `MAX_SERVE_FUTURE_BYTES`, plus the
 //! executor's header) and async-io's registration of the socket.
 //!
