@@ -1,5 +1,11 @@
-//! Log lines in two formats: `text` (the default, written by simple_logger) and `json` (one
-//! JSON object per line, written by `JsonLogger` below, because simple_logger cannot).
+//! Log lines in two formats: `text` (the default, `TextLogger`, in simple_logger's layout) and
+//! `json` (one JSON object per line, `JsonLogger`). simple_logger still parses `RUST_LOG` and
+//! filters for both; neither writes through it.
+//!
+//! Both write a line with one `write` on stdout and take no lock of ours or of `Stdout`: a
+//! request line is logged on every request from every executor thread, and behind a shared
+//! lock the threads queue up for each other's system call (measured in
+//! `bench/what-made-it-faster.md`: about one futex call per request, gone with the lock).
 //!
 //! Two kinds of line exist, and both formats show each of them:
 //!
@@ -13,8 +19,9 @@
 //!   key-values, so text lines stay as they were; the JSON logger writes them as members,
 //!   followed by the text as `msg`.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
+use std::io;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -112,13 +119,17 @@ impl fmt::Display for Fields<'_> {
             .list
             .iter()
             .filter(|(_, v)| !matches!(v, Value::Absent));
+        // Plain `write_str`s, not `write!`: this runs for every field of every request line.
         for (i, (key, value)) in present.enumerate() {
-            match (json, i) {
-                (false, 0) => write!(f, "{key}=")?,
-                (false, _) => write!(f, " {key}=")?,
-                (true, 0) => write!(f, "\"{key}\":")?,
-                (true, _) => write!(f, ",\"{key}\":")?,
-            }
+            let (before, after) = match (json, i) {
+                (false, 0) => ("", "="),
+                (false, _) => (" ", "="),
+                (true, 0) => ("\"", "\":"),
+                (true, _) => (",\"", "\":"),
+            };
+            f.write_str(before)?;
+            f.write_str(key)?;
+            f.write_str(after)?;
             if json {
                 write_json_value(f, value)?;
             } else {
@@ -131,9 +142,9 @@ impl fmt::Display for Fields<'_> {
 
 fn write_text_value(f: &mut fmt::Formatter<'_>, value: &Value<'_>) -> fmt::Result {
     match value {
-        Value::Word(v) => write!(f, "{v}"),
+        Value::Word(v) => fmt::Display::fmt(v, f),
         Value::Quoted(s) => write!(f, "{s:?}"),
-        Value::Uint(n) => write!(f, "{n}"),
+        Value::Uint(n) => fmt::Display::fmt(n, f),
         Value::Millis(d) => write_millis(f, *d),
         Value::Absent => Ok(()),
     }
@@ -192,6 +203,69 @@ pub fn emit(level: log::Level, target: &str, list: &[Field<'_>]) {
     log::log!(target: target, level, fields = true; "{}", Fields::new(list));
 }
 
+/// Writes one line per record as text, on stdout, in simple_logger's layout:
+/// `2026-11-24T22:39:45.338Z INFO  [target] message`. The level filter is simple_logger's.
+pub struct TextLogger {
+    pub filter: simple_logger::SimpleLogger,
+}
+
+impl TextLogger {
+    /// The whole line, newline included.
+    fn line(record: &log::Record) -> Result<String, fmt::Error> {
+        let mut line = String::with_capacity(192);
+        write_timestamp(&mut line, SystemTime::now())?;
+        let target = match record.target() {
+            "" => record.module_path().unwrap_or_default(),
+            target => target,
+        };
+        writeln!(
+            line,
+            " {:<5} [{target}] {}",
+            record.level().as_str(),
+            record.args()
+        )?;
+        Ok(line)
+    }
+}
+
+impl log::Log for TextLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if let Ok(line) = TextLogger::line(record) {
+            // A failed write (stdout gone) panics on purpose, as `println!` would: `run`'s
+            // guard turns that into one line on stderr, then silence.
+            if let Err(e) = write_line(line.as_bytes()) {
+                panic!("failed printing to stdout: {e}");
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Writes `line` to stdout in one `write` (a loop only if the kernel takes part of it),
+/// without `Stdout`'s lock. Lines from two threads do not mix: a write of up to 4 KiB to a
+/// pipe is atomic (PIPE_BUF), and to a file each write takes its own range (Linux moves the
+/// offset under the file's lock).
+fn write_line(line: &[u8]) -> io::Result<()> {
+    let mut rest = line;
+    while !rest.is_empty() {
+        match rustix::io::write(rustix::stdio::stdout(), rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Writes one line per record as a JSON object, on stdout. The level filter is simple_logger's,
 /// so `RUST_LOG` means the same in both formats.
 pub struct JsonLogger {
@@ -236,7 +310,7 @@ impl log::Log for JsonLogger {
             // One `write` per line, like text mode. A failed write (stdout gone) panics here
             // on purpose, exactly like simple_logger's `println!`, so that `run`'s guard
             // handles both formats the same way: one line on stderr, then silence.
-            if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+            if let Err(e) = write_line(line.as_bytes()) {
                 panic!("failed printing to stdout: {e}");
             }
         }
@@ -273,25 +347,80 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
 }
 
 /// `2026-11-24T22:39:45.338Z`: RFC 3339 in UTC with milliseconds, as simple_logger writes it.
+///
+/// Every request's log line starts with one, so the part up to the second is made once per
+/// second and thread and kept: made with `write!` each time it was a tenth of A's CPU time
+/// per request (callgrind, `bench/what-made-it-faster.md`).
 fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        /// The last second written, and its text up to the seconds.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != secs {
+            text.clear();
+            write_second(text, secs)?;
+            *second = secs;
+        }
+        out.write_str(text)
+    })?;
+    let ms = since_epoch.subsec_millis();
+    for c in [
+        '.',
+        digit(ms / 100),
+        digit(ms / 10 % 10),
+        digit(ms % 10),
+        'Z',
+    ] {
+        out.write_char(c)?;
+    }
+    Ok(())
+}
+
+/// `2026-11-24T22:39:45`, the second `secs` after the epoch.
+fn write_second(out: &mut String, secs: u64) -> fmt::Result {
     // The calendar arithmetic is the Date header's (RFC 9110 §5.6.7), shared.
     let (year, month, day) = crate::http::date::civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
     write!(
         out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         of_day / 3600,
         of_day / 60 % 60,
         of_day % 60,
-        since_epoch.subsec_millis()
     )
+}
+
+/// The decimal digit `n` (0 to 9).
+fn digit(n: u32) -> char {
+    char::from_digit(n, 10).unwrap_or('?')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_line_has_simple_loggers_layout() {
+        let args = format_args!("service=A listening on 127.0.0.1:8080");
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("echo_lab::run")
+            .args(args)
+            .build();
+        let line = TextLogger::line(&record).expect("formats");
+        let (timestamp, rest) = line.split_at(24);
+        assert_eq!(
+            rest,
+            " INFO  [echo_lab::run] service=A listening on 127.0.0.1:8080\n"
+        );
+        assert!(
+            timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T',
+            "{line}"
+        );
+    }
 
     fn fields_in(format: LogFormat, list: &[Field<'_>]) -> String {
         Fields { format, list }.to_string()
@@ -344,6 +473,23 @@ mod tests {
         out.clear();
         write_timestamp(&mut out, UNIX_EPOCH + Duration::from_secs(951_868_800)).expect("fmt");
         assert_eq!(out, "2000-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_kept_second_gets_each_instants_milliseconds_and_a_new_second_its_own_text() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_795_991_985);
+        let mut out = String::new();
+        for (ms, expected) in [
+            (7, "2026-11-29T22:39:45.007Z"),
+            (90, "2026-11-29T22:39:45.090Z"),
+            (999, "2026-11-29T22:39:45.999Z"),
+            (1000, "2026-11-29T22:39:46.000Z"),
+            (0, "2026-11-29T22:39:45.000Z"),
+        ] {
+            out.clear();
+            write_timestamp(&mut out, second + Duration::from_millis(ms)).expect("fmt");
+            assert_eq!(out, expected);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::config::{ConfigError, Flag, Settings, common_flags};
 use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
 use crate::http::wire_trace;
-use crate::logging::{self, JsonLogger, LogFormat};
+use crate::logging::{self, JsonLogger, LogFormat, TextLogger};
 
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
@@ -60,9 +60,8 @@ pub fn fail_to_start(text: &str) -> ExitCode {
 }
 
 /// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout, in the
-/// format `--log-format` chose (text unless told). stdout is line-buffered, so a log line costs
-/// one `write`, where unbuffered stderr costs two. Errors before logging starts (bad flags) go
-/// to stderr.
+/// format `--log-format` chose (text unless told): one `write` per line, no lock (see
+/// `logging.rs`). Errors before logging starts (bad flags) go to stderr.
 pub fn init_logging() {
     let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
@@ -70,7 +69,10 @@ pub fn init_logging() {
         .with_utc_timestamps();
     log::set_max_level(logger.max_level());
     let _ = match logging::format() {
-        LogFormat::Text => log::set_boxed_logger(Box::new(OutputMayVanish::new(logger))),
+        LogFormat::Text => {
+            let logger = TextLogger { filter: logger };
+            log::set_boxed_logger(Box::new(OutputMayVanish::new(logger)))
+        }
         LogFormat::Json => {
             let logger = JsonLogger { filter: logger };
             log::set_boxed_logger(Box::new(OutputMayVanish::new(logger)))
@@ -78,11 +80,11 @@ pub fn init_logging() {
     };
 }
 
-/// simple_logger writes each line with `println!`, which panics when stdout has gone: its
-/// reader exited (`service-a | head`, a log collector that died). A log line is not worth a
-/// request, so the first such panic is caught here (the panic message still goes to stderr,
-/// once), and from then on log lines are dropped while the service keeps answering.
-/// (`JsonLogger` panics the same way, so one guard serves both formats.)
+/// Our loggers panic, as `println!` would, when stdout has gone: its reader exited
+/// (`service-a | head`, a log collector that died). A log line is not worth a request, so the
+/// first such panic is caught here (the panic message still goes to stderr, once), and from
+/// then on log lines are dropped while the service keeps answering. (`TextLogger` and
+/// `JsonLogger` panic the same way, so one guard serves both formats.)
 struct OutputMayVanish<L> {
     logger: L,
     gone: AtomicBool,

@@ -354,10 +354,13 @@ impl Client {
 
     /// Puts a connection back for reuse at `now`, unless the pool is full or the connection
     /// has reached its maximum age (see `ClientLimits::max_connection_age`).
-    fn checkin(&self, conn: Aged, now: Instant) {
+    fn checkin(&self, mut conn: Aged, now: Instant) {
         if now.saturating_duration_since(conn.opened) >= self.limits.max_connection_age {
             return;
         }
+        // An idle connection keeps no read buffer: a pool of many would hold 4 KiB each for
+        // nothing (the next exchange allocates one again, as a server connection does).
+        conn.conn.release_buffer();
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.limits.max_idle_per_upstream
         {
@@ -618,6 +621,19 @@ mod tests {
             assert!(client.checkout(now).is_some(), "connection {taken} of 1024");
         }
         assert!(client.checkout(now).is_none());
+    }
+
+    #[test]
+    fn a_pooled_connection_holds_no_read_buffer() {
+        let (client, listener) = pool_test_client();
+        let now = Instant::now();
+        let mut used = connection_opened_at(&listener, now);
+        // A read allocates the buffer (the peer has gone, so it reads the end of stream).
+        let _ = smol::block_on(used.conn.fill());
+        assert!(used.conn.buffer_capacity() > 0);
+        client.checkin(used, now);
+        let pooled = client.checkout(now).expect("pooled");
+        assert_eq!(pooled.conn.buffer_capacity(), 0);
     }
 
     #[test]

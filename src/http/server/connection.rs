@@ -41,12 +41,8 @@ use crate::http::stream::StreamingResponse;
 use crate::http::wire_trace::{self, Direction};
 use crate::http::write::write_response;
 
-/// One accepted connection and everything its loop needs.
-///
-/// What an idle connection costs is what its task holds while it waits in step 2, for tens of
-/// thousands of them at once: so both buffers are released before that wait (see
-/// `next_request_starts`), and the big, short-lived states (the handler's future, a closing
-/// linger) are boxed, because a task is as large as the largest state of its future.
+/// One accepted connection and everything its loop needs. (What it costs while it waits,
+/// and why some steps are boxed: `memory.rs`.)
 pub(super) struct Connection<H> {
     conn: BufferedStream<Async<TcpStream>>,
     peer: SocketAddr,
@@ -99,19 +95,12 @@ impl<H: Handler> Connection<H> {
     }
 
     /// The keep-alive loop: the numbered steps of the diagram at the top of this file. `stop`
-    /// is closed when shutdown begins.
-    ///
-    /// A plain `fn` returning an `async move` block rather than an `async fn`: an `async fn`
-    /// moves its arguments into locals of its own first, and the connection would take its
-    /// place in the task twice.
-    #[allow(clippy::manual_async_fn)] // the reason is the paragraph above
+    /// is closed when shutdown begins. (A plain `fn` returning `async move`, and the boxed
+    /// steps: `memory.rs` says why.)
+    #[allow(clippy::manual_async_fn)] // see memory.rs, "The task holds the connection once"
     pub(super) fn serve(mut self, stop: Receiver<()>) -> impl Future<Output = ()> {
         async move {
-            // Completes when shutdown begins. Made once per connection, like the idle timer: every
-            // `recv` registers with the one channel all connections share, and doing that per
-            // request would take a lock that both threads contend for, twice per request. The
-            // future borrows `stop`; `is_closed` below reads it through the same shared borrow,
-            // so one receiver per connection is enough.
+            // Completes when shutdown begins; made once per connection (memory.rs).
             let mut shutdown = pin!(stop.recv());
             let error = loop {
                 // 1. Owed answers out, unless the next request is here whole.
@@ -125,20 +114,12 @@ impl<H: Handler> Connection<H> {
                     return;
                 }
                 // 3. Read it; a broken one leaves the loop, to be answered and closed below.
-                // Boxed: reading is the largest state after the handler's, and a connection is
-                // idle far longer than it reads. One small allocation per request.
                 let request = match Box::pin(self.read_request_in_time()).await {
                     Ok(Some(request)) => request,
                     Ok(None) => return,
-                    // Not answered here: a value matched on lives until the `match` ends, so
-                    // an `.await` in this arm would keep room for a whole read result (a
-                    // `Request`) in every state of the task, the idle one included.
                     Err(error) => break error,
                 };
-                // 4. and 5. Ask the handler; queue its answer, or hang up. Boxed: with the
-                // handler's future inside (B's holds a whole call to A), this is the largest state
-                // of the loop, and a task is as large as its largest state, waiting or not. Boxed,
-                // it takes memory only while a request is answered: one allocation per request.
+                // 4. Ask the handler, 5. queue its answer, or hang up, or close.
                 match Box::pin(self.answer(request, &stop)).await {
                     After::HangUp => return,
                     After::Close => return Box::pin(self.close()).await,
@@ -151,8 +132,6 @@ impl<H: Handler> Connection<H> {
                     After::KeepAlive => {}
                 }
             };
-            // Boxed, like `close`: it runs at most once per connection, and inline its state
-            // would make every connection's task larger for its whole life.
             Box::pin(self.reject(error)).await
         }
     }
@@ -173,11 +152,10 @@ impl<H: Handler> Connection<H> {
     /// Step 2: waits for the first byte of a next request. `false`: the peer closed, stayed
     /// idle past the idle timeout, or shutdown began; in every case the connection just ends.
     ///
-    /// This is where a kept-alive connection spends most of its life, so first it gives back
-    /// its buffers (nginx does the same): nothing is buffered and nothing owed, and a
-    /// connection that never sends again should cost only its task, not 4 KiB of read buffer.
-    /// The next read allocates again: one allocation per request, against a few KiB held per
-    /// idle connection.
+    /// Often the next request is here already, and one read without a wait takes it. Only
+    /// when it is not does the connection wait: first it gives back its buffers, since it may
+    /// stay idle a long time (nginx does the same; memory.rs), then it waits for readability,
+    /// the idle timeout or shutdown, whichever comes first.
     async fn next_request_starts<F: Future>(
         &mut self,
         stop: &Receiver<()>,
@@ -185,6 +163,11 @@ impl<H: Handler> Connection<H> {
     ) -> bool {
         if stop.is_closed() {
             return false;
+        }
+        match self.conn.try_fill() {
+            Ok(Some(n)) => return n > 0,
+            Ok(None) => {}
+            Err(_) => return false,
         }
         self.conn.release_buffer();
         self.owed = Vec::new();
@@ -197,16 +180,8 @@ impl<H: Handler> Connection<H> {
             shutdown.await;
             false
         };
-        // Wait until the socket is readable, then read. Reading first would fail with EAGAIN
-        // (twice, the way async-io retries) before waiting: two wasted syscalls per request.
-        // `poll_readable`, not `readable()`: it keeps our waker in the socket's one slot per
-        // direction (the one reads use), where `readable()` adds a list of wakers to the
-        // socket's registration, allocated on first use and kept for the connection's life.
         let conn = &mut self.conn;
         let first_bytes = async {
-            // A `bool`, not the `io::Result`: a value that needs dropping lives to the end of
-            // the block, so the result would be kept across the read below, in the largest
-            // state of the connection's future (8 bytes, 16 once malloc rounds the task).
             let readable = poll_fn(|cx| conn.stream.poll_readable(cx)).await.is_ok();
             readable && matches!(conn.fill().await, Ok(n) if n > 0)
         };
@@ -625,12 +600,11 @@ mod tests {
         matches!(stream.read(&mut [0u8; 64]), Ok(0))
     }
 
-    // No test on the wire can tell step 6's guard `self.owed.len() >= PIPELINE_FLUSH_BYTES` from
-    // `true`, `false`, or the same with `<` (equivalent mutants): the answers owed go out in
-    // step 1 anyway, as soon as the next request is not here whole, so a client reads the same
-    // bytes in the same order. The guard bounds how much a pipelining client can make us hold
-    // before a write (memory), and `true` would only write more often (system calls): a
-    // benchmark's business, not a test's.
+    // Step 6's guard, `self.owed.len() >= PIPELINE_FLUSH_BYTES`, has no test of its own: made
+    // `true`, `false` or `<`, the answers owed still go out in step 1 as soon as the next
+    // request is not here whole, so a client reads the same bytes in the same order. The
+    // guard bounds how much a pipelining client can make us hold (memory), and `true` would
+    // only write more often (system calls): a benchmark's business, not a test's.
     #[test]
     fn kept_alive_each_answer_goes_out_before_the_next_request_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -670,10 +644,9 @@ mod tests {
         server.join().expect("the server stops");
     }
 
-    // No test on the wire can tell step 2's `readable && matches!(conn.fill().await, …)` from
-    // the same with `||` (an equivalent mutant): a readable socket then ends the wait without
-    // the first read, and step 3 makes that read instead, finding the same bytes or the same
-    // end of stream; only which step read first differs.
+    // Step 2's `readable && matches!(conn.fill().await, …)` with `||` changes nothing a client
+    // sees: a readable socket then ends the wait without the first read, and step 3 makes
+    // that read instead, finding the same bytes or the same end of stream.
     #[test]
     fn a_request_that_arrives_in_pieces_within_the_timeout_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -749,6 +722,9 @@ mod tests {
         assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
+    // `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())` with `*` reserves more
+    // than needed and queues the same bytes (memory only); with `-` it underflows for a body
+    // longer than the room, which the test below catches.
     /// Answers every request with a body longer than the room kept for a head.
     struct Large;
 
@@ -806,9 +782,9 @@ mod tests {
         server.join().expect("the server stops");
     }
 
-    // No test can tell `close`'s `discarded > LINGER_MAX_BYTES` from `>=` (an equivalent
-    // mutant): the linger ends one read sooner when the client sent exactly the cap, a
-    // boundary no client can aim at (reads come in whatever sizes the kernel hands over).
+    // `close`'s `discarded > LINGER_MAX_BYTES` with `>=` ends the linger one read sooner when
+    // the client sent exactly the cap, a boundary no client can aim at: reads come in
+    // whatever sizes the kernel hands over.
     #[test]
     fn lingering_ends_once_the_client_has_sent_its_cap() {
         let (addr, _open, stop, server) = start(Defaults);

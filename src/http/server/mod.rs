@@ -12,6 +12,7 @@
 //! ```
 
 mod connection;
+mod memory;
 mod streaming;
 
 use std::future::Future;
