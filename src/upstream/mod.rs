@@ -31,6 +31,7 @@ pub mod budget;
 pub mod bulkhead;
 pub mod deadline;
 pub mod hedge;
+pub mod limit;
 pub mod outlier;
 pub mod replicas;
 

@@ -1,0 +1,777 @@
+//! Adaptive concurrency limit: how many attempts one replica may have in flight, learned from
+//! its latency, so that B sends a replica no more than it can work on and refuses the excess at
+//! once instead of queueing it inside A.
+//!
+//! **Why a limit learned, not configured.** A replica with `W` workers and a queue in front of
+//! them answers in its no-load time while `W` or fewer requests are in flight; every request
+//! beyond that waits in the queue, and the wait shows as latency. A fixed cap (nginx's
+//! `max_conns`, HAProxy's `maxconn`, our bulkhead) is right only while `W` and the work time
+//! stay what the operator measured; when a replica's capacity falls to a third, a fixed cap
+//! queues three times what it should, and when capacity comes back it wastes it. Reading the
+//! queue from latency follows the replica as it is now.
+//!
+//! **Which algorithm: the gradient.** We compare a latency sample with the replica's no-load
+//! latency, `gradient = no_load / sample`, and move the limit toward
+//! `limit × gradient + headroom`. Against a FIFO queue this lands on `W + headroom`: with `n`
+//! in flight and `n > W`, the sample is `no_load × n / W`, so `n × gradient` is `W` exactly.
+//! This is Netflix's `Gradient2Limit` (concurrency-limits) and Envoy's adaptive concurrency
+//! filter, which both add a headroom of `√limit` and smooth the step. We chose it over the
+//! other two Netflix offers: AIMD reacts only to drops and timeouts, by which time A's queue
+//! is already a deadline long; Vegas estimates the queue the same way but moves the limit by
+//! fixed steps tuned for limits in the hundreds (`α = 3·log10 L`), and at our worker counts of
+//! one to ten those steps are coarser than the answer.
+//!
+//! **The no-load latency is measured, never inferred.** The classic failure of latency-driven
+//! limits is a baseline that drifts: take the minimum of recent samples, keep a queue for a
+//! while, and the minimum is a queued sample; the queue now looks normal and the limit grows.
+//! We learn the no-load latency only from attempts that had *nothing else of ours in flight*
+//! when they left (a sample at in-flight 1: whatever A did, none of it was our queue), keep
+//! their minimum over [`NO_LOAD_WINDOW`], and when a busy replica has given none for that long,
+//! pin its limit to 1 until one comes back (Envoy's periodic `min_rtt` measurement, which pins
+//! concurrency to `min_concurrency` for the same reason). This is also what tells a slow
+//! replica from an overloaded one: a replica that answers in 300 ms at in-flight 1 has a
+//! no-load latency of 300 ms, its samples match it, and its limit grows like anyone's.
+//!
+//! It is a plain value: `try_acquire` / `release` take the time as an argument, and the unit
+//! tests drive a simulated replica (workers, a FIFO queue) with a hand-held clock.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The limit a replica starts with before any sample: a few in flight, so that the first burst
+/// to a replica B has just met is not refused, and few enough that a one-worker replica queues
+/// at most three of them (the first answer already gives the no-load latency: a FIFO queue
+/// serves its head without waiting).
+pub const INITIAL_LIMIT: f64 = 4.0;
+
+/// Never below one in flight: a replica with a limit of zero would never be sampled again and
+/// could never show that it recovered.
+pub const MIN_LIMIT: f64 = 1.0;
+
+/// The highest limit: far above any worker count the lab runs, and a bound on how far a
+/// replica that answers fast at any concurrency (A without a capacity model) can grow it.
+/// B's bulkhead (1024 calls) stays the cap on B as a whole.
+pub const MAX_LIMIT: f64 = 256.0;
+
+/// How much of the way to the new target one sample moves the limit (Netflix's `smoothing`,
+/// 0.2): one sample slowed by a scheduling hiccup on B's side moves the limit by a fifth of
+/// what it suggests, while a queue, which every sample shows, moves it most of the way within
+/// ten samples.
+pub const SMOOTHING: f64 = 0.2;
+
+/// The smallest gradient one sample may apply. A single timeout (a sample a thousand times the
+/// no-load latency) would otherwise take the limit straight to 1. Lower than Netflix's 0.5,
+/// because with one worker the true gradient is `1 / limit` and a floor of 0.5 would hold the
+/// limit at 4 where it should be 2.
+pub const MIN_GRADIENT: f64 = 0.1;
+
+/// How long a no-load sample is remembered. Long enough that a replica kept busy does not spend
+/// much time pinned to one in flight to measure again (a pin lasts about one answer, so about
+/// 2 % of the time at 20 ms), short enough that a replica that became slower (its no-load
+/// latency tripled) is believed within a second rather than throttled as if overloaded.
+pub const NO_LOAD_WINDOW: Duration = Duration::from_secs(1);
+
+/// A slow replica's window is at least this many of its no-load latencies. A pin costs about
+/// one and a half no-load latencies of the replica's capacity (the queue drains, one attempt
+/// goes alone); fifty of them between pins keeps that near 3 % for a replica of 300 ms.
+pub const NO_LOAD_WINDOW_ANSWERS: u32 = 50;
+
+/// Below this smoothed gradient the replica has been queueing (its answers take more than a
+/// tenth longer than no-load), and a busy replica is pinned to measure no-load again once the
+/// window has none. Above it nothing suggests that the no-load latency changed.
+pub const QUEUE_SEEN: f64 = 0.9;
+
+/// A drop (a timeout, or A answering that it gave the work up) multiplies the limit by this:
+/// Netflix's AIMD `backoffRatio`. The gradient cannot see a drop: a request refused by a full
+/// queue comes back fast.
+pub const DROP_DECREASE: f64 = 0.9;
+
+/// How an attempt ended, as the limit learns from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer from the replica: its latency is a sample.
+    Answered,
+    /// A timeout, or A refusing or abandoning the work (a `503`): the replica had more than it
+    /// could take.
+    Dropped,
+    /// Says nothing of the replica's load: a refused connection, a broken response, an attempt
+    /// given up by B. Only the slot is given back.
+    Ignored,
+}
+
+/// One attempt's slot under the limit. Give it back with [`AdaptiveLimit::release`] when the
+/// attempt ends, however it ends.
+#[derive(Debug)]
+#[must_use = "the slot stays taken until the token is released"]
+pub struct Token {
+    /// Attempts in flight on this replica when this one left, itself included.
+    in_flight: usize,
+    started: Instant,
+}
+
+impl Token {
+    /// Attempts in flight on the replica when this one left, itself included.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+/// The adaptive limit of one replica.
+#[derive(Debug, Clone)]
+pub struct AdaptiveLimit {
+    /// The limit as a real number; admission uses its integer part.
+    limit: f64,
+    in_flight: usize,
+    no_load: WindowedMin,
+    /// The last no-load latency measured, kept when the window empties: it is the gradient's
+    /// reference while a new one is measured.
+    last_no_load: Option<Duration>,
+    /// When the last sample of any kind arrived, and at what in-flight.
+    last_sample: Option<(Instant, usize)>,
+    /// The gradient of recent answers, smoothed like the limit: below [`QUEUE_SEEN`] the
+    /// replica has been queueing.
+    gradient: f64,
+}
+
+impl AdaptiveLimit {
+    /// A replica with no history: [`INITIAL_LIMIT`], no no-load latency yet.
+    pub fn new(now: Instant) -> AdaptiveLimit {
+        AdaptiveLimit {
+            limit: INITIAL_LIMIT,
+            in_flight: 0,
+            no_load: WindowedMin::new(now),
+            last_no_load: None,
+            last_sample: None,
+            gradient: 1.0,
+        }
+    }
+
+    /// A slot for one more attempt, or `None` when the replica has as many in flight as its
+    /// limit allows.
+    pub fn try_acquire(&mut self, now: Instant) -> Option<Token> {
+        if !self.has_room(now) {
+            return None;
+        }
+        self.in_flight += 1;
+        Some(Token {
+            in_flight: self.in_flight,
+            started: now,
+        })
+    }
+
+    /// Whether one more attempt would be admitted now.
+    pub fn has_room(&self, now: Instant) -> bool {
+        self.in_flight < self.admitted(now)
+    }
+
+    /// The attempt of `token` ended at `now`: its slot is free, and the limit learns from it.
+    pub fn release(&mut self, token: Token, outcome: Outcome, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let latency = now.saturating_duration_since(token.started);
+        self.on_sample(latency, outcome, token.in_flight, now);
+    }
+
+    /// Learns from one attempt that took `latency` and left with `in_flight` attempts on this
+    /// replica (itself included). [`release`](Self::release) calls it; it is public so the
+    /// rule can be read and tested on its own.
+    pub fn on_sample(
+        &mut self,
+        latency: Duration,
+        outcome: Outcome,
+        in_flight: usize,
+        now: Instant,
+    ) {
+        match outcome {
+            Outcome::Ignored => return,
+            Outcome::Dropped => self.limit *= DROP_DECREASE,
+            Outcome::Answered => {
+                if in_flight <= 1 {
+                    let window = self.window();
+                    self.no_load.observe(latency, now, window);
+                    self.last_no_load = self.no_load.min(now, window);
+                }
+                self.follow_gradient(latency, in_flight);
+            }
+        }
+        self.limit = self.limit.clamp(MIN_LIMIT, MAX_LIMIT);
+        self.last_sample = Some((now, in_flight));
+    }
+
+    /// The attempts admitted at once now: the limit's integer part, or 1 while a new no-load
+    /// latency is being measured.
+    pub fn admitted(&self, now: Instant) -> usize {
+        if self.measuring(now) {
+            1
+        } else {
+            self.limit as usize // `as` truncates; the limit is at least MIN_LIMIT = 1.
+        }
+    }
+
+    /// The limit as a real number (what `/metrics` shows, with its fraction).
+    pub fn limit(&self) -> f64 {
+        self.limit
+    }
+
+    /// Attempts holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The no-load latency the gradient compares with, if one has been measured.
+    pub fn no_load(&self) -> Option<Duration> {
+        self.last_no_load
+    }
+
+    /// Whether admission is pinned to one attempt: the replica has been busy (its last sample
+    /// left with others in flight, within the window), its samples have shown a queue (the
+    /// smoothed gradient below [`QUEUE_SEEN`]), and no no-load sample is left in the window.
+    /// A replica that was idle is not pinned (its next attempt leaves alone anyway), nor is one
+    /// whose samples match its no-load latency (nothing says it changed).
+    fn measuring(&self, now: Instant) -> bool {
+        let window = self.window();
+        let busy = self.last_sample.is_some_and(|(at, in_flight)| {
+            in_flight > 1 && now.saturating_duration_since(at) < window
+        });
+        busy && self.gradient < QUEUE_SEEN
+            && self.last_no_load.is_some()
+            && self.no_load.min(now, window).is_none()
+    }
+
+    /// One answered sample against the no-load latency. No queue seen (the sample is no slower
+    /// than no-load): grow by [`SMOOTHING`] × √limit, if the limit was in use (a replica given
+    /// two calls at a time says nothing about whether it could take twenty: Netflix's
+    /// "app-limited" rule). A queue seen: `in_flight × gradient` is what the replica works on
+    /// at once (its workers, against a FIFO queue); move the limit toward that plus its square
+    /// root, the headroom that keeps every worker busy while the next request travels.
+    fn follow_gradient(&mut self, latency: Duration, in_flight: usize) {
+        let Some(no_load) = self.last_no_load else {
+            return;
+        };
+        let sample = latency.as_secs_f64().max(f64::MIN_POSITIVE);
+        let gradient = (no_load.as_secs_f64() / sample).clamp(MIN_GRADIENT, 1.0);
+        self.gradient += SMOOTHING * (gradient - self.gradient);
+        if gradient >= 1.0 {
+            let in_use = (in_flight as f64) * 2.0 >= self.limit;
+            if in_use {
+                self.limit += SMOOTHING * self.limit.sqrt();
+            }
+        } else {
+            let working = in_flight as f64 * gradient;
+            let target = working + working.sqrt();
+            self.limit += SMOOTHING * (target - self.limit);
+        }
+    }
+
+    /// How long a no-load sample is remembered: [`NO_LOAD_WINDOW`], or
+    /// [`NO_LOAD_WINDOW_ANSWERS`] no-load latencies for a replica slow enough that a second
+    /// would be only a few of its answers.
+    fn window(&self) -> Duration {
+        let scaled = self
+            .last_no_load
+            .map_or(Duration::ZERO, |d| d * NO_LOAD_WINDOW_ANSWERS);
+        NO_LOAD_WINDOW.max(scaled)
+    }
+}
+
+impl fmt::Display for AdaptiveLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "limit {:.1}, {} in flight", self.limit, self.in_flight)?;
+        if let Some(no_load) = self.last_no_load {
+            write!(f, ", no-load {:.1} ms", no_load.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
+}
+
+/// The minimum of the samples of the last `window`, in two half-window buckets: a sample is
+/// remembered for between half the window and all of it, in constant memory. (Kathleen
+/// Nichols' windowed min-max filter, which BBR uses for its `min_rtt`, keeps three; two are
+/// enough when the window need not be exact.) The window is an argument because it scales
+/// with the latency it measures.
+#[derive(Debug, Clone)]
+struct WindowedMin {
+    /// When the current bucket started.
+    current_since: Instant,
+    current: Option<Duration>,
+    previous: Option<Duration>,
+}
+
+impl WindowedMin {
+    fn new(now: Instant) -> WindowedMin {
+        WindowedMin {
+            current_since: now,
+            current: None,
+            previous: None,
+        }
+    }
+
+    fn observe(&mut self, sample: Duration, now: Instant, window: Duration) {
+        self.rotate(now, window);
+        self.current = Some(self.current.map_or(sample, |m| m.min(sample)));
+    }
+
+    fn min(&self, now: Instant, window: Duration) -> Option<Duration> {
+        let mut aged = self.clone();
+        aged.rotate(now, window);
+        match (aged.current, aged.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves to the bucket of `now`: one half-window on, the current becomes the previous; two
+    /// or more, both are forgotten.
+    fn rotate(&mut self, now: Instant, window: Duration) {
+        let half = window / 2;
+        let elapsed = now.saturating_duration_since(self.current_since);
+        if elapsed < half {
+            return;
+        }
+        self.previous = if elapsed < half * 2 {
+            self.current
+        } else {
+            None
+        };
+        self.current = None;
+        self.current_since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    // ---- the rule, sample by sample ----
+
+    #[test]
+    fn starts_at_the_initial_limit() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        let tokens: Vec<Token> = (0..10).map_while(|_| limit.try_acquire(t0)).collect();
+        assert_eq!(tokens.len(), INITIAL_LIMIT as usize);
+        assert_eq!(limit.in_flight(), 4);
+        assert!(limit.try_acquire(t0).is_none());
+        assert_eq!(tokens[0].in_flight(), 1);
+        assert_eq!(tokens[3].in_flight(), 4);
+    }
+
+    #[test]
+    fn a_release_gives_the_slot_back() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        let tokens: Vec<Token> = (0..4).map_while(|_| limit.try_acquire(t0)).collect();
+        assert!(!limit.has_room(t0));
+        let mut tokens = tokens.into_iter();
+        let first = tokens.next().unwrap();
+        limit.release(first, Outcome::Ignored, t0 + ms(1));
+        assert!(limit.has_room(t0 + ms(1)));
+        assert_eq!(limit.in_flight(), 3);
+    }
+
+    #[test]
+    fn the_no_load_latency_comes_only_from_samples_alone_in_flight() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(40), Outcome::Answered, 2, t0);
+        assert_eq!(limit.no_load(), None, "a sample with company may be queued");
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        assert_eq!(limit.no_load(), Some(ms(20)));
+        limit.on_sample(ms(5), Outcome::Answered, 3, t0);
+        assert_eq!(
+            limit.no_load(),
+            Some(ms(20)),
+            "even a fast one with company"
+        );
+    }
+
+    #[test]
+    fn samples_at_the_no_load_latency_grow_the_limit_when_it_is_in_use() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        let before = limit.limit();
+        limit.on_sample(ms(20), Outcome::Answered, 3, t0);
+        // Gradient 1: the target is 4 + √4 = 6, a fifth of the way is 4.4.
+        assert!((limit.limit() - 4.4).abs() < 1e-9, "{}", limit.limit());
+        assert!(limit.limit() > before);
+    }
+
+    #[test]
+    fn an_app_limited_replica_does_not_grow() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        for _ in 0..100 {
+            limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        }
+        assert_eq!(
+            limit.limit(),
+            INITIAL_LIMIT,
+            "one in flight of four says nothing"
+        );
+    }
+
+    #[test]
+    fn queueing_shrinks_the_limit_by_the_gradient() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        // Four in flight on one worker: 80 ms. Gradient 1/4: one at work, the target is
+        // 1 + √1 = 2, and a fifth of the way from 4 is 3.6.
+        limit.on_sample(ms(80), Outcome::Answered, 4, t0);
+        assert!((limit.limit() - 3.6).abs() < 1e-9, "{}", limit.limit());
+    }
+
+    #[test]
+    fn one_huge_sample_moves_the_limit_by_the_floor_at_most() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        limit.on_sample(Duration::from_secs(20), Outcome::Answered, 4, t0);
+        // Gradient floored at 0.1: 0.4 at work, target 0.4 + √0.4; a fifth of the way.
+        let target = 0.4 + 0.4f64.sqrt();
+        let expected = 4.0 + 0.2 * (target - 4.0);
+        assert!((limit.limit() - expected).abs() < 1e-9, "{}", limit.limit());
+    }
+
+    #[test]
+    fn a_drop_cuts_the_limit_multiplicatively() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(1), Outcome::Dropped, 4, t0);
+        assert!((limit.limit() - 3.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn never_below_one() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        for i in 0..1000 {
+            let outcome = if i % 2 == 0 {
+                Outcome::Dropped
+            } else {
+                Outcome::Answered
+            };
+            limit.on_sample(Duration::from_secs(5), outcome, 1, t0);
+        }
+        assert_eq!(limit.limit(), MIN_LIMIT);
+        assert_eq!(limit.admitted(t0), 1);
+        assert!(limit.try_acquire(t0).is_some());
+    }
+
+    #[test]
+    fn never_above_the_maximum() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(1), Outcome::Answered, 1, t0);
+        for _ in 0..10_000 {
+            limit.on_sample(ms(1), Outcome::Answered, MAX_LIMIT as usize, t0);
+        }
+        assert_eq!(limit.limit(), MAX_LIMIT);
+    }
+
+    #[test]
+    fn ignored_outcomes_teach_nothing() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(Duration::from_micros(50), Outcome::Ignored, 1, t0);
+        assert_eq!(
+            limit.no_load(),
+            None,
+            "a refused connection is not a fast replica"
+        );
+        assert_eq!(limit.limit(), INITIAL_LIMIT);
+    }
+
+    #[test]
+    fn a_busy_queueing_replica_without_a_no_load_sample_in_the_window_is_pinned_to_one() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        for _ in 0..5 {
+            limit.on_sample(ms(40), Outcome::Answered, 2, t0);
+        }
+        assert!(
+            limit.admitted(t0) > 1,
+            "the no-load sample is still in the window"
+        );
+        let later = t0 + NO_LOAD_WINDOW;
+        limit.on_sample(ms(40), Outcome::Answered, 2, later);
+        assert_eq!(limit.admitted(later), 1, "measuring again");
+        let token = limit.try_acquire(later).expect("one may go");
+        assert!(limit.try_acquire(later).is_none());
+        limit.release(token, Outcome::Answered, later + ms(20));
+        assert!(limit.admitted(later + ms(20)) > 1, "measured: unpinned");
+        assert_eq!(limit.no_load(), Some(ms(20)));
+    }
+
+    #[test]
+    fn a_busy_replica_answering_at_its_no_load_latency_is_not_pinned() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        let later = t0 + NO_LOAD_WINDOW;
+        limit.on_sample(ms(20), Outcome::Answered, 3, later);
+        assert_eq!(limit.admitted(later), limit.limit() as usize);
+    }
+
+    #[test]
+    fn a_slow_replica_remembers_its_no_load_latency_longer() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(300), Outcome::Answered, 1, t0);
+        // Fifty answers of 300 ms: 15 s. After 5 s the sample still counts.
+        let later = t0 + Duration::from_secs(5);
+        for _ in 0..5 {
+            limit.on_sample(ms(600), Outcome::Answered, 4, later);
+        }
+        assert_eq!(limit.admitted(later), limit.limit() as usize);
+    }
+
+    #[test]
+    fn an_idle_replica_is_not_pinned() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        limit.on_sample(ms(20), Outcome::Answered, 2, t0);
+        // A pause longer than the window: the first attempts after it all go.
+        let later = t0 + NO_LOAD_WINDOW * 3;
+        assert_eq!(limit.admitted(later), limit.limit() as usize);
+    }
+
+    #[test]
+    fn a_slower_no_load_latency_is_believed_after_the_window() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        let later = t0 + NO_LOAD_WINDOW;
+        limit.on_sample(ms(60), Outcome::Answered, 1, later);
+        assert_eq!(limit.no_load(), Some(ms(60)));
+    }
+
+    #[test]
+    fn the_windowed_min_forgets_after_the_window() {
+        let t0 = Instant::now();
+        let window = ms(1000);
+        let mut min = WindowedMin::new(t0);
+        min.observe(ms(5), t0, window);
+        min.observe(ms(9), t0 + ms(600), window);
+        let at = |t| min.min(t0 + ms(t), window);
+        assert_eq!(at(600), Some(ms(5)), "the previous bucket still counts");
+        assert_eq!(at(1100), Some(ms(9)));
+        assert_eq!(at(1700), None);
+    }
+
+    #[test]
+    fn display_says_limit_in_flight_and_no_load() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new(t0);
+        assert_eq!(limit.to_string(), "limit 4.0, 0 in flight");
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        assert_eq!(limit.to_string(), "limit 4.0, 0 in flight, no-load 20.0 ms");
+    }
+
+    // ---- against a simulated replica ----
+
+    /// A replica as the lab's A with a capacity model: `workers` workers, each request taking
+    /// `work` of one, an unbounded FIFO queue in front; open-loop arrivals every `gap`,
+    /// admitted by the limit or refused. Discrete events on a hand-held clock: no sleeping.
+    struct Sim {
+        t0: Instant,
+        now: Instant,
+        limit: AdaptiveLimit,
+        /// When each worker is next free.
+        workers: Vec<Instant>,
+        work: Duration,
+        /// Admitted attempts by completion time: (finish, sequence) → token.
+        finishing: BinaryHeap<Reverse<(Instant, u64)>>,
+        tokens: std::collections::HashMap<u64, Token>,
+        next_id: u64,
+        /// Per run: answered, refused, and the answered latencies.
+        answered: u64,
+        refused: u64,
+        latencies: Vec<Duration>,
+    }
+
+    impl Sim {
+        fn new(workers: usize, work: Duration) -> Sim {
+            let t0 = Instant::now();
+            Sim {
+                t0,
+                now: t0,
+                limit: AdaptiveLimit::new(t0),
+                workers: vec![t0; workers],
+                work,
+                finishing: BinaryHeap::new(),
+                tokens: std::collections::HashMap::new(),
+                next_id: 0,
+                answered: 0,
+                refused: 0,
+                latencies: Vec::new(),
+            }
+        }
+
+        /// The capacity changes now: fewer workers (the busiest go) or more (free now).
+        fn set_workers(&mut self, n: usize) {
+            self.workers.sort();
+            self.workers.resize(n, self.now);
+        }
+
+        /// Offers one request every `gap` for `length`, processing answers as they come.
+        fn run(&mut self, gap: Duration, length: Duration) {
+            self.answered = 0;
+            self.refused = 0;
+            self.latencies.clear();
+            let end = self.now + length;
+            let mut next_arrival = self.now;
+            while next_arrival < end {
+                self.complete_until(next_arrival);
+                self.now = next_arrival;
+                self.arrive();
+                next_arrival += gap;
+            }
+            self.complete_until(end);
+            self.now = end;
+        }
+
+        fn arrive(&mut self) {
+            let Some(token) = self.limit.try_acquire(self.now) else {
+                self.refused += 1;
+                return;
+            };
+            let (worker, free) = self
+                .workers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, free)| **free)
+                .map(|(i, free)| (i, *free))
+                .expect("at least one worker");
+            let finish = free.max(self.now) + self.work;
+            self.workers[worker] = finish;
+            let id = self.next_id;
+            self.next_id += 1;
+            self.tokens.insert(id, token);
+            self.finishing.push(Reverse((finish, id)));
+        }
+
+        fn complete_until(&mut self, until: Instant) {
+            while let Some(Reverse((finish, id))) = self.finishing.peek().copied() {
+                if finish > until {
+                    break;
+                }
+                self.finishing.pop();
+                self.now = self.now.max(finish);
+                let token = self.tokens.remove(&id).expect("a token per attempt");
+                self.latencies.push(finish - token.started);
+                self.limit.release(token, Outcome::Answered, finish);
+                self.answered += 1;
+            }
+        }
+
+        fn p99(&self) -> Duration {
+            let mut sorted = self.latencies.clone();
+            sorted.sort();
+            sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+        }
+
+        fn admitted_now(&self) -> usize {
+            self.limit.admitted(self.now)
+        }
+
+        fn elapsed(&self) -> Duration {
+            self.now - self.t0
+        }
+    }
+
+    #[test]
+    fn finds_one_worker_under_twice_its_capacity() {
+        // One worker, 20 ms a request: 50/s. Offered 100/s.
+        let mut sim = Sim::new(1, ms(20));
+        sim.run(ms(10), ms(500));
+        sim.run(ms(10), Duration::from_secs(5));
+        let goodput = sim.answered as f64 / 250.0;
+        assert!(goodput >= 0.95, "goodput {goodput}");
+        assert!(sim.p99() <= ms(50), "p99 {:?}", sim.p99());
+        assert!((1..=3).contains(&sim.admitted_now()), "{}", sim.limit);
+        assert!(sim.refused > 200, "the excess is refused: {}", sim.refused);
+    }
+
+    #[test]
+    fn finds_ten_workers_from_the_initial_limit() {
+        // Ten workers, 20 ms: 500/s. Offered 1000/s: the limit must grow from 4 to about 10.
+        let mut sim = Sim::new(10, ms(20));
+        sim.run(ms(1), ms(500));
+        let limit = sim.limit.limit();
+        assert!((9.0..=16.0).contains(&limit), "after 0.5 s: {}", sim.limit);
+        sim.run(ms(1), Duration::from_secs(2));
+        let goodput = sim.answered as f64 / 1000.0;
+        assert!(goodput >= 0.9, "goodput {goodput}, {}", sim.limit);
+    }
+
+    #[test]
+    fn follows_the_capacity_down_to_a_third_and_back() {
+        // Three workers, 20 ms: 150/s. Offered 200/s.
+        let mut sim = Sim::new(3, ms(20));
+        sim.run(ms(5), Duration::from_secs(2));
+        let before = sim.admitted_now();
+        assert!((3..=6).contains(&before), "{}", sim.limit);
+        // Capacity to a third for 3 s: within half a second the limit is about one worker's.
+        sim.set_workers(1);
+        sim.run(ms(5), ms(500));
+        let during = sim.admitted_now();
+        assert!(during <= 3, "half a second into the drop: {}", sim.limit);
+        sim.run(ms(5), ms(2500));
+        let goodput = sim.answered as f64 / (2.5 * 50.0);
+        assert!(goodput >= 0.9, "goodput during the drop {goodput}");
+        assert!(sim.p99() <= ms(100), "p99 during the drop {:?}", sim.p99());
+        // Back: within half a second the limit is where it was, and goodput with it.
+        sim.set_workers(3);
+        sim.run(ms(5), ms(500));
+        assert!(
+            sim.admitted_now() >= 3,
+            "half a second after: {}",
+            sim.limit
+        );
+        sim.run(ms(5), Duration::from_secs(2));
+        let goodput = sim.answered as f64 / (2.0 * 150.0);
+        assert!(goodput >= 0.9, "goodput after {goodput}");
+        assert!(sim.elapsed() >= Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_slow_replica_is_not_an_overloaded_one() {
+        // Three hundred milliseconds a request, but a hundred workers: slow, never queueing.
+        // Offered 200/s: 60 in flight needed. The limit must grow past that, not shrink.
+        let mut sim = Sim::new(100, ms(300));
+        sim.run(ms(5), Duration::from_secs(5));
+        assert!(sim.admitted_now() >= 60, "{}", sim.limit);
+        assert_eq!(sim.limit.no_load(), Some(ms(300)));
+        sim.run(ms(5), Duration::from_secs(2));
+        assert!(
+            sim.refused * 50 < sim.answered,
+            "refused {} of {}",
+            sim.refused,
+            sim.answered
+        );
+    }
+
+    #[test]
+    fn a_replica_that_became_slower_is_believed_within_the_window() {
+        // One worker, 10 ms, offered 50/s (half its capacity); then its work takes 15 ms
+        // (still within capacity). A stale no-load latency would read every sample as
+        // queueing; after the window the new one is measured and nothing is refused.
+        let mut sim = Sim::new(1, ms(10));
+        sim.run(ms(20), Duration::from_secs(1));
+        sim.work = ms(15);
+        sim.run(ms(20), NO_LOAD_WINDOW * 2);
+        assert_eq!(sim.limit.no_load(), Some(ms(15)));
+        sim.run(ms(20), Duration::from_secs(1));
+        assert_eq!(sim.refused, 0);
+    }
+}
