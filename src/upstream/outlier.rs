@@ -26,6 +26,11 @@
 //! `max_fails` ejects every server in that case, which is why it answers 1.4 % of calls in the
 //! issue's "flaky" row. The set of replicas asks [`may_eject`] before each ejection.
 //!
+//! Back in rotation, a replica is *returning*: the balancer restarts its load estimate from its
+//! peers' and ramps its share up (`balance.rs`, "a replica's return"). [`Outlier::take_return`]
+//! tells the balancer once per ejection that this moment has come, and
+//! [`Outlier::back_since`] when it came.
+//!
 //! When does a replica's record clear? Its count of consecutive failures, at its first success.
 //! Its ejection multiplier, once it has stayed in rotation for `max_ejection` after its last
 //! ejection ended: a replica that has behaved for as long as the longest ejection is treated as
@@ -85,6 +90,8 @@ pub struct Outlier {
     forgiven_at: Option<Instant>,
     /// Back from an ejection with no success since: the next failure ejects it again.
     on_probation: bool,
+    /// Ejected, and the balancer has not yet been told that it is back (see `take_return`).
+    return_untold: bool,
 }
 
 impl Outlier {
@@ -109,6 +116,21 @@ impl Outlier {
     /// [`is_ejected`]: Outlier::is_ejected
     pub fn ejected_until(&self) -> Option<Instant> {
         self.ejected_until
+    }
+
+    /// Once per ejection, when it has ended: true, and the balancer welcomes the replica back
+    /// (its estimate from its peers', its slow start). False while ejected, and after.
+    pub fn take_return(&mut self, now: Instant) -> bool {
+        let back = self.return_untold && !self.is_ejected(now);
+        if back {
+            self.return_untold = false;
+        }
+        back
+    }
+
+    /// When the latest ejection ended, if it has (for the slow start's ramp).
+    pub fn back_since(&self, now: Instant) -> Option<Instant> {
+        self.ejected_until.filter(|&until| until <= now)
     }
 
     /// How many times in a row the replica has been ejected (the multiplier; for metrics).
@@ -161,6 +183,7 @@ impl Outlier {
         self.forgiven_at = Some(until + config.max_ejection);
         self.consecutive = 0;
         self.on_probation = true;
+        self.return_untold = true;
     }
 
     /// Forgets the multiplier once the replica has stayed in rotation for `max_ejection`.
@@ -413,6 +436,35 @@ mod tests {
         let mut outlier = Outlier::new();
         assert!(!outlier.record_failure(t0, &config, true));
         assert!(outlier.record_failure(t0, &config, true));
+    }
+
+    #[test]
+    fn the_return_is_told_once_when_the_ejection_ends() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        assert!(
+            !outlier.take_return(t0),
+            "never ejected: nothing to return from"
+        );
+        fail(&mut outlier, 5, t0);
+        assert!(!outlier.take_return(t0 + ms(999)), "still ejected");
+        assert_eq!(outlier.back_since(t0 + ms(999)), None);
+        let back = t0 + secs(1);
+        assert!(outlier.take_return(back + ms(5)));
+        assert!(!outlier.take_return(back + ms(6)), "once");
+        assert_eq!(outlier.back_since(back + ms(6)), Some(back));
+    }
+
+    #[test]
+    fn each_ejection_has_its_return() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        fail(&mut outlier, 5, t0);
+        assert!(outlier.take_return(t0 + secs(1)));
+        fail(&mut outlier, 1, t0 + secs(1)); // on probation: out again for 2 s
+        assert!(!outlier.take_return(t0 + secs(2)));
+        assert!(outlier.take_return(t0 + secs(3)));
+        assert_eq!(outlier.back_since(t0 + secs(3)), Some(t0 + secs(3)));
     }
 
     #[test]
