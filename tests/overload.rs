@@ -1,0 +1,363 @@
+//! B under overload and a replica's return, against fake A replicas that have a real capacity:
+//! small servers in this file with `workers` workers, each request taking `work` of one, one
+//! unbounded FIFO queue in front, and `X-Timeout-Ms` honoured (work whose caller gave up while
+//! it waited is dropped unworked with a `503`). That is A's plain capacity model; the fakes
+//! keep these tests independent of A's flags and let a replica be killed and restarted on its
+//! port.
+//!
+//! Behaviour checks with generous bounds; `bench/overload.sh` measures the same rows properly.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{FakeUpstream, Service, get, hang_up, read_request_head, timed_get};
+
+/// One call through B, as the driver saw it.
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: u16,
+    /// B's `error_kind`, or `"client"` when the driver itself got no answer.
+    kind: Option<String>,
+    latency: Duration,
+    /// When it was sent, from the start of the drive.
+    sent: Duration,
+}
+
+/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (each request on
+/// its own thread at its own time), and returns every outcome in the order they were sent.
+fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
+    for i in 0..total {
+        let sent = Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        thread::sleep((start + sent).saturating_duration_since(Instant::now()));
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
+                Ok((reply, latency)) => Outcome {
+                    status: reply.status,
+                    kind: reply.json()["error_kind"].as_str().map(str::to_owned),
+                    latency,
+                    sent,
+                },
+                Err(_) => Outcome {
+                    status: 0,
+                    kind: Some("client".into()),
+                    latency: Duration::from_secs(3),
+                    sent,
+                },
+            };
+            let _ = tx.send((i, outcome));
+        });
+    }
+    drop(tx);
+    let mut all: Vec<(u32, Outcome)> = rx.iter().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
+/// A value from a Prometheus text exposition: the sum of every series of `name` whose labels
+/// contain `labels`.
+fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
+    let text = get(service, "/metrics").text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The `q` quantile of the latencies of `outcomes`.
+fn quantile(outcomes: &[&Outcome], q: f64) -> Duration {
+    let mut latencies: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+    latencies.sort();
+    let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    latencies.get(i).copied().unwrap_or_default()
+}
+
+/// What a fake replica counts.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Requests worked and answered `200`.
+    worked: AtomicUsize,
+    /// Requests dropped unworked: their caller's deadline passed while they waited.
+    dropped: AtomicUsize,
+}
+
+/// One request waiting for a worker.
+struct Job {
+    /// When the caller gives up (`X-Timeout-Ms` after arrival), if it said.
+    gives_up: Option<Instant>,
+    answer: mpsc::Sender<Vec<u8>>,
+}
+
+/// A fake A replica with a capacity. Dropping it (or [`CapacityReplica::kill`]) stops
+/// accepting and hangs up every connection at its next request, as a killed process would.
+struct CapacityReplica {
+    upstream: Option<FakeUpstream>,
+    killed: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+}
+
+impl CapacityReplica {
+    fn start(workers: usize, work: Duration) -> CapacityReplica {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake replica");
+        CapacityReplica::on(listener, workers, work)
+    }
+
+    /// A replica serving on `listener` (a restart binds the old address again).
+    fn on(listener: TcpListener, workers: usize, work: Duration) -> CapacityReplica {
+        let counts = Arc::new(Counts::default());
+        let killed = Arc::new(AtomicBool::new(false));
+        let (queue, jobs) = mpsc::channel::<Job>();
+        // The FIFO queue is the channel; each worker takes the oldest job in turn.
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..workers {
+            let (jobs, counts) = (jobs.clone(), counts.clone());
+            thread::spawn(move || work_loop(&jobs, work, &counts));
+        }
+        let queue = Mutex::new(queue);
+        let dead = killed.clone();
+        let upstream = FakeUpstream::serve(listener, move |stream| {
+            let queue = queue.lock().expect("queue lock").clone();
+            serve_connection(stream, &queue, &dead);
+        });
+        CapacityReplica {
+            upstream: Some(upstream),
+            killed,
+            counts,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.upstream.as_ref().expect("running").addr
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    fn worked(&self) -> usize {
+        self.counts.worked.load(Ordering::Relaxed)
+    }
+
+    fn dropped(&self) -> usize {
+        self.counts.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and hangs up every open connection at its next request.
+    fn kill(&mut self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.upstream = None;
+    }
+}
+
+impl Drop for CapacityReplica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads requests on one kept-alive connection, queues each and writes its answer.
+fn serve_connection(mut stream: TcpStream, queue: &mpsc::Sender<Job>, killed: &AtomicBool) {
+    while let Some(head) = read_request_head(&mut stream) {
+        if killed.load(Ordering::SeqCst) {
+            hang_up(&stream);
+            return;
+        }
+        let timeout_ms = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("x-timeout-ms"))
+            .and_then(|(_, value)| value.trim().parse::<u64>().ok());
+        let gives_up = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        let (answer, answered) = mpsc::channel();
+        if queue.send(Job { gives_up, answer }).is_err() {
+            return;
+        }
+        let Ok(response) = answered.recv() else {
+            return;
+        };
+        if killed.load(Ordering::SeqCst) {
+            hang_up(&stream);
+            return;
+        }
+        let written = stream.write_all(&response).is_ok();
+        let close = head.to_ascii_lowercase().contains("\r\nconnection: close");
+        if !written || close {
+            hang_up(&stream);
+            return;
+        }
+    }
+}
+
+/// One worker: the oldest job first; dropped unworked if its caller already gave up.
+fn work_loop(jobs: &Mutex<mpsc::Receiver<Job>>, work: Duration, counts: &Counts) {
+    loop {
+        let job = match jobs.lock().expect("jobs lock").recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let response = if job.gives_up.is_some_and(|at| Instant::now() >= at) {
+            counts.dropped.fetch_add(1, Ordering::Relaxed);
+            response(503, r#"{"error":"abandoned","error_kind":"abandoned"}"#)
+        } else {
+            thread::sleep(work);
+            counts.worked.fetch_add(1, Ordering::Relaxed);
+            response(200, r#"{"service":"A","echo":"hi"}"#)
+        };
+        let _ = job.answer.send(response);
+    }
+}
+
+fn response(status: u16, body: &str) -> Vec<u8> {
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Service Unavailable"
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn urls(replicas: &[&CapacityReplica]) -> String {
+    let urls: Vec<String> = replicas.iter().map(|r| r.url()).collect();
+    urls.join(",")
+}
+
+/// 200s answered within B's 1 s deadline, per second of `outcomes` sent over `seconds`.
+fn goodput(outcomes: &[Outcome], seconds: f64) -> f64 {
+    let good = outcomes
+        .iter()
+        .filter(|o| o.status == 200 && o.latency <= Duration::from_secs(1))
+        .count();
+    good as f64 / seconds
+}
+
+#[test]
+fn the_fake_replica_has_the_capacity_it_was_given() {
+    // One worker, 50 ms: two requests at once take about 50 and 100 ms.
+    let replica = CapacityReplica::start(1, Duration::from_millis(50));
+    let addr = replica.addr();
+    let timed = |_| thread::spawn(move || timed_get(addr, "/echo", Duration::from_secs(2)));
+    let both: Vec<_> = (0..2).map(timed).collect();
+    let mut latencies: Vec<Duration> = both
+        .into_iter()
+        .map(|t| {
+            let (reply, latency) = t.join().expect("joined").expect("answered");
+            assert_eq!(reply.status, 200);
+            latency
+        })
+        .collect();
+    latencies.sort();
+    assert!(latencies[0] >= Duration::from_millis(45), "{latencies:?}");
+    assert!(latencies[1] >= Duration::from_millis(95), "{latencies:?}");
+    // A caller that gives up before its turn is dropped unworked.
+    let first = thread::spawn(move || timed_get(addr, "/echo", Duration::from_secs(2)));
+    thread::sleep(Duration::from_millis(10));
+    let late = common::get_with(addr, "/echo", &[("X-Timeout-Ms", "10")]);
+    assert_eq!(late.status, 503);
+    assert!(first.join().expect("joined").is_ok());
+    assert_eq!((replica.worked(), replica.dropped()), (3, 1));
+}
+
+#[test]
+fn the_adaptive_limit_keeps_goodput_under_twice_the_capacity() {
+    // Three replicas, one worker of 20 ms each: 150 calls a second. Offered 300.
+    let work = Duration::from_millis(20);
+    let replicas: Vec<CapacityReplica> = (0..3).map(|_| CapacityReplica::start(1, work)).collect();
+    let refs: Vec<&CapacityReplica> = replicas.iter().collect();
+    let b = Service::b(&urls(&refs), &["--resilient", "--adaptive-limit"]);
+    let seconds = 4.0;
+    let outcomes = drive(b.addr, 300, Duration::from_secs_f64(seconds));
+    // The first second learns; judge the rest.
+    let settled: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.sent >= Duration::from_secs(1))
+        .cloned()
+        .collect();
+    let rate = goodput(&settled, seconds - 1.0);
+    assert!(
+        rate >= 75.0,
+        "goodput {rate:.0}/s, under half of the 150/s capacity"
+    );
+    // The excess is refused by B at once, as overloaded, and says why.
+    let refused: Vec<&Outcome> = settled
+        .iter()
+        .filter(|o| o.kind.as_deref() == Some("overloaded"))
+        .collect();
+    assert!(
+        refused.len() * 5 >= settled.len(),
+        "{} of {} refused",
+        refused.len(),
+        settled.len()
+    );
+    let p50 = quantile(&refused, 0.5);
+    assert!(p50 < Duration::from_millis(50), "refusals' p50 {p50:?}");
+    let wasted: usize = replicas.iter().map(CapacityReplica::dropped).sum();
+    let worked: usize = replicas.iter().map(CapacityReplica::worked).sum();
+    assert!(
+        wasted * 10 <= worked,
+        "{wasted} dropped unworked, {worked} worked"
+    );
+    // Each replica's limit is on /metrics, about its one worker.
+    for replica in &replicas {
+        let label = format!("replica=\"{}\"", replica.addr());
+        let limit = metric(b.addr, "echo_lab_upstream_replica_limit", &label);
+        assert!((1.0..=8.0).contains(&limit), "{label}: limit {limit}");
+    }
+    let line = b
+        .wait_for_log("adaptive limit", Duration::from_secs(1))
+        .unwrap_or_default();
+    assert!(line.contains("overloaded"), "{line}");
+}
+
+#[test]
+fn a_restarted_replica_gets_its_share_again() {
+    // Three replicas of ample capacity; one is killed and restarted on its port.
+    let work = Duration::from_millis(2);
+    let (a1, a2) = (
+        CapacityReplica::start(8, work),
+        CapacityReplica::start(8, work),
+    );
+    let mut restarted = CapacityReplica::start(8, work);
+    let addr = restarted.addr();
+    let b = Service::b(&urls(&[&a1, &a2, &restarted]), &["--resilient"]);
+    let before = drive(b.addr, 100, Duration::from_secs(1));
+    restarted.kill();
+    let down = drive(b.addr, 100, Duration::from_millis(1500));
+    let listener = TcpListener::bind(addr).expect("the old port again");
+    let restarted = CapacityReplica::on(listener, 8, work);
+    // Generous: within 5 s of its restart it answers a fair part of the calls.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut share = 0.0;
+    while Instant::now() < deadline && share < 0.2 {
+        let (w1, w2, w3) = (a1.worked(), a2.worked(), restarted.worked());
+        drive(b.addr, 100, Duration::from_millis(500));
+        let (d1, d2, d3) = (a1.worked() - w1, a2.worked() - w2, restarted.worked() - w3);
+        share = d3 as f64 / (d1 + d2 + d3).max(1) as f64;
+    }
+    assert!(
+        share >= 0.2,
+        "the restarted replica answered {:.0} % of the last half second's calls",
+        share * 100.0
+    );
+    let errors = before
+        .iter()
+        .chain(&down)
+        .filter(|o| o.status != 200)
+        .count();
+    assert!(errors <= 3, "{errors} calls failed around the kill");
+}
