@@ -63,7 +63,9 @@ const FLAGS: &[Flag] = &[
     Flag::switch(
         "retries",
         "RETRIES",
-        "retry a failed attempt on another replica, within a budget of 25 % + 10/s",
+        "retry a failed attempt on another replica, within a budget of 25 % + 10/s; \
+         --retries=naive: every failure up to 3 attempts, no budget, limit or breaker: what \
+         NOT to do, it multiplies the load on an A that is failing (the metastable demo)",
     ),
     Flag::value(
         "hedge",
@@ -90,6 +92,13 @@ const FLAGS: &[Flag] = &[
         "",
         "most calls to A in flight; past it, answer overloaded at once [default: no cap; \
          1024 with --resilient]",
+    ),
+    Flag::switch(
+        "adaptive-limit",
+        "ADAPTIVE_LIMIT",
+        "learn how many calls each replica takes at once from its latency (a queue shows as \
+         latency over its no-load latency); past it, answer overloaded at once, and send no \
+         retry or hedge to a replica at its limit",
     ),
 ];
 
@@ -127,8 +136,14 @@ fn patterns(settings: &Settings, deadline: Duration) -> Result<Patterns, ConfigE
     if settings.switch("breaker")? {
         patterns.breaker = Some(BreakerConfig::default());
     }
-    if settings.switch("retries")? {
+    if settings.raw("retries") == "naive" {
+        patterns.retries = None;
+        patterns.naive_retries = true;
+    } else if settings.switch("retries")? {
         patterns.retries = Some(BudgetConfig::default());
+    }
+    if settings.switch("adaptive-limit")? {
+        patterns.adaptive_limit = true;
     }
     match settings.raw("hedge") {
         "" => {}

@@ -112,6 +112,12 @@ pub struct Patterns {
     pub propagate_deadline: bool,
     /// The bulkhead: most calls to A in flight at once.
     pub max_in_flight: Option<usize>,
+    /// Each replica's concurrency limit learned from its latency (`limit.rs`); past it, the
+    /// call is refused as `overloaded` at once.
+    pub adaptive_limit: bool,
+    /// Retry every retryable failure up to `MAX_ATTEMPTS`, without a budget, a limit or the
+    /// breaker's say: what not to do, kept to show a retry storm (`--retries=naive`).
+    pub naive_retries: bool,
 }
 
 impl Patterns {
@@ -126,6 +132,8 @@ impl Patterns {
             attempt_timeout: Some(deadline / ATTEMPTS_PER_DEADLINE),
             propagate_deadline: true,
             max_in_flight: Some(DEFAULT_MAX_IN_FLIGHT),
+            adaptive_limit: false,
+            naive_retries: false,
         }
     }
 }
@@ -149,7 +157,9 @@ impl fmt::Display for Patterns {
             ("eject", self.ejection.is_some()),
             ("breaker", self.breaker.is_some()),
             ("retries", self.retries.is_some()),
+            ("retries=naive", self.naive_retries),
             ("propagate_deadline", self.propagate_deadline),
+            ("adaptive_limit", self.adaptive_limit),
         ];
         for (name, on) in switches {
             if on {
@@ -178,6 +188,8 @@ pub enum CallError {
     CircuitOpen,
     /// The bulkhead is full: this many calls to A are already waiting.
     Overloaded { limit: usize },
+    /// Every replica has as many attempts in flight as its adaptive limit allows (`limit.rs`).
+    LimitReached,
     /// The last attempt failed this way.
     Client(ClientError),
 }
@@ -187,7 +199,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::CircuitOpen => "circuit_open",
-            CallError::Overloaded { .. } => "overloaded",
+            CallError::Overloaded { .. } | CallError::LimitReached => "overloaded",
             CallError::Client(e) => e.kind(),
         }
     }
@@ -205,6 +217,10 @@ impl fmt::Display for CallError {
                     "overloaded: {limit} calls already waiting, so this one was not made"
                 )
             }
+            CallError::LimitReached => f.write_str(
+                "overloaded: every replica of A is at its adaptive limit (the most it answers \
+                 without queueing), so this call was not made",
+            ),
             CallError::Client(e) => e.fmt(f),
         }
     }
