@@ -1,0 +1,642 @@
+//! Whole calls over scripted replicas, on a clock the test moves by hand.
+//!
+//! Every policy has tests of its own; these test how a call composes them. The driver polls a
+//! call's future; whenever it waits, the virtual clock jumps to the earliest instant a timer
+//! waits for and wakes it. Scripted replies come in the order attempts are sent, whichever
+//! replica each goes to, so a test says "the first attempt fails after 100 ms, the hedge after
+//! 20 ms" and then checks which replicas the call chose. No socket is opened and nothing sleeps.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::{Clock, Exchange, Get, Sending, Sleep};
+use crate::http::client::{ClientError, ClientResponse, Deadline, Phase, Upstream};
+use crate::http::limits::ClientLimits;
+use crate::http::message::{Headers, ResponseHead, Version, reason_phrase};
+use crate::upstream::breaker::{BreakerConfig, BreakerState};
+use crate::upstream::budget::BudgetConfig;
+use crate::upstream::deadline;
+use crate::upstream::hedge::HedgeDelay;
+use crate::upstream::replicas::{Replica, ReplicaSnapshot, Replicas};
+use crate::upstream::{Balance, CallError, CallReport, Cluster, ClusterSnapshot, Patterns};
+
+/// Every call in these tests has this deadline.
+const DEADLINE: Duration = Duration::from_secs(1);
+
+/// The hedge delay in these tests.
+const HEDGE_AFTER: Duration = Duration::from_millis(50);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+// ---- The virtual clock ----
+
+/// A clock that moves only when the test (or the driver) moves it.
+#[derive(Clone)]
+struct VirtualClock(Arc<Mutex<Timeline>>);
+
+struct Timeline {
+    start: Instant,
+    now: Instant,
+    /// Timers waiting: an id, the instant each waits for, and whom to wake.
+    waiting: Vec<(u64, Instant, Waker)>,
+    next_id: u64,
+}
+
+impl VirtualClock {
+    fn new() -> VirtualClock {
+        let start = Instant::now();
+        VirtualClock(Arc::new(Mutex::new(Timeline {
+            start,
+            now: start,
+            waiting: Vec::new(),
+            next_id: 0,
+        })))
+    }
+
+    fn timeline(&self) -> MutexGuard<'_, Timeline> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Time since the clock was made.
+    fn elapsed(&self) -> Duration {
+        let timeline = self.timeline();
+        timeline.now - timeline.start
+    }
+
+    /// Moves the clock forward by `by`, waking every timer that is then due.
+    fn advance(&self, by: Duration) {
+        let now = self.timeline().now + by;
+        self.move_to(now);
+    }
+
+    /// Moves the clock to the earliest instant a timer waits for. False when none waits.
+    fn advance_to_next_timer(&self) -> bool {
+        let next = self.timeline().waiting.iter().map(|(_, at, _)| *at).min();
+        match next {
+            Some(at) => {
+                self.move_to(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn move_to(&self, at: Instant) {
+        let due: Vec<Waker> = {
+            let mut timeline = self.timeline();
+            timeline.now = timeline.now.max(at);
+            let now = timeline.now;
+            let (due, still): (Vec<_>, Vec<_>) = timeline
+                .waiting
+                .drain(..)
+                .partition(|(_, at, _)| *at <= now);
+            timeline.waiting = still;
+            due.into_iter().map(|(_, _, waker)| waker).collect()
+        };
+        due.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Instant {
+        self.timeline().now
+    }
+
+    fn sleep_until(&self, at: Instant) -> Sleep {
+        Box::pin(VirtualSleep {
+            clock: self.clone(),
+            at,
+            id: None,
+        })
+    }
+}
+
+/// A wait on the virtual clock: registers its instant and waker while it waits.
+struct VirtualSleep {
+    clock: VirtualClock,
+    at: Instant,
+    id: Option<u64>,
+}
+
+impl Future for VirtualSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let clock = self.clock.clone();
+        let mut timeline = clock.timeline();
+        if let Some(id) = self.id {
+            timeline.waiting.retain(|(waiting, _, _)| *waiting != id);
+        }
+        if timeline.now >= self.at {
+            self.id = None;
+            return Poll::Ready(());
+        }
+        let id = timeline.next_id;
+        timeline.next_id += 1;
+        timeline.waiting.push((id, self.at, cx.waker().clone()));
+        self.id = Some(id);
+        Poll::Pending
+    }
+}
+
+impl Drop for VirtualSleep {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.clock
+                .timeline()
+                .waiting
+                .retain(|(waiting, _, _)| *waiting != id);
+        }
+    }
+}
+
+/// Runs `future` to the end on the virtual clock: poll; while it waits, jump to the next
+/// timer. A future that waits while no timer is set would never finish: that fails the test.
+fn drive<F: Future>(clock: &VirtualClock, future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        assert!(
+            clock.advance_to_next_timer(),
+            "the call waits on nothing: it would hang"
+        );
+    }
+}
+
+// ---- Scripted replicas ----
+
+/// How a scripted attempt ends.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Status(u16),
+    /// The connection is refused.
+    Refused,
+    /// The connection closes before the response head.
+    Closed,
+    /// What comes back is not HTTP.
+    Garbled,
+}
+
+/// One scripted attempt: `outcome`, `after` this long.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    after: Duration,
+    outcome: Outcome,
+}
+
+fn answers(status: u16, after_ms: u64) -> Reply {
+    Reply {
+        after: ms(after_ms),
+        outcome: Outcome::Status(status),
+    }
+}
+
+fn fails(outcome: Outcome, after_ms: u64) -> Reply {
+    Reply {
+        after: ms(after_ms),
+        outcome,
+    }
+}
+
+impl Outcome {
+    fn result(self) -> Result<ClientResponse, ClientError> {
+        match self {
+            Outcome::Status(status) => Ok(ClientResponse {
+                head: ResponseHead {
+                    version: Version::Http11,
+                    status,
+                    reason: reason_phrase(status).to_owned(),
+                    headers: Headers::new(),
+                },
+                body: Vec::new(),
+            }),
+            Outcome::Refused => Err(ClientError::Connect(
+                io::ErrorKind::ConnectionRefused.into(),
+            )),
+            Outcome::Closed => Err(ClientError::Closed {
+                phase: Phase::ResponseHead,
+                detail: "closed before the response head".to_owned(),
+            }),
+            Outcome::Garbled => Err(ClientError::BadResponse("not HTTP".to_owned())),
+        }
+    }
+}
+
+/// An attempt as the script saw it.
+#[derive(Debug, Clone)]
+struct Sent {
+    replica: SocketAddr,
+    /// When it was sent, on the virtual clock.
+    at: Duration,
+    headers: Vec<(String, String)>,
+}
+
+/// The exchange of these tests: replies in the order attempts are sent, and a log of them.
+struct Script {
+    clock: VirtualClock,
+    replies: Mutex<VecDeque<Reply>>,
+    sent: Mutex<Vec<Sent>>,
+}
+
+impl Exchange for Script {
+    fn send(&self, replica: Arc<Replica>, get: Get) -> Sending {
+        let sent = Sent {
+            replica: replica.address,
+            at: self.clock.elapsed(),
+            headers: get.headers,
+        };
+        let number = {
+            let mut log = self.sent.lock().expect("log");
+            log.push(sent);
+            log.len()
+        };
+        let reply = self.replies.lock().expect("replies").pop_front();
+        let Some(reply) = reply else {
+            panic!("attempt {number} was sent, but the test scripted no reply for it");
+        };
+        let done = self.clock.sleep_until(self.clock.now() + reply.after);
+        Box::pin(async move {
+            done.await;
+            reply.outcome.result()
+        })
+    }
+}
+
+// ---- The fixture ----
+
+/// A cluster of `replicas` scripted replicas on a virtual clock.
+struct Lab {
+    cluster: Cluster,
+    clock: VirtualClock,
+    script: Arc<Script>,
+}
+
+fn lab(patterns: Patterns, replicas: u16) -> Lab {
+    let sources = (1..=replicas)
+        .map(|port| Upstream::from_url(&format!("http://127.0.0.1:{port}")).expect("url"))
+        .collect();
+    let replicas = Arc::new(Replicas::new(sources, ClientLimits::default()));
+    let clock = VirtualClock::new();
+    let script = Arc::new(Script {
+        clock: clock.clone(),
+        replies: Mutex::new(VecDeque::new()),
+        sent: Mutex::new(Vec::new()),
+    });
+    let cluster = Cluster::with_seams(replicas, patterns, script.clone(), Arc::new(clock.clone()));
+    Lab {
+        cluster,
+        clock,
+        script,
+    }
+}
+
+impl Lab {
+    /// One call whose attempts get `replies`, in order; it must use them all.
+    fn call(&self, replies: &[Reply]) -> (Result<ClientResponse, CallError>, CallReport) {
+        self.script
+            .replies
+            .lock()
+            .expect("replies")
+            .extend(replies.iter().copied());
+        let deadline = Deadline::after(DEADLINE);
+        let outcome = drive(
+            &self.clock,
+            self.cluster.call("/echo?msg=hi", &[], deadline),
+        );
+        let left = self.script.replies.lock().expect("replies").len();
+        assert_eq!(left, 0, "the call sent fewer attempts than scripted");
+        outcome
+    }
+
+    fn sent(&self) -> Vec<Sent> {
+        self.script.sent.lock().expect("log").clone()
+    }
+
+    fn snapshot(&self) -> ClusterSnapshot {
+        self.cluster.snapshot()
+    }
+
+    fn replica(&self, address: SocketAddr) -> ReplicaSnapshot {
+        let snapshot = self.snapshot();
+        let found = snapshot.replicas.into_iter().find(|r| r.address == address);
+        found.expect("a replica of the cluster")
+    }
+}
+
+/// Nothing on but round-robin over the replicas.
+fn plain() -> Patterns {
+    Patterns {
+        balance: Balance::RoundRobin,
+        ..Patterns::default()
+    }
+}
+
+/// Retries from a budget of exactly `retries` (no deposits: a ratio of 0, over 10 s).
+fn budget_of(retries: f64) -> BudgetConfig {
+    let window = Duration::from_secs(10);
+    BudgetConfig {
+        ratio: 0.0,
+        min_per_sec: retries / window.as_secs_f64(),
+        window,
+    }
+}
+
+fn with_retries() -> Patterns {
+    Patterns {
+        retries: Some(budget_of(10.0)),
+        ..plain()
+    }
+}
+
+fn with_retries_and_hedge() -> Patterns {
+    Patterns {
+        hedge: Some(HedgeDelay::Fixed(HEDGE_AFTER)),
+        ..with_retries()
+    }
+}
+
+/// A breaker that opens on one failed call and lets a probe through after 1 s.
+fn touchy_breaker() -> BreakerConfig {
+    BreakerConfig {
+        window: 1,
+        min_calls: 1,
+        failure_ratio: 1.0,
+        open_for: Duration::from_secs(1),
+    }
+}
+
+fn status_of(result: &Result<ClientResponse, CallError>) -> Option<u16> {
+    result.as_ref().ok().map(|r| r.head.status)
+}
+
+// ---- The tests ----
+
+#[test]
+fn with_no_pattern_a_call_is_one_attempt_and_a_5xx_is_passed_on() {
+    let lab = lab(plain(), 3);
+    let (result, report) = lab.call(&[answers(503, 5)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 1);
+    assert_eq!(lab.sent().len(), 1);
+}
+
+#[test]
+fn a_failed_hedge_then_a_retry_on_the_third_replica() {
+    let lab = lab(with_retries_and_hedge(), 3);
+    // The first attempt fails at 100 ms; the hedge, sent at 50 ms, fails at 70 ms while the
+    // first still runs; when the first fails too, the retry goes to the replica left.
+    let (result, report) = lab.call(&[answers(503, 100), answers(502, 20), answers(200, 10)]);
+    assert_eq!(status_of(&result), Some(200));
+    let sent = lab.sent();
+    let at: Vec<Duration> = sent.iter().map(|s| s.at).collect();
+    assert_eq!(at, [ms(0), HEDGE_AFTER, ms(100)]);
+    let replicas: Vec<SocketAddr> = sent.iter().map(|s| s.replica).collect();
+    assert!(
+        replicas[2] != replicas[0] && replicas[2] != replicas[1] && replicas[0] != replicas[1],
+        "three attempts, three replicas: {replicas:?}"
+    );
+    assert_eq!((report.attempt, report.replica), (3, Some(replicas[2])));
+    assert_eq!(lab.clock.elapsed(), ms(110));
+    let snapshot = lab.snapshot();
+    let counts = (snapshot.hedges, snapshot.retries, snapshot.hedge_wins);
+    assert_eq!(counts, (1, 1, 0), "(hedges, retries, hedge wins)");
+}
+
+#[test]
+fn a_probe_is_a_single_attempt_with_no_hedge_and_no_retry() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..with_retries_and_hedge()
+    };
+    let lab = lab(patterns, 3);
+    // One failed call (three quick 503s) opens the breaker.
+    let (result, _) = lab.call(&[answers(503, 1), answers(503, 1), answers(503, 1)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Open));
+    let (result, _) = lab.call(&[]);
+    assert_eq!(result.err().map(|e| e.kind()), Some("circuit_open"));
+    // A second later the next call is the probe: slower than the hedge delay and failing,
+    // it is still the only attempt.
+    lab.clock.advance(Duration::from_secs(1));
+    let (result, report) = lab.call(&[answers(503, 200)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 1);
+    assert_eq!(lab.sent().len(), 4, "three for the first call, one probe");
+    let snapshot = lab.snapshot();
+    assert_eq!((snapshot.hedges, snapshot.retries), (0, 2));
+    assert_eq!(
+        snapshot.breaker,
+        Some(BreakerState::Open),
+        "the probe failed"
+    );
+}
+
+#[test]
+fn no_withdrawal_once_the_call_has_made_its_most_attempts() {
+    let lab = lab(with_retries(), 3);
+    let (result, report) = lab.call(&[answers(503, 1), answers(503, 1), answers(503, 1)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, super::MAX_ATTEMPTS);
+    let snapshot = lab.snapshot();
+    assert_eq!(snapshot.retries, 2);
+    assert_eq!(
+        snapshot.budget_available,
+        Some(8.0),
+        "two retries withdrawn, not a third after the last attempt"
+    );
+    assert_eq!(snapshot.budget_refusals, 0);
+}
+
+#[test]
+fn no_withdrawal_when_too_little_time_is_left() {
+    let lab = lab(with_retries(), 3);
+    // It fails 999 ms into a 1 s call: less than an attempt needs is left.
+    let (result, report) = lab.call(&[answers(503, 999)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 1);
+    let snapshot = lab.snapshot();
+    assert_eq!(snapshot.budget_available, Some(10.0));
+    assert_eq!((snapshot.retries, snapshot.budget_refusals), (0, 0));
+}
+
+#[test]
+fn an_empty_budget_refuses_the_retry_and_the_refusal_is_counted() {
+    let patterns = Patterns {
+        retries: Some(budget_of(1.5)),
+        ..plain()
+    };
+    let lab = lab(patterns, 3);
+    let (result, report) = lab.call(&[answers(503, 1), answers(503, 1)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 2, "one retry, then the budget is spent");
+    let snapshot = lab.snapshot();
+    assert_eq!((snapshot.retries, snapshot.budget_refusals), (1, 1));
+}
+
+#[test]
+fn a_failed_attempt_is_taught_as_taking_at_least_the_failure_penalty() {
+    let lab = lab(plain(), 2);
+    let (result, report) = lab.call(&[fails(Outcome::Refused, 1)]);
+    assert_eq!(result.err().map(|e| e.kind()), Some("connect"));
+    let refused = report.replica.expect("a replica");
+    assert_eq!(lab.replica(refused).latency, super::FAILURE_PENALTY);
+    // An answer as quick is taught as it is.
+    let (_, report) = lab.call(&[answers(200, 1)]);
+    let answered = report.replica.expect("a replica");
+    assert_ne!(answered, refused, "round-robin");
+    assert_eq!(lab.replica(answered).latency, ms(1));
+}
+
+#[test]
+fn a_4xx_is_an_answer_passed_on_at_once_and_counts_as_a_success() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    let (result, report) = lab.call(&[answers(404, 5)]);
+    assert_eq!(status_of(&result), Some(404));
+    assert_eq!(report.attempt, 1);
+    let replica = lab.replica(report.replica.expect("a replica"));
+    assert_eq!((replica.succeeded, replica.failed), (1, 0));
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Closed));
+}
+
+#[test]
+fn a_5xx_is_retried_and_counts_as_a_failure() {
+    let lab = lab(with_retries(), 3);
+    let (result, report) = lab.call(&[answers(500, 5), answers(200, 5)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.attempt, 2);
+    let first = lab.replica(lab.sent()[0].replica);
+    assert_eq!((first.succeeded, first.failed), (0, 1));
+}
+
+#[test]
+fn a_call_whose_answer_is_a_5xx_is_a_failure_to_the_breaker() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..plain()
+    };
+    let lab = lab(patterns, 1);
+    let (result, _) = lab.call(&[answers(500, 5)]);
+    assert_eq!(status_of(&result), Some(500));
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Open));
+}
+
+#[test]
+fn a_response_that_is_not_http_is_final_and_a_failure() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    let (result, report) = lab.call(&[fails(Outcome::Garbled, 5)]);
+    assert_eq!(result.err().map(|e| e.kind()), Some("bad_response"));
+    assert_eq!(report.attempt, 1, "not retried");
+    assert_eq!(lab.snapshot().retries, 0);
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Open));
+}
+
+#[test]
+fn a_connection_closed_early_is_retried() {
+    let lab = lab(with_retries(), 3);
+    let (result, report) = lab.call(&[fails(Outcome::Closed, 5), answers(200, 5)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.attempt, 2);
+}
+
+#[test]
+fn a_hedge_that_answers_first_wins_and_is_counted() {
+    let lab = lab(with_retries_and_hedge(), 3);
+    let (result, report) = lab.call(&[answers(200, 500), answers(200, 10)]);
+    assert_eq!(status_of(&result), Some(200));
+    let sent = lab.sent();
+    assert_eq!((report.attempt, report.replica), (2, Some(sent[1].replica)));
+    assert_eq!(lab.clock.elapsed(), HEDGE_AFTER + ms(10));
+    let snapshot = lab.snapshot();
+    assert_eq!((snapshot.hedges, snapshot.hedge_wins), (1, 1));
+}
+
+#[test]
+fn the_attempt_a_hedge_beat_is_recorded_as_cancelled() {
+    let lab = lab(with_retries_and_hedge(), 3);
+    let (result, _) = lab.call(&[answers(200, 500), answers(200, 10)]);
+    assert_eq!(status_of(&result), Some(200));
+    let beaten = lab.replica(lab.sent()[0].replica);
+    let counts = (beaten.succeeded, beaten.failed, beaten.cancelled);
+    assert_eq!(counts, (0, 0, 1), "(succeeded, failed, cancelled)");
+    assert_eq!(beaten.outstanding, 0);
+    // It was at least as slow as the call: that much is taught.
+    assert_eq!(beaten.latency, HEDGE_AFTER + ms(10));
+}
+
+#[test]
+fn a_hedge_that_answers_first_with_a_5xx_leaves_the_first_attempt_running() {
+    let lab = lab(with_retries_and_hedge(), 3);
+    let (result, report) = lab.call(&[answers(200, 100), answers(503, 10)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.attempt, 1);
+    assert_eq!(lab.clock.elapsed(), ms(100));
+    assert_eq!(lab.snapshot().hedge_wins, 0);
+}
+
+#[test]
+fn each_attempt_tells_a_its_own_deadline() {
+    let patterns = Patterns {
+        attempt_timeout: Some(ms(300)),
+        propagate_deadline: true,
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    let (result, _) = lab.call(&[answers(503, 100), answers(200, 5)]);
+    assert_eq!(status_of(&result), Some(200));
+    let told: Vec<String> = lab
+        .sent()
+        .iter()
+        .map(|s| {
+            let header = s.headers.iter().find(|(n, _)| n == deadline::HEADER);
+            header.map(|(_, v)| v.clone()).unwrap_or_default()
+        })
+        .collect();
+    // Each attempt's own 300 ms, and the slack that lets B's timer end the call first.
+    assert_eq!(told, ["310", "310"]);
+}
+
+#[test]
+fn a_full_bulkhead_refuses_before_the_breaker_or_any_attempt() {
+    let patterns = Patterns {
+        max_in_flight: Some(1),
+        breaker: Some(touchy_breaker()),
+        ..plain()
+    };
+    let lab = lab(patterns, 1);
+    lab.script
+        .replies
+        .lock()
+        .expect("replies")
+        .push_back(answers(200, 10));
+    let deadline = Deadline::after(DEADLINE);
+    let mut first = pin!(lab.cluster.call("/echo", &[], deadline));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(first.as_mut().poll(&mut cx).is_pending(), "waits for A");
+    let (result, _) = lab.call(&[]);
+    assert_eq!(result.err().map(|e| e.kind()), Some("overloaded"));
+    assert_eq!(lab.sent().len(), 1, "only the first call's attempt");
+    let (result, _) = drive(&lab.clock, first);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(lab.snapshot().overloaded, 1);
+}
