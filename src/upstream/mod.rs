@@ -2,10 +2,12 @@
 //! replicas, which answer B passes on, and which replicas B stops trusting.
 //!
 //! ```text
-//!  call ─► bulkhead ─► breaker ─► choose ─► attempt ─► classify ─┬─► answer
-//!  (overloaded)   (circuit_open)    ▲         │ hedge timer       │
-//!                                   │         └─► a second attempt┤ the first good answer wins
-//!                                   └───── retry, if the budget ◄─┘ a failure, and time left
+//!  call ─► bulkhead ─► limit ─► breaker ─► choose ─► attempt ─► classify ─┬─► answer
+//!  (overloaded) (overloaded) (circuit_open) ▲        │ hedge timer        │
+//!                                           │        └─► a second attempt ┤ the first good
+//!                                           │                             │ answer wins
+//!                                           └── retry, if budget, limit ◄─┘ a failure, and
+//!                                               and breaker allow            time left
 //! ```
 //!
 //! Each pattern is a plain data structure in a file of its own that takes the time as an
@@ -21,12 +23,13 @@
 //! | `call.rs` | one call: attempts, hedge timer, per-try deadline | Finagle's and Envoy's routers |
 //! | `cluster.rs` | what calls share: replicas, policies, counts | Envoy's clusters, Finagle's clients |
 //! | `replicas.rs` | the set of replicas, re-resolved | Envoy's `STRICT_DNS` clusters |
-//! | `balance.rs` | power of two choices over peak EWMA | Finagle's and Linkerd's balancers |
+//! | `balance.rs` | power of two choices over peak EWMA; a replica's return | Finagle's and Linkerd's balancers, Envoy's slow start |
 //! | `outlier.rs` | eject after consecutive failures | Envoy's outlier detection |
 //! | `breaker.rs` | fail fast while A as a whole fails | Hystrix, resilience4j, Finagle's `FailFast` |
 //! | `budget.rs` | retries within a budget | Finagle's `RetryBudget`, Linkerd's retry budget |
 //! | `hedge.rs` | a second attempt for the slow tail | "The Tail at Scale", gRPC hedging |
 //! | `bulkhead.rs` | a cap on calls in flight | Hystrix's semaphore isolation |
+//! | `limit.rs` | each replica's concurrency, learned from latency | Netflix's Gradient2, Envoy's adaptive concurrency |
 //! | `deadline.rs` | tell A how long B will wait | gRPC's `grpc-timeout`, Envoy's expected timeout |
 
 pub mod balance;
@@ -42,7 +45,7 @@ pub mod outlier;
 pub mod replicas;
 
 pub use call::{Clock, Exchange, MAX_ATTEMPTS};
-pub use cluster::{Cluster, ClusterSnapshot};
+pub use cluster::{Cluster, ClusterSnapshot, Refusal};
 
 use std::fmt;
 use std::net::SocketAddr;
