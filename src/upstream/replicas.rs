@@ -112,7 +112,7 @@ impl Replica {
             state: Mutex::new(ReplicaState {
                 load: PeakEwma::new(DEFAULT_DECAY, now),
                 outlier: Outlier::new(),
-                limit: AdaptiveLimit::new(now),
+                limit: AdaptiveLimit::new(),
                 failing: false,
             }),
             stats: ReplicaStats::default(),
