@@ -529,8 +529,28 @@ impl<'a> Call<'a> {
         }
         let candidates = by_share(candidates, |i| set[i].share(now), random::unit);
         let choices = self.cluster.stats.choices.load(Ordering::Relaxed);
-        overdue(&candidates, |i| set[i].last_chosen(), choices)
+        let probed = self.probe_candidates(&candidates, now);
+        overdue(&probed, |i| set[i].last_chosen(), choices)
             .or_else(|| pick_two(&candidates, |i| set[i].cost(now), random::unit))
+    }
+
+    /// Who may be probed: the candidates, and the ejected replicas this call has not tried
+    /// (with room under their limit), so that one restarted during its ejection is found
+    /// within a probe (`outlier.rs`).
+    fn probe_candidates(&self, candidates: &[usize], now: Instant) -> Vec<usize> {
+        let mut probed = candidates.to_vec();
+        if self.cluster.patterns.ejection.is_some() {
+            let limited = self.cluster.patterns.adaptive_limit;
+            let ejected = (0..self.set.len()).filter(|&i| {
+                let replica = &self.set[i];
+                !self.tried.contains(&i)
+                    && !probed.contains(&i)
+                    && replica.is_ejected(now)
+                    && (!limited || replica.has_room(now))
+            });
+            probed.extend(ejected.collect::<Vec<_>>());
+        }
+        probed
     }
 
     /// Counts the choice of replica `i`, for the probe's rule (`balance::overdue`).

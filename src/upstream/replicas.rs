@@ -227,6 +227,10 @@ impl Replica {
         }
         let ejected = match (end, ejection) {
             (AttemptEnd::Succeeded, Some(_)) => {
+                let sent = now.checked_sub(latency).unwrap_or(now);
+                if state.outlier.record_probe_success(sent, now) {
+                    log::info!("service A replica {}: a probe answered, back", self.address);
+                }
                 state.outlier.record_success(now);
                 false
             }

@@ -853,3 +853,42 @@ fn the_first_success_after_failures_starts_from_the_peers_estimate() {
     let latency = lab.replica(set[0].address).latency;
     assert!(latency <= ms(2) && latency >= ms(1), "{latency:?}");
 }
+
+#[test]
+fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
+    let config = crate::upstream::outlier::OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..crate::upstream::outlier::OutlierConfig::default()
+    };
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for _ in 0..config.consecutive_failures {
+        set[2].begin(now);
+        set[2].end(
+            super::AttemptEnd::Failed,
+            super::FAILURE_PENALTY,
+            now,
+            Some((&config, true)),
+        );
+    }
+    assert!(set[2].is_ejected(now));
+    let every = crate::upstream::balance::PROBE_EVERY as usize;
+    for _ in 0..every {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let ejected = set[2].address;
+    assert!(lab.sent().iter().all(|s| s.replica != ejected));
+    // The probe, long before the 30 s are up: it answers, and the ejection is over.
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.replica, Some(ejected), "the probe");
+    assert!(!set[2].is_ejected(lab.clock.now()));
+    assert!(set[2].share(lab.clock.now()) < 0.2, "it ramps up again");
+}
