@@ -361,3 +361,41 @@ fn a_restarted_replica_gets_its_share_again() {
         .count();
     assert!(errors <= 3, "{errors} calls failed around the kill");
 }
+
+#[test]
+fn naive_retries_triple_the_load_on_a_failing_a() {
+    // Every replica answers 503: naive retries send every call three times; the budget
+    // allows its reserve of 100 retries and then a quarter of the calls.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let failing: Vec<FakeUpstream> = (0..3)
+        .map(|_| {
+            let seen = seen.clone();
+            FakeUpstream::start(move |mut stream| {
+                while read_request_head(&mut stream).is_some() {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let busy = response(503, r#"{"error":"busy"}"#);
+                    if stream.write_all(&busy).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let urls: Vec<String> = failing.iter().map(FakeUpstream::url).collect();
+    let attempts_per_call = |flag: &str| {
+        seen.store(0, Ordering::Relaxed);
+        let b = Service::b(&urls.join(","), &[flag]);
+        let calls = 300;
+        for _ in 0..calls {
+            assert_eq!(get(b.addr, "/call-echo?msg=x").status, 503);
+        }
+        seen.load(Ordering::Relaxed) as f64 / f64::from(calls)
+    };
+    let naive = attempts_per_call("--retries=naive");
+    assert_eq!(naive, 3.0, "every call, three attempts");
+    let budgeted = attempts_per_call("--retries");
+    assert!(
+        budgeted < 2.0,
+        "{budgeted} attempts per call within the budget"
+    );
+}

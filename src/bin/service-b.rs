@@ -63,9 +63,10 @@ const FLAGS: &[Flag] = &[
     Flag::switch(
         "retries",
         "RETRIES",
-        "retry a failed attempt on another replica, within a budget of 25 % + 10/s; \
-         --retries=naive: every failure up to 3 attempts, no budget, limit or breaker: what \
-         NOT to do, it multiplies the load on an A that is failing (the metastable demo)",
+        "retry a failed attempt on another replica, within a budget of 25 % + 10/s; with \
+         the value naive (retries=naive): every failure up to 3 attempts, no budget, limit or \
+         breaker: what NOT to do, it multiplies the load on an A that is failing (the \
+         metastable demo)",
     ),
     Flag::value(
         "hedge",
