@@ -892,3 +892,27 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
     assert!(!set[2].is_ejected(lab.clock.now()));
     assert!(set[2].share(lab.clock.now()) < 0.2, "it ramps up again");
 }
+
+#[test]
+fn metrics_show_each_replicas_limit_and_the_refusals_by_reason() {
+    let mut text = String::new();
+    crate::services::metrics::render_cluster(&mut text, &lab(plain(), 1).snapshot());
+    assert!(
+        !text.contains("echo_lab_upstream_replica_limit"),
+        "no limit series while the pattern is off"
+    );
+    let lab = lab(limited(), 2);
+    let mut text = String::new();
+    crate::services::metrics::render_cluster(&mut text, &lab.snapshot());
+    for replica in replicas_of(&lab).iter() {
+        let line = format!(
+            "echo_lab_upstream_replica_limit{{replica=\"{}\"}} 4.00\n",
+            replica.address
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    for reason in ["budget", "limit", "breaker"] {
+        let line = format!("echo_lab_upstream_budget_refusals_total{{reason=\"{reason}\"}} 0\n");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+}
