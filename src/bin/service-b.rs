@@ -18,7 +18,7 @@ use echo_lab::upstream::budget::BudgetConfig;
 use echo_lab::upstream::hedge::HedgeDelay;
 use echo_lab::upstream::outlier::OutlierConfig;
 use echo_lab::upstream::replicas::{RESOLVE_INTERVAL, Replicas};
-use echo_lab::upstream::{Balance, Cluster, Patterns};
+use echo_lab::upstream::{ATTEMPTS_PER_DEADLINE, Balance, Cluster, Patterns};
 
 const USAGE: &str = "service-b: calls service A's /echo\n\n\
     usage: service-b [--host ADDR] [--port PORT] [--service-a-url URL[,URL...]] [--timeout-ms MS]\n\
@@ -64,8 +64,8 @@ const FLAGS: &[Flag] = &[
         "retries",
         "RETRIES",
         "retry a failed attempt on another replica, within a budget of 25 % + 10/s; with \
-         the value naive (retries=naive): every failure up to 3 attempts, no budget, limit or \
-         breaker: what NOT to do, it multiplies the load on an A that is failing (the \
+         the value naive (retries=naive): every failure up to 3 attempts of a third of the \
+         deadline each, no budget, limit or breaker: what NOT to do, it multiplies the load on an A that is failing (the \
          metastable demo)",
     ),
     Flag::value(
@@ -138,8 +138,11 @@ fn patterns(settings: &Settings, deadline: Duration) -> Result<Patterns, ConfigE
         patterns.breaker = Some(BreakerConfig::default());
     }
     if settings.raw("retries") == "naive" {
+        // Each attempt gets a third of the deadline, so that a timed-out attempt leaves time
+        // for the next: that is how naive retries pile onto an A that is slow.
         patterns.retries = None;
         patterns.naive_retries = true;
+        patterns.attempt_timeout = Some(deadline / ATTEMPTS_PER_DEADLINE);
     } else if settings.switch("retries")? {
         patterns.retries = Some(BudgetConfig::default());
     }
