@@ -409,7 +409,7 @@ fn naive_retries_triple_the_load_on_a_failing_a() {
     );
 }
 
-// ---- The brief's three rows, measured (slow: run with `-- --ignored --nocapture`) ----
+// ---- The three overload scenarios, measured (slow: run with `-- --ignored --nocapture`) ----
 
 /// Goodput as a fraction of `capacity` per second, the 200s' p99 and the refusals' p50 of
 /// `outcomes` sent over `seconds`; printed with `label`.
