@@ -1,7 +1,7 @@
 //! One call to "service A", as one value: the replicas it may choose among, the ones it has
 //! tried, the attempts still running, the hedge timer, what it sends and its deadline.
-//! [`Call::run`] tells its story in order: bulkhead, limit, breaker, choose, attempt,
-//! classify, retry or hedge, record.
+//! `Call::run` tells its story in order: bulkhead, limit, breaker, choose, attempt, classify,
+//! retry or hedge, record.
 //!
 //! The call reaches the world through two seams, both held by the cluster: an [`Exchange`]
 //! ("send this GET to this replica under this deadline") and a [`Clock`] ("what time is it",
@@ -10,8 +10,8 @@
 //! by hand, so that the way the patterns compose (a retry after a failed hedge, a probe that
 //! is a single attempt, the budget asked last) is tested without sockets or sleeps.
 //!
-//! Prior art: Finagle's and Envoy's router filters, which likewise keep one request's
-//! attempts, hedge timer and per-try deadline together while the policies live beside them.
+//! Prior art: Envoy's router filter, which likewise keeps one request's upstream attempts,
+//! hedge and per-try timeout together, while the cluster's policies live beside it.
 
 use std::future::Future;
 use std::pin::Pin;

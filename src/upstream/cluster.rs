@@ -166,7 +166,8 @@ impl Cluster {
         self.replicas.keep_resolving(interval);
     }
 
-    /// Sends `GET target` to A and returns the response to pass on (see [`Call::run`]).
+    /// Sends `GET target` to A and returns the response to pass on: the story of one call,
+    /// told in `call.rs` by `Call::run`.
     pub async fn call(
         &self,
         target: &str,

@@ -20,7 +20,7 @@
 //!
 //! | file | pattern | prior art |
 //! | --- | --- | --- |
-//! | `call.rs` | one call: attempts, hedge timer, per-try deadline | Finagle's and Envoy's routers |
+//! | `call.rs` | one call: attempts, hedge timer, per-try deadline | Envoy's router filter |
 //! | `cluster.rs` | what calls share: replicas, policies, counts | Envoy's clusters, Finagle's clients |
 //! | `replicas.rs` | the set of replicas, re-resolved | Envoy's `STRICT_DNS` clusters |
 //! | `balance.rs` | power of two choices over peak EWMA; a replica's return | Finagle's and Linkerd's balancers, Envoy's slow start |

@@ -23,6 +23,7 @@ use crate::upstream::breaker::{BreakerConfig, BreakerState};
 use crate::upstream::budget::BudgetConfig;
 use crate::upstream::deadline;
 use crate::upstream::hedge::HedgeDelay;
+use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::replicas::{Replica, ReplicaSnapshot, Replicas};
 use crate::upstream::{Balance, CallError, CallReport, Cluster, ClusterSnapshot, Patterns};
 
@@ -803,7 +804,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
 fn a_replica_back_from_an_ejection_starts_from_its_peers_estimate() {
     let patterns = Patterns {
         balance: Balance::PeakEwma,
-        ejection: Some(crate::upstream::outlier::OutlierConfig::default()),
+        ejection: Some(OutlierConfig::default()),
         ..Patterns::default()
     };
     let lab = lab(patterns, 3);
@@ -813,7 +814,7 @@ fn a_replica_back_from_an_ejection_starts_from_its_peers_estimate() {
         replica.begin(now);
         replica.end(super::AttemptEnd::Succeeded, ms(2), now, None);
     }
-    let config = crate::upstream::outlier::OutlierConfig::default();
+    let config = OutlierConfig::default();
     for _ in 0..config.consecutive_failures {
         set[2].begin(now);
         set[2].end(
@@ -856,9 +857,9 @@ fn the_first_success_after_failures_starts_from_the_peers_estimate() {
 
 #[test]
 fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
-    let config = crate::upstream::outlier::OutlierConfig {
+    let config = OutlierConfig {
         base_ejection: Duration::from_secs(30),
-        ..crate::upstream::outlier::OutlierConfig::default()
+        ..OutlierConfig::default()
     };
     let patterns = Patterns {
         balance: Balance::PeakEwma,
@@ -915,4 +916,27 @@ fn metrics_show_each_replicas_limit_and_the_refusals_by_reason() {
         let line = format!("echo_lab_upstream_budget_refusals_total{{reason=\"{reason}\"}} 0\n");
         assert!(text.contains(&line), "{line} in {text}");
     }
+}
+
+#[test]
+fn an_ejected_replica_gets_no_attempt_while_others_are_in_rotation() {
+    let patterns = Patterns {
+        ejection: Some(OutlierConfig {
+            consecutive_failures: 1,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(30),
+        }),
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    let (result, _) = lab.call(&[fails(Outcome::Refused, 1), answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200), "retried elsewhere");
+    let ejected = lab.sent()[0].replica;
+    assert!(lab.replica(ejected).ejected);
+    for _ in 0..3 {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let later: Vec<SocketAddr> = lab.sent()[2..].iter().map(|s| s.replica).collect();
+    assert!(!later.contains(&ejected), "{ejected} was chosen: {later:?}");
 }
