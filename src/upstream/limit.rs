@@ -11,9 +11,10 @@
 //! queue from latency follows the replica as it is now.
 //!
 //! **Which algorithm: the gradient.** We compare a latency sample with the replica's no-load
-//! latency, `gradient = no_load / sample`, and move the limit toward
-//! `limit × gradient + headroom`. Against a FIFO queue this lands on `W + headroom`: with `n`
-//! in flight and `n > W`, the sample is `no_load × n / W`, so `n × gradient` is `W` exactly.
+//! latency, `gradient = no_load / sample`, and move the limit toward `n × gradient` plus a
+//! headroom of its square root, where `n` is what was in flight. Against a FIFO queue this
+//! lands on `W + √W`: with `n > W` in flight, the sample is `no_load × n / W`, so
+//! `n × gradient` is `W` exactly.
 //! This is Netflix's `Gradient2Limit` (concurrency-limits) and Envoy's adaptive concurrency
 //! filter, which both add a headroom of `√limit` and smooth the step. We chose it over the
 //! other two Netflix offers: AIMD reacts only to drops and timeouts, by which time A's queue
@@ -28,11 +29,12 @@
 //! when they left (a sample at in-flight 1: whatever A did, none of it was our queue), keep
 //! their median over [`NO_LOAD_WINDOW`] (the typical time of an attempt alone, a busy
 //! machine's scheduling noise included; the minimum would be the luckiest one, and next to it
-//! every ordinary sample would look queued), and when a busy replica has given none for that
-//! long, pin its limit to 1 until one comes back (Envoy's periodic `min_rtt` measurement, which pins
-//! concurrency to `min_concurrency` for the same reason). This is also what tells a slow
-//! replica from an overloaded one: a replica that answers in 300 ms at in-flight 1 has a
-//! no-load latency of 300 ms, its samples match it, and its limit grows like anyone's.
+//! every ordinary sample would look queued), and when a busy, queueing replica has given none
+//! for that long, pin its limit to 1 until one comes back (Envoy's periodic `min_rtt`
+//! measurement, which pins concurrency to `min_concurrency` for the same reason). This is
+//! also what tells a slow replica from an overloaded one: a replica that answers in 300 ms at
+//! in-flight 1 has a no-load latency of 300 ms, its samples match it, and its limit grows
+//! like anyone's.
 //!
 //! **A queue is believed when it persists.** Each sample's queue estimate,
 //! `in_flight × (1 − gradient)`, is smoothed; the limit moves down only while the smoothed
@@ -68,9 +70,9 @@ pub const MAX_LIMIT: f64 = 256.0;
 pub const SMOOTHING: f64 = 0.2;
 
 /// The smallest gradient one sample may apply. A single timeout (a sample a thousand times the
-/// no-load latency) would otherwise take the limit straight to 1. Lower than Netflix's 0.5,
-/// because with one worker the true gradient is `1 / limit` and a floor of 0.5 would hold the
-/// limit at 4 where it should be 2.
+/// no-load latency) would otherwise read as nobody at work. Lower than Netflix's 0.5, because
+/// with one worker the true gradient is `1 / n`, and a floor of 0.5 would read four in flight
+/// on one worker as two at work.
 pub const MIN_GRADIENT: f64 = 0.1;
 
 /// How long a no-load sample is remembered. Long enough that a replica kept busy does not spend

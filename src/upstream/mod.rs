@@ -23,13 +23,13 @@
 //! | `call.rs` | one call: attempts, hedge timer, per-try deadline | Envoy's router filter |
 //! | `cluster.rs` | what calls share: replicas, policies, counts | Envoy's clusters, Finagle's clients |
 //! | `replicas.rs` | the set of replicas, re-resolved | Envoy's `STRICT_DNS` clusters |
-//! | `balance.rs` | power of two choices over peak EWMA; a replica's return | Finagle's and Linkerd's balancers, Envoy's slow start |
+//! | `balance.rs` | P2C over peak EWMA; a replica's return | Finagle, Linkerd; Envoy's slow start |
 //! | `outlier.rs` | eject after consecutive failures | Envoy's outlier detection |
 //! | `breaker.rs` | fail fast while A as a whole fails | Hystrix, resilience4j, Finagle's `FailFast` |
 //! | `budget.rs` | retries within a budget | Finagle's `RetryBudget`, Linkerd's retry budget |
 //! | `hedge.rs` | a second attempt for the slow tail | "The Tail at Scale", gRPC hedging |
 //! | `bulkhead.rs` | a cap on calls in flight | Hystrix's semaphore isolation |
-//! | `limit.rs` | each replica's concurrency, learned from latency | Netflix's Gradient2, Envoy's adaptive concurrency |
+//! | `limit.rs` | each replica's concurrency, from latency | Netflix's Gradient2, Envoy's adaptive concurrency |
 //! | `deadline.rs` | tell A how long B will wait | gRPC's `grpc-timeout`, Envoy's expected timeout |
 
 pub mod balance;
