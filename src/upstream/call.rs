@@ -394,8 +394,8 @@ impl<'a> Call<'a> {
     }
 
     /// Whether a retry or hedge adds only load A can take: the breaker is closed, a replica
-    /// not tried yet has room under its adaptive limit, and the budget has one (asked last:
-    /// asking spends). A refusal is counted by its reason.
+    /// the attempt may go to has room under its adaptive limit, and the budget has one (asked
+    /// last: asking spends). A refusal is counted by its reason.
     fn may_add_load(&self, now: Instant) -> bool {
         let cluster = self.cluster;
         if !cluster.breaker_closed(now) {
