@@ -91,6 +91,12 @@ pub const NO_LOAD_WINDOW_ANSWERS: u32 = 50;
 /// work became slower within fifteen answers.
 pub const NO_LOAD_SAMPLES: usize = 15;
 
+/// A sample is compared with the slower of the no-load median and the fastest of this many
+/// latest attempts alone. When B or its machine stalls, every answer is late, the ones that
+/// were alone in flight too, and that is no queue in A: the limit must not fall for it. One
+/// attempt alone that was slow by chance moves nothing: the fastest of three decides.
+pub const RECENT_ALONE: usize = 3;
+
 /// A sample up to this many times the no-load latency shows no queue: Netflix's
 /// `rttTolerance` default in `Gradient2Limit`. The no-load median already holds a busy
 /// machine's typical noise; this keeps its tail (an attempt descheduled for a few
@@ -213,7 +219,7 @@ impl AdaptiveLimit {
                     self.no_load.observe(latency, now);
                     self.last_no_load = self.no_load.median(now, window);
                 }
-                self.follow_gradient(latency, in_flight);
+                self.follow_gradient(latency, in_flight, now);
             }
         }
         self.limit = self.limit.clamp(MIN_LIMIT, MAX_LIMIT);
@@ -261,7 +267,8 @@ impl AdaptiveLimit {
             && self.no_load.median(now, window).is_none()
     }
 
-    /// One answered sample against the no-load latency. `in_flight × (1 − gradient)` is how
+    /// One answered sample against the no-load latency (or the latest attempts alone, when
+    /// they were slower: see [`RECENT_ALONE`]). `in_flight × (1 − gradient)` is how
     /// many of the attempts in flight were waiting rather than being worked on (Vegas's queue
     /// estimate): with `n` in flight on `W` workers it is `n − W`. It is taken with
     /// [`TOLERANCE`] (a sample up to that much over no-load shows no queue), an attempt alone
@@ -273,10 +280,13 @@ impl AdaptiveLimit {
     /// there is one, a sample with company says what the replica works on at once,
     /// `in_flight × gradient`: move the limit toward that plus its square root, the headroom
     /// that keeps every worker busy while the next request travels.
-    fn follow_gradient(&mut self, latency: Duration, in_flight: usize) {
-        let Some(no_load) = self.last_no_load else {
+    fn follow_gradient(&mut self, latency: Duration, in_flight: usize, now: Instant) {
+        let Some(median) = self.last_no_load else {
             return;
         };
+        // When the latest attempts alone were slow too, the slowness is not our queue.
+        let recent = self.no_load.latest_floor(RECENT_ALONE, now, self.window());
+        let no_load = recent.map_or(median, |recent| recent.max(median));
         let ratio = no_load.as_secs_f64() / latency.as_secs_f64().max(f64::MIN_POSITIVE);
         let gradient = ratio.clamp(MIN_GRADIENT, 1.0);
         let tolerated = (ratio * TOLERANCE).clamp(MIN_GRADIENT, 1.0);
@@ -340,6 +350,17 @@ impl NoLoadSamples {
             self.samples.pop_front();
         }
         self.samples.push_back((now, sample));
+    }
+
+    /// The fastest of the latest `count` samples younger than `window`, `None` for none.
+    fn latest_floor(&self, count: usize, now: Instant, window: Duration) -> Option<Duration> {
+        self.samples
+            .iter()
+            .rev()
+            .take(count)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < window)
+            .map(|(_, sample)| *sample)
+            .min()
     }
 
     /// The median of the samples younger than `window` (the lower middle one of an even
@@ -452,6 +473,46 @@ mod tests {
             limit.on_sample(ms(20), Outcome::Answered, 1, t0);
         }
         assert!(limit.admitted(t0) >= 2, "{limit}");
+    }
+
+    #[test]
+    fn a_stall_that_slows_attempts_alone_too_is_not_a_queue() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        for _ in 0..5 {
+            limit.on_sample(ms(3), Outcome::Answered, 1, t0);
+        }
+        // B stalls for 200 ms: everything answers late, alone or not.
+        let later = t0 + ms(300);
+        for _ in 0..3 {
+            limit.on_sample(ms(200), Outcome::Answered, 1, later);
+        }
+        for _ in 0..10 {
+            limit.on_sample(ms(210), Outcome::Answered, 4, later);
+        }
+        assert!(limit.limit() >= INITIAL_LIMIT, "{limit}");
+        // The same late answers with company, while attempts alone are quick: a queue.
+        let mut queued = AdaptiveLimit::new();
+        for _ in 0..5 {
+            queued.on_sample(ms(3), Outcome::Answered, 1, t0);
+        }
+        for _ in 0..10 {
+            queued.on_sample(ms(210), Outcome::Answered, 4, later);
+        }
+        assert!(queued.limit() < 2.0, "{queued}");
+    }
+
+    #[test]
+    fn one_slow_attempt_alone_does_not_hide_a_queue() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        for latency in [20, 20, 20, 90] {
+            limit.on_sample(ms(latency), Outcome::Answered, 1, t0);
+        }
+        for _ in 0..10 {
+            limit.on_sample(ms(80), Outcome::Answered, 4, t0);
+        }
+        assert!(limit.limit() < 3.0, "{limit}");
     }
 
     #[test]
