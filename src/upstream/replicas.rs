@@ -229,7 +229,10 @@ impl Replica {
             (AttemptEnd::Succeeded, Some(_)) => {
                 let sent = now.checked_sub(latency).unwrap_or(now);
                 if state.outlier.record_probe_success(sent, now) {
-                    log::info!("service A replica {}: a probe answered, back", self.address);
+                    log::info!(
+                        "service A replica {}: a probe answered; ejection over",
+                        self.address
+                    );
                 }
                 state.outlier.record_success(now);
                 false
