@@ -1,18 +1,28 @@
 //! Command-line flags and their environment variables. A flag wins over its variable, the
-//! variable over the default. Each service lists its flags in a table; `--help` prints it.
+//! variable over the default. Each service lists its flags (both take `common_flags`; B's own
+//! are in `upstream::flags`); `--help` prints them, and a help text that states a number
+//! builds it from the constant it describes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::http::limits::{Limits, SHUTDOWN_GRACE};
+
 /// One setting: `--name VALUE` (or `--name=VALUE`), or the variable `env`.
-#[derive(Debug, Clone, Copy)]
+///
+/// A default or a help text that states a number is built from the constant that number comes
+/// from (`Flag::value_from`, `Flag::switch_from`), so the two cannot drift apart; a plain text
+/// with no number in it may be a literal (`Flag::value`, `Flag::switch`, usable in a `const`).
+#[derive(Debug, Clone)]
 pub struct Flag {
     pub name: &'static str,
     pub env: &'static str,
-    pub default: &'static str,
-    pub help: &'static str,
+    pub default: Cow<'static, str>,
+    pub help: Cow<'static, str>,
     /// A switch: `--name` alone means `true` (its variable takes `1`/`true`/`0`/`false`).
+    /// A word after it that is not a flag is its value (`--retries naive`).
     pub switch: bool,
 }
 
@@ -26,8 +36,8 @@ impl Flag {
         Flag {
             name,
             env,
-            default,
-            help,
+            default: Cow::Borrowed(default),
+            help: Cow::Borrowed(help),
             switch: false,
         }
     }
@@ -36,47 +46,71 @@ impl Flag {
         Flag {
             name,
             env,
-            default: "false",
-            help,
+            default: Cow::Borrowed("false"),
+            help: Cow::Borrowed(help),
             switch: true,
+        }
+    }
+
+    /// A value flag whose default and help are made from constants (`format!` of them).
+    pub fn value_from(
+        name: &'static str,
+        env: &'static str,
+        default: impl fmt::Display,
+        help: String,
+    ) -> Flag {
+        Flag {
+            default: Cow::Owned(default.to_string()),
+            help: Cow::Owned(help),
+            ..Flag::value(name, env, "", "")
+        }
+    }
+
+    /// A switch whose help is made from constants.
+    pub fn switch_from(name: &'static str, env: &'static str, help: String) -> Flag {
+        Flag {
+            help: Cow::Owned(help),
+            ..Flag::switch(name, env, "")
         }
     }
 }
 
 /// Flags both services take.
-pub const COMMON_FLAGS: &[Flag] = &[
-    Flag::value("host", "HOST", "127.0.0.1", "address to listen on"),
-    Flag::value("port", "PORT", "", "port to listen on; 0 picks a free one"),
-    Flag::value(
-        "max-connections",
-        "MAX_CONNECTIONS",
-        "10000",
-        "open connections at most; past it new ones get 503 and are closed",
-    ),
-    Flag::value(
-        "threads",
-        "THREADS",
-        "",
-        "threads serving connections [default: one per core]",
-    ),
-    Flag::switch(
-        "trace-wire",
-        "TRACE_WIRE",
-        "log every HTTP head as it crossed the wire, both directions, and each body's start",
-    ),
-    Flag::value(
-        "log-format",
-        "LOG_FORMAT",
-        "text",
-        "log lines as text, or as json (one object per line)",
-    ),
-    Flag::value(
-        "shutdown-grace-ms",
-        "SHUTDOWN_GRACE_MS",
-        "10000",
-        "on SIGTERM/SIGINT, how long requests in flight may take to finish",
-    ),
-];
+pub fn common_flags() -> Vec<Flag> {
+    vec![
+        Flag::value("host", "HOST", "127.0.0.1", "address to listen on"),
+        Flag::value("port", "PORT", "", "port to listen on; 0 picks a free one"),
+        Flag::value_from(
+            "max-connections",
+            "MAX_CONNECTIONS",
+            Limits::default().max_connections,
+            "open connections at most; past it new ones get 503 and are closed".to_owned(),
+        ),
+        Flag::value(
+            "threads",
+            "THREADS",
+            "",
+            "threads serving connections [default: one per core]",
+        ),
+        Flag::switch(
+            "trace-wire",
+            "TRACE_WIRE",
+            "log every HTTP head as it crossed the wire, both directions, and each body's start",
+        ),
+        Flag::value(
+            "log-format",
+            "LOG_FORMAT",
+            "text",
+            "log lines as text, or as json (one object per line)",
+        ),
+        Flag::value_from(
+            "shutdown-grace-ms",
+            "SHUTDOWN_GRACE_MS",
+            SHUTDOWN_GRACE.as_millis(),
+            "on SIGTERM/SIGINT, how long requests in flight may take to finish".to_owned(),
+        ),
+    ]
+}
 
 /// Why the flags could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,11 +152,11 @@ impl Settings {
             .map(|f| {
                 (
                     f.name,
-                    lookup_env(f.env).unwrap_or_else(|| f.default.to_owned()),
+                    lookup_env(f.env).unwrap_or_else(|| f.default.to_string()),
                 )
             })
             .collect();
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().peekable();
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
                 return Err(ConfigError::Help(help_text(usage, flags)));
@@ -142,7 +176,10 @@ impl Settings {
                 .ok_or_else(|| invalid(format!("unknown flag --{name} (try --help)")))?;
             let value = match (inline, flag.switch) {
                 (Some(v), _) => v.to_owned(),
-                (None, true) => "true".to_owned(),
+                // Any other argument is refused, so a word after a switch can only be its value.
+                (None, true) => args
+                    .next_if(|next| !next.starts_with('-'))
+                    .unwrap_or_else(|| "true".to_owned()),
                 (None, false) => args
                     .next()
                     .ok_or_else(|| invalid(format!("--{name} needs a value")))?,
@@ -262,6 +299,67 @@ mod tests {
             Ok(true)
         );
         assert_eq!(parse(&[], &[]).expect("ok").switch("trace"), Ok(false));
+    }
+
+    #[test]
+    fn a_word_after_a_switch_is_its_value_and_a_flag_is_not() {
+        let s = parse(&["--trace", "naive", "--port", "1"], &[]).expect("ok");
+        assert_eq!(s.raw("trace"), "naive");
+        assert_eq!(s.get::<u16>("port"), Ok(1));
+        let s = parse(&["--trace", "--port", "1"], &[]).expect("ok");
+        assert_eq!(s.switch("trace"), Ok(true));
+        let s = parse(&["--trace", "off"], &[]).expect("ok");
+        assert_eq!(s.switch("trace"), Ok(false));
+        assert!(parse(&["--port", "1", "stray"], &[]).is_err(), "a word after a value flag");
+    }
+
+    /// The default of common flag `name`, parsed.
+    fn common_default<T: FromStr>(name: &str) -> T
+    where
+        T::Err: fmt::Debug,
+    {
+        let flags = common_flags();
+        let flag = flags
+            .iter()
+            .find(|f| f.name == name)
+            .expect("a common flag");
+        flag.default.parse().expect("a default of the right form")
+    }
+
+    #[test]
+    fn common_defaults_are_the_limits_they_set() {
+        assert_eq!(
+            common_default::<usize>("max-connections"),
+            Limits::default().max_connections
+        );
+        assert_eq!(
+            std::time::Duration::from_millis(common_default("shutdown-grace-ms")),
+            SHUTDOWN_GRACE
+        );
+    }
+
+    #[test]
+    fn computed_flags_print_their_default_and_help() {
+        let flags = [
+            Flag::value_from("grace", "GRACE", 250, format!("wait {} ms", 250)),
+            Flag::switch_from("probe", "PROBE", format!("probe every {} s", 0.7)),
+        ];
+        let Err(ConfigError::Help(text)) =
+            Settings::parse("usage", &flags, ["--help".to_owned()], |_| None)
+        else {
+            panic!("--help gives the help");
+        };
+        assert!(
+            text.contains("--grace VALUE  (GRACE)\n      wait 250 ms [default: 250]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--probe  (PROBE)\n      probe every 0.7 s [default: false]\n"),
+            "{text}"
+        );
+        let s = Settings::parse("usage", &flags, [], |_| None).expect("ok");
+        assert_eq!(s.get::<u32>("grace"), Ok(250));
+        assert_eq!(s.switch("probe"), Ok(false));
     }
 
     #[test]

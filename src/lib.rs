@@ -8,7 +8,8 @@
 //! * `config` and `run` — flags, logging, and the start-serve-drain sequence of a binary;
 //! * `logging` — log lines as text or JSON;
 //! * `child` — a service binary run as a child process, for the demo, the lab and the tests;
-//! * `load` — an open-loop load with its latency histogram, for `loadgen` and the lab;
+//! * `load` — the open loop's schedule, one request with its deadline, the latency histogram
+//!   and a reader of `/metrics`, shared by `loadgen`, the lab, the demo and the tests;
 //! * `random` — numbers that differ on every call, for ids and for chaos and balancing.
 
 pub mod child;

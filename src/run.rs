@@ -12,16 +12,17 @@ use std::time::Duration;
 use async_signal::{Signal, Signals};
 use futures_lite::StreamExt;
 
-use crate::config::{COMMON_FLAGS, ConfigError, Flag, Settings};
+use crate::config::{ConfigError, Flag, Settings, common_flags};
 use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
-use crate::http::trace;
+use crate::http::wire_trace;
 use crate::logging::{self, JsonLogger, LogFormat};
 
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
 pub fn settings(usage: &str, own_flags: &[Flag]) -> Result<Settings, ExitCode> {
-    let flags: Vec<Flag> = COMMON_FLAGS.iter().chain(own_flags).copied().collect();
+    let mut flags: Vec<Flag> = common_flags();
+    flags.extend_from_slice(own_flags);
     match Settings::parse(usage, &flags, std::env::args().skip(1), |k| {
         std::env::var(k).ok()
     }) {
@@ -136,7 +137,7 @@ pub fn server_setup(
     }
     logging::set_format(settings.get("log-format")?);
     if settings.switch("trace-wire")? {
-        trace::enable();
+        wire_trace::enable();
     }
     Ok((SocketAddr::new(host, port), config))
 }
@@ -164,7 +165,7 @@ pub fn serve(
     let local = listener.get_ref().local_addr().unwrap_or(addr);
     // Each line names its `event` as a key-value: the JSON format shows it (text does not).
     log::info!(service = name, event = "listening", addr:% = local; "service={name} listening on {local}");
-    if trace::enabled() {
+    if wire_trace::enabled() {
         log::info!(service = name, event = "wire_trace_on";
             "service={name} wire trace on: heads and the first bytes of bodies follow");
     }

@@ -267,7 +267,7 @@ fn assert_one_line_exit(out: &Output, what: &str, code: i32) -> String {
     assert_eq!(
         out.status.code(),
         Some(code),
-        "{what}: expected exit status {code} (README, Flags), got {:?}; stderr {stderr:?}",
+        "{what}: expected exit status {code} (docs/contract.md, Flags), got {:?}; stderr {stderr:?}",
         out.status
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -275,15 +275,16 @@ fn assert_one_line_exit(out: &Output, what: &str, code: i32) -> String {
     lines[0].to_owned()
 }
 
-/// The flags the README's flag table promises for service `which` (`'A'` or `'B'`), with their
+/// The flags the flag table of docs/contract.md promises for service `which` (`'A'` or `'B'`), with their
 /// variables: every row without a prefix, and the rows marked `A:` or `B:`.
-fn readme_flags(which: char) -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("read README.md");
-    let table = readme
+fn documented_flags(which: char) -> Vec<(String, String)> {
+    let contract =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md"))
+            .expect("read docs/contract.md");
+    let table = contract
         .split("## Flags")
         .nth(1)
-        .expect("README has a Flags section");
+        .expect("docs/contract.md has a Flags section");
     let mut flags = Vec::new();
     for row in table.lines().take_while(|l| !l.starts_with("## ")) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
@@ -306,13 +307,13 @@ fn readme_flags(which: char) -> Vec<(String, String)> {
     flags
 }
 
-/// `--help` exits 0 and lists exactly the README's flags for this service, each on a line
+/// `--help` exits 0 and lists exactly the documented flags for this service, each on a line
 /// together with its variable (and `--help` itself).
-fn assert_help_lists_readme_flags(bin: &str, which: char) {
-    let flags = readme_flags(which);
+fn assert_help_lists_documented_flags(bin: &str, which: char) {
+    let flags = documented_flags(which);
     assert!(
         flags.len() >= 8,
-        "README's flag table for {which}: {flags:?}"
+        "the flag table of docs/contract.md for {which}: {flags:?}"
     );
     let out = run_bin(bin, &["--help"], &[]);
     assert!(out.status.success(), "--help exits 0: {:?}", out.status);
@@ -330,7 +331,7 @@ fn assert_help_lists_readme_flags(bin: &str, which: char) {
             "--help lists {flag} with {env}:\n{text}"
         );
     }
-    // And nothing the README does not document.
+    // And nothing docs/contract.md does not document.
     let listed: Vec<&str> = text
         .split_whitespace()
         .filter(|w| w.starts_with("--") && w.len() > 2)
@@ -340,7 +341,7 @@ fn assert_help_lists_readme_flags(bin: &str, which: char) {
     for flag in listed {
         assert!(
             flags.iter().any(|(f, _)| f == flag),
-            "--help lists {flag}, which README's flag table does not have for {which}"
+            "--help lists {flag}, which the flag table of docs/contract.md does not have for {which}"
         );
     }
 }
@@ -721,7 +722,7 @@ fn b_keeps_a_sane_request_id_and_logs_it() {
     );
 }
 
-/// A fresh id is 16 hex digits (lowercase), as the README promises.
+/// A fresh id is 16 hex digits (lowercase), as docs/contract.md promises.
 fn assert_fresh_id(id: &str) {
     assert!(
         id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
@@ -875,12 +876,12 @@ fn a_log_line_has_the_contract_format() {
 
 #[test]
 fn a_help_lists_every_flag_with_its_variable() {
-    assert_help_lists_readme_flags(A_BIN, 'A');
+    assert_help_lists_documented_flags(A_BIN, 'A');
 }
 
 #[test]
 fn b_help_lists_every_flag_with_its_variable() {
-    assert_help_lists_readme_flags(B_BIN, 'B');
+    assert_help_lists_documented_flags(B_BIN, 'B');
 }
 
 #[test]

@@ -21,7 +21,7 @@ const TOKEN: &str = "s3cret-t0ken";
 const LOG_WAIT: Duration = Duration::from_secs(2);
 
 /// `{"delay_ms":0,...}` as A sends it with every knob off.
-const ALL_OFF: &str = r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false}"#;
+const ALL_OFF: &str = r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false,"workers":0,"work_ms":0,"queue_limit":0,"queue_policy":"fifo"}"#;
 
 /// `ALL_OFF` as a JSON value.
 fn all_off() -> serde_json::Value {
@@ -274,7 +274,7 @@ fn other_methods_are_405_with_allow() {
 
 #[test]
 fn with_a_token_every_peer_must_send_it() {
-    // From the environment, as the README advises: it stays out of `ps`.
+    // From the environment, as docs/contract.md advises: it stays out of `ps`.
     let a = Service::start(A_BIN, &["--control"], &[("CONTROL_TOKEN", TOKEN)]);
     let right = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {TOKEN}x");

@@ -7,17 +7,9 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{Reply, Service, connect, get, get_with, read_reply};
+use common::{Reply, Service, connect, get, get_with, read_reply, sample};
 
 const HEADER: &str = "X-Timeout-Ms";
-
-/// The value of the sample line `name` (exact, labels included), or 0 when absent.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
-}
 
 fn abandoned(service: &Service, reason: &str) -> f64 {
     let metrics = get(service.addr, "/metrics").text();

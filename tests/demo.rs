@@ -185,6 +185,56 @@ fn demo_plays_every_pattern_chapter_and_cleans_up() {
     assert_all_gone(&transcript, 5 * 5 + 3);
 }
 
+/// Whether this service-b has the flags the capacity chapters need: `--adaptive-limit` and
+/// `--retries naive` (B's overload work).
+fn b_has_the_overload_flags() -> bool {
+    let help = Command::new(env!("CARGO_BIN_EXE_service-b"))
+        .arg("--help")
+        .output()
+        .expect("service-b --help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    text.contains("--adaptive-limit") && text.contains("naive")
+}
+
+/// The capacity chapters (overload, metastable, comeback) need B's `--adaptive-limit` and
+/// `--retries naive`. With them, each chapter passes its check; a B without them fails the
+/// first two at once, naming the flag, rather than passing for the wrong reason.
+#[test]
+fn demo_plays_the_capacity_chapters_or_names_the_missing_flag() {
+    if b_has_the_overload_flags() {
+        let output = run_demo_within(&["--chapter", "capacity"], &[], CHAPTERS_LIMIT);
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "demo failed ({}):\n{transcript}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for n in 1..=3 {
+            let text = section(&transcript, &format!("Chapter {n}:"));
+            assert!(text.contains("goodput/s at "), "chapter {n}:\n{text}");
+            assert!(text.contains("\nok: "), "chapter {n} passed:\n{text}");
+        }
+        assert!(transcript.contains("Demo complete: all 3 capacity chapters behaved as expected."));
+        return;
+    }
+    for (chapter, flag) in [
+        ("overload", "--adaptive-limit"),
+        ("metastable", "--retries naive"),
+    ] {
+        let output = run_demo(&["--chapter", chapter], &[]);
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{chapter}:\n{transcript}");
+        assert!(
+            transcript.contains(&format!(
+                "DEMO FAILED at {chapter}: this chapter needs B's {flag}, and service-b --help \
+                 does not list it"
+            )),
+            "{transcript}"
+        );
+    }
+}
+
 #[test]
 fn demo_refuses_an_unknown_chapter() {
     let output = run_demo(&["--chapter", "nope"], &[]);

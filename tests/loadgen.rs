@@ -79,6 +79,12 @@ fn closed_loop_against_a_gets_only_200s() {
     let p99 = summary["latency_ms"]["p99"].as_f64().expect("p99");
     let max = summary["latency_ms"]["max"].as_f64().expect("max");
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{summary}");
+    // Every response a 200: the 200s' latencies are all of them.
+    assert_eq!(
+        summary["ok_latency_ms"]["p99"].as_f64(),
+        Some(p99),
+        "{summary}"
+    );
 }
 
 #[test]

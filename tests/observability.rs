@@ -8,15 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Service, get, get_with};
-
-/// The value of the sample line `name` (exact, labels included), or 0 when absent.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
-}
+use common::{Service, get, get_with, sample};
 
 fn scrape(service: &Service) -> String {
     let reply = get(service.addr, "/metrics");

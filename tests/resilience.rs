@@ -1,5 +1,5 @@
 //! B's calling patterns against real A replicas (and fakes where a replica must misbehave in a
-//! way A's chaos flags do not offer): one test per row of the README's scenario table.
+//! way A's chaos flags do not offer): one test per row of the scenario table in docs/patterns.md.
 //!
 //! These are behaviour checks with generous bounds, at a lower rate than the benchmark
 //! (`bench/scenarios.sh`), which measures the same rows properly.
@@ -12,7 +12,8 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Service, get, timed_get};
+use common::{FakeUpstream, Service, get, metric, timed_get};
+use echo_lab::load::schedule::Schedule;
 
 /// One call through B, as the driver saw it.
 #[derive(Debug, Clone)]
@@ -23,15 +24,16 @@ struct Outcome {
     latency: Duration,
 }
 
-/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (each request on
-/// its own thread at its own time, so a slow answer never delays the next request), and
+/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (the library's
+/// `Schedule`; each request on its own thread at its own time, so a slow answer never delays
+/// the next request), and
 /// returns every outcome in the order they were sent.
 fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
     let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
+    let schedule = Schedule::new(Instant::now(), f64::from(rate));
     let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
     for i in 0..total {
-        let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        let due = schedule.due(u64::from(i)).expect("a rate above zero");
         thread::sleep(due.saturating_duration_since(Instant::now()));
         let tx = tx.clone();
         thread::spawn(move || {
@@ -67,18 +69,6 @@ fn quantile(outcomes: &[Outcome], q: f64) -> Duration {
     latencies.sort();
     let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
     latencies.get(i).copied().unwrap_or_default()
-}
-
-/// A value from a Prometheus text exposition: the sum of every series of `name` whose labels
-/// contain `labels` (e.g. `endpoint="/echo"`).
-fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
-    let text = get(service, "/metrics").text();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// How many `/echo` requests replica `a` has answered (any status).

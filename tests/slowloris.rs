@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Service, get, timed_get};
+use echo_lab::load::prometheus::Exposition;
 
 /// Stalled connections held open at once.
 const STALLED: usize = 200;
@@ -49,11 +50,9 @@ fn survives_slowloris(service: &mut Service, name: &str) {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = get(service.addr, "/metrics").text();
-        let open: usize = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("echo_lab_open_connections "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("the open-connections gauge");
+        let open = Exposition::parse(&metrics)
+            .series("echo_lab_open_connections")
+            .expect("the open-connections gauge") as usize;
         if open > STALLED {
             break;
         }

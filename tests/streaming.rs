@@ -19,7 +19,7 @@ use echo_lab::http::chunked::ChunkedDecoder;
 use echo_lab::http::limits::LINGER_TIMEOUT;
 use echo_lab::http::server::Outcome;
 use echo_lab::http::stream::{StreamEnded, StreamSender, StreamingResponse, channel};
-use echo_lab::http::trace;
+use echo_lab::http::wire_trace;
 
 /// How long a client that left, or a shutdown, may take to reach the producer.
 const NOTICE_WITHIN: Duration = Duration::from_secs(2);
@@ -337,7 +337,7 @@ fn shutdown_ends_the_stream_with_its_last_chunk() {
 #[test]
 fn the_wire_trace_shows_each_chunks_size() {
     // What `TRACE_WIRE=1` turns on in the services.
-    trace::enable();
+    wire_trace::enable();
     let server = TestServer::start(|_| {
         streamed(4, |tx| {
             let _ = tx.send("trace-me-0123456789abcdef");

@@ -796,7 +796,7 @@ fn an_unreachable_a_is_connect_at_once() {
 /// A reset is `connect` only while connecting: on Linux a reset answering the handshake's
 /// SYN is what "connection refused" is (the refused tests above), and a reset that arrives
 /// before B has seen its connection open is reported by the connect too. Once A has the
-/// request, a reset ends an exchange under way: `closed`, as the README's table says.
+/// request, a reset ends an exchange under way: `closed`, as the table in docs/contract.md says.
 #[test]
 fn a_reset_after_a_read_the_request_is_closed() {
     let _load = shared();

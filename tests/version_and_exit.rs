@@ -18,7 +18,7 @@ const SERVICES: [&str; 2] = [
     env!("CARGO_BIN_EXE_service-b"),
 ];
 
-/// Exit statuses, as the README documents them.
+/// Exit statuses, as docs/contract.md documents them.
 const EXIT_USAGE: i32 = 2;
 const EXIT_START_FAILED: i32 = 1;
 

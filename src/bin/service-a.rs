@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use echo_lab::config::{ConfigError, Flag, Settings};
 use echo_lab::run;
+use echo_lab::services::capacity::Capacity;
 use echo_lab::services::chaos::Chaos;
 use echo_lab::services::control::access::ControlAccess;
 use echo_lab::services::echo::EchoService;
 use echo_lab::services::metrics::Metrics;
 
 const USAGE: &str = "service-a: the echo service\n\n\
-    usage: service-a [--host ADDR] [--port PORT] [chaos flags] [--control [--control-token T]]";
+    usage: service-a [--host ADDR] [--port PORT] [chaos and capacity flags] [--control [--control-token T]]";
 
 const FLAGS: &[Flag] = &[
     Flag::value(
@@ -57,6 +58,31 @@ const FLAGS: &[Flag] = &[
         "BLACKHOLE",
         "chaos: read every /echo and never answer it (/health and /metrics still answer)",
     ),
+    Flag::value(
+        "workers",
+        "WORKERS",
+        "0",
+        "capacity: /echo worked on at once; past them work queues. 0: no capacity model",
+    ),
+    Flag::value(
+        "work-ms",
+        "WORK_MS",
+        "0",
+        "capacity: how long each /echo holds its worker (a sleep, not CPU)",
+    ),
+    Flag::value(
+        "queue-limit",
+        "QUEUE_LIMIT",
+        "0",
+        "capacity: most /echo waiting for a worker; past it 503 at once. 0: no bound",
+    ),
+    Flag::value(
+        "queue-policy",
+        "QUEUE_POLICY",
+        "fifo",
+        "capacity: fifo (oldest first), or codel-lifo (CoDel's queue timeouts, newest first \
+         while the queue stands)",
+    ),
     Flag::switch(
         "control",
         "CONTROL",
@@ -81,6 +107,12 @@ fn chaos(settings: &Settings) -> Result<Chaos, ConfigError> {
         fail_rate: settings.get("fail-rate")?,
         drop_rate: settings.get("drop-rate")?,
         blackhole: settings.switch("blackhole")?,
+        capacity: Capacity {
+            workers: settings.get("workers")?,
+            work: Duration::from_millis(settings.get("work-ms")?),
+            queue_limit: settings.get("queue-limit")?,
+            queue_policy: settings.get("queue-policy")?,
+        },
     };
     chaos
         .validate()

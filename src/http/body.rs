@@ -9,7 +9,7 @@ use super::chunked::ChunkedDecoder;
 use super::conn::BufferedStream;
 use super::error::{BodyError, FramingError};
 use super::message::{Headers, RequestHead, ResponseHead, Version, is_quoted_string, is_token};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 
 /// How the body of one message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum BodyFraming {
     UntilClose,
 }
 
-/// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 7 are
+/// The framing of a request body, following RFC 9112 §6.3 in order (rules 1, 2 and 8 are
 /// about responses; for a request, "neither field" means no body at all):
 ///
 /// 3. `Transfer-Encoding` together with `Content-Length`: reject (400), never guess.
@@ -70,7 +70,8 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
 ///    the connection closes (and is still coded: see `ClientError::CodedBody`).
 /// 5. `Content-Length` values that disagree or are not digits: an error.
 /// 6. A valid `Content-Length`: that many bytes.
-/// 7. Neither: the body runs until the connection closes.
+/// 7. (Neither, in a request: no body. A response is never in this case.)
+/// 8. Neither: the body runs until the connection closes.
 pub fn response_framing(
     head: &ResponseHead,
     request_was_head: bool,
@@ -187,7 +188,7 @@ pub async fn read_body<S: AsyncRead + Unpin>(
         BodyFraming::Chunked => read_chunked(conn, max_bytes).await?,
         BodyFraming::UntilClose => read_until_close(conn, max_bytes).await?,
     };
-    trace::body(conn.id, Direction::Received, &body);
+    wire_trace::body(conn.id, Direction::Received, &body);
     Ok(body)
 }
 
@@ -508,8 +509,7 @@ mod tests {
         assert!(matches!(body, Err(BodyError::TooLarge)));
     }
 
-    // Mutation testing (`cargo mutants --file src/http/body.rs --jobs 1 -- --lib`, see the
-    // README): the tests below each pin one edge a mutant moved.
+    // The edges: each test below holds one rule at its exact boundary.
 
     #[test]
     fn interim_and_not_modified_responses_have_no_body() {

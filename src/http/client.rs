@@ -21,11 +21,12 @@ use futures_lite::{AsyncWriteExt, FutureExt};
 
 use super::body::{BodyFraming, read_body, response_framing};
 use super::conn::BufferedStream;
+use super::deadline::Deadline;
 use super::error::{BodyError, ResponseHeadError};
 use super::head::parse_response_head;
 use super::limits::ClientLimits;
 use super::message::{ResponseHead, keeps_alive};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 use super::write::write_request;
 
 /// The port when a URL names none (RFC 9110 §4.2.1).
@@ -131,46 +132,6 @@ impl fmt::Display for Phase {
             Phase::ResponseHead => "waiting for the response head",
             Phase::Body => "reading the response body",
         })
-    }
-}
-
-/// One point in time by which a whole exchange must be over.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    start: Instant,
-    at: Instant,
-}
-
-impl Deadline {
-    pub fn after(budget: Duration) -> Deadline {
-        let start = Instant::now();
-        Deadline {
-            start,
-            at: start + budget,
-        }
-    }
-
-    /// A deadline for one attempt inside this one: it starts now and ends after `limit`,
-    /// or when this one ends, whichever comes first.
-    pub fn within(&self, limit: Duration) -> Deadline {
-        let start = Instant::now();
-        Deadline {
-            start,
-            at: self.at.min(start + limit),
-        }
-    }
-
-    pub fn budget(&self) -> Duration {
-        self.at - self.start
-    }
-
-    /// The time left, zero once it has passed.
-    pub fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
     }
 }
 
@@ -338,7 +299,7 @@ impl Client {
     ) -> Result<ClientResponse, ClientError> {
         let phase = AtomicU8::new(Phase::Connect as u8);
         let timeout = async {
-            Timer::at(deadline.at).await;
+            Timer::at(deadline.at()).await;
             Err(ClientError::Timeout {
                 phase: Phase::from_u8(phase.load(Ordering::Relaxed)),
                 budget: deadline.budget(),
@@ -440,7 +401,7 @@ impl Client {
     ) -> Result<ClientResponse, FailedAttempt> {
         let Aged { mut conn, opened } = aged;
         phase.store(Phase::Send as u8, Ordering::Relaxed);
-        trace::message(conn.id, Direction::Sent, request);
+        wire_trace::message(conn.id, Direction::Sent, request);
         if let Err(e) = conn.stream.write_all(request).await {
             return Err(closed(Phase::Send, e.to_string(), false));
         }
@@ -503,7 +464,7 @@ impl Client {
             );
             match parsed {
                 Ok(Some((head, len))) => {
-                    trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
+                    wire_trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
                     conn.consume(len);
                     return Ok(head);
                 }
@@ -553,12 +514,6 @@ fn bad_response(what: String) -> FailedAttempt {
 
 #[cfg(test)]
 mod tests {
-    //! Mutants no test here catches, because they change nothing a caller sees (cargo mutants,
-    //! `--file src/http/client.rs -- --lib --test upstream_faults`):
-    //!
-    //! * `read_one_head`'s `if !started` (wait for readability before a read when nothing of
-    //!   the response has come) without the `!`: `fill` waits for the bytes either way; only
-    //!   whether a read fails with `EAGAIN` first differs (system calls).
     use super::*;
 
     #[test]
@@ -625,7 +580,7 @@ mod tests {
     #[test]
     fn a_pooled_connection_is_trusted_for_20_s_idle_and_not_a_moment_longer() {
         let (client, listener) = pool_test_client();
-        let trust = Duration::from_secs(20); // the README's promise
+        let trust = Duration::from_secs(20); // docs/contract.md's promise
         let t0 = Instant::now();
         client.checkin(connection_opened_at(&listener, t0), t0);
         let just_inside = t0 + trust - Duration::from_millis(1);
@@ -723,27 +678,6 @@ mod tests {
     }
 
     #[test]
-    fn an_attempts_deadline_is_the_sooner_of_its_limit_and_the_calls() {
-        let call = Deadline::after(Duration::from_secs(10));
-        assert!(
-            call.remaining() > Duration::from_secs(9),
-            "{:?}",
-            call.remaining()
-        );
-        let attempt = call.within(Duration::from_secs(1));
-        assert!(attempt.budget() <= Duration::from_secs(1));
-        assert!(
-            attempt.budget() > Duration::from_millis(900),
-            "{:?}",
-            attempt.budget()
-        );
-        let short_call = Deadline::after(Duration::from_millis(200));
-        let long_attempt = short_call.within(Duration::from_secs(5));
-        assert!(long_attempt.remaining() <= Duration::from_millis(200));
-        assert_eq!(Deadline::after(Duration::ZERO).remaining(), Duration::ZERO);
-    }
-
-    #[test]
     fn a_client_to_an_address_connects_there_and_names_the_upstream_in_host() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
@@ -768,6 +702,10 @@ mod tests {
         assert!(head.contains("\r\nHost: replica.invalid:9\r\n"), "{head}");
     }
 
+    // No test here can tell `read_one_head`'s `if !started` (wait for readability before a read
+    // when nothing of the response has come) from the same without the `!` (an equivalent
+    // mutant): `fill` waits for the bytes either way; only whether a read fails with `EAGAIN`
+    // first differs (system calls), which nothing a caller sees depends on.
     #[test]
     fn interim_responses_are_skipped() {
         for (interim, status) in [("HTTP/1.1 100 Continue\r\n\r\n", 200), ("", 200)] {

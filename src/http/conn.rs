@@ -17,7 +17,7 @@ use std::task::Poll;
 use futures_lite::AsyncRead;
 
 use super::limits::READ_CHUNK_BYTES;
-use super::trace::{ConnId, Side};
+use super::wire_trace::{ConnId, Side};
 
 /// A stream and the bytes read from it that nobody has consumed yet.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use super::error::{RequestError, ResponseHeadError};
 use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::target::{check_host, check_target};
-use super::trace::{self, Direction};
+use super::wire_trace::{self, Direction};
 
 /// The most header slots httparse is ever given; `Limits::max_headers` picks how many are used.
 const HEADER_SLOTS: usize = 128;
@@ -208,7 +208,7 @@ pub async fn read_request_head<S: AsyncRead + Unpin>(
         if !conn.buffered().is_empty()
             && let Some((head, len)) = parse_request_head(conn.buffered(), limits)?
         {
-            trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
+            wire_trace::head(conn.id, Direction::Received, &conn.buffered()[..len]);
             conn.consume(len);
             return Ok(Some(head));
         }
@@ -568,6 +568,9 @@ mod tests {
         );
     }
 
+    // No test can tell `b == b'\r' || b == b'\n'` in `parse_response_head` from the same with
+    // `!=` on either side (an equivalent mutant): `unfold` then also runs on values without CR
+    // or LF, and leaves them unchanged.
     #[test]
     fn obs_fold_in_a_response_is_replaced_by_spaces() {
         let raw =
@@ -625,17 +628,7 @@ mod tests {
         }
     }
 
-    // Mutation testing (`cargo mutants --file src/http/head.rs --jobs 1 -- --lib`, see the
-    // README): each test below pins one edge a mutant moved. Equivalent mutants, which no test
-    // can tell apart:
-    //
-    // - `delete match arm [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1']` in
-    //   `has_well_formed_version`: it only runs after httparse refused the version, and
-    //   httparse refuses only when the 8 bytes after the target are not `HTTP/1.0` or
-    //   `HTTP/1.1`. Both split the request line at its first two spaces, so the arm is never
-    //   reached with a 1.0 or 1.1 version.
-    // - `replace == with !=` in `b == b'\r' || b == b'\n'` of `parse_response_head` (either
-    //   side): `unfold` then runs on values without CR or LF too, and leaves them unchanged.
+    // The edges: each test below holds one cap or rule at its exact boundary.
 
     fn parse_with(
         raw: &[u8],
@@ -695,6 +688,11 @@ mod tests {
         );
     }
 
+    // No test can delete the arm `[b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1']` of
+    // `has_well_formed_version` and see a difference (an equivalent mutant): the function only
+    // runs after httparse refused the version, and httparse refuses only when the 8 bytes after
+    // the target are not `HTTP/1.0` or `HTTP/1.1`. Both split the request line at its first two
+    // spaces, so the arm is never reached with a 1.0 or 1.1 version.
     #[test]
     fn a_version_with_a_letter_for_a_digit_is_400_not_505() {
         assert_eq!(status_of(b"GET / HTTP/2.x\r\nHost: a\r\n\r\n"), Some(400));

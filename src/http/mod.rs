@@ -6,8 +6,9 @@
 //! the socket:
 //!
 //! 1. `limits` and `error`: every bound, and every failure with the status it is answered with;
+//!    `deadline`: the one point in time by which an exchange must be over;
 //! 2. `message`: the values (version, header fields, request, response); no I/O;
-//! 3. `trace`: the wire trace every reader and writer reports to;
+//! 3. `wire_trace`: the wire trace every reader and writer reports to;
 //! 4. `conn`: bytes in a buffer, waiting to be parsed;
 //! 5. `target` and `head`: the request line and fields (`target` checks the request-target
 //!    and `Host`);
@@ -24,9 +25,11 @@ pub mod limits;
 
 pub mod error;
 
+pub mod deadline;
+
 pub mod message;
 
-pub mod trace;
+pub mod wire_trace;
 
 pub mod conn;
 
@@ -48,14 +51,17 @@ pub mod server;
 
 pub mod client;
 
+pub use deadline::Deadline;
+
 #[cfg(test)]
 mod tests {
     /// The modules in reading order, each with its source.
-    const CHAIN: [(&str, &str); 16] = [
+    const CHAIN: [(&str, &str); 17] = [
         ("limits", include_str!("limits.rs")),
         ("error", include_str!("error.rs")),
+        ("deadline", include_str!("deadline.rs")),
         ("message", include_str!("message.rs")),
-        ("trace", include_str!("trace.rs")),
+        ("wire_trace", include_str!("wire_trace.rs")),
         ("conn", include_str!("conn.rs")),
         ("target", include_str!("target.rs")),
         ("head", include_str!("head.rs")),

@@ -277,8 +277,7 @@ mod tests {
         assert!(parse(&lines(&["GET urn:x HTTP/1.1", "Host: a"])).is_ok());
     }
 
-    // Mutation testing (`cargo mutants --file src/http/target.rs --jobs 1 -- --lib`, see the
-    // README): each test below pins one edge a mutant moved.
+    // The edges: each test below holds one rule at its exact boundary.
 
     #[test]
     fn a_scheme_starts_with_a_letter() {

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::http::client::{Client, ClientError, ClientResponse, Deadline};
+use crate::http::Deadline;
+use crate::http::client::{Client, ClientError, ClientResponse};
 
 /// What became of one request.
 #[derive(Debug)]

@@ -12,7 +12,8 @@ use super::query::{encode, query_param};
 use super::{
     Failure, RequestScope, health, json, json_error, json_string, log_rejected, ready, route,
 };
-use crate::http::client::{ClientResponse, Deadline};
+use crate::http::Deadline;
+use crate::http::client::ClientResponse;
 use crate::http::error::RequestError;
 use crate::http::message::{Request, Response};
 use crate::http::server::{Handler, Outcome, ServerStatus};

@@ -1,6 +1,6 @@
 //! Fault injection for service A, off by default: added latency (fixed, random, and a heavy
-//! tail), random 500s, random hang-ups, and a black hole, so a learner can watch B degrade
-//! without killing A by hand.
+//! tail), random 500s, random hang-ups, a black hole, and a capacity (workers and their
+//! queue, see `capacity.rs`), so a learner can watch B degrade without killing A by hand.
 //!
 //! The chaos only describes what to do; `echo.rs` does it, racing the delay against the
 //! caller's deadline.
@@ -9,7 +9,8 @@ use std::fmt;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use super::json_error;
+use super::capacity::{Capacity, MAX_QUEUE_LIMIT, MAX_WORKERS};
+use super::json_body::json_error;
 use crate::http::server::Outcome;
 use crate::random;
 
@@ -52,11 +53,23 @@ pub struct Chaos {
     /// Every `/echo` is read and never answered (until `BLACKHOLE_HOLD`): a dead host whose
     /// kernel still accepts connections. Deadlines and the other knobs do not apply.
     pub blackhole: bool,
+    /// Workers and their queue: off (no capacity model) unless `workers` is above 0.
+    pub capacity: Capacity,
 }
 
 impl Chaos {
     pub fn is_off(&self) -> bool {
         *self == Chaos::default()
+    }
+
+    /// Whether the faults (every knob but the capacity) are off: then an `/echo` that got its
+    /// worker is answered at once.
+    pub fn faults_off(&self) -> bool {
+        Chaos {
+            capacity: Capacity::default(),
+            ..*self
+        }
+        .is_off()
     }
 
     /// Checks the rates are fractions, the delays at most `MAX_DELAY`, and that a tail has a
@@ -77,10 +90,20 @@ impl Chaos {
             (Knob::DelayMs, self.delay),
             (Knob::JitterMs, self.jitter),
             (Knob::TailDelayMs, self.tail_delay),
+            (Knob::WorkMs, self.capacity.work),
         ] {
             if delay > MAX_DELAY {
                 let ms = i128::try_from(delay.as_millis()).unwrap_or(i128::MAX);
                 return Err(InvalidChaos::DelayOutOfRange { knob, ms });
+            }
+        }
+        for (knob, count, most) in [
+            (Knob::Workers, self.capacity.workers, MAX_WORKERS),
+            (Knob::QueueLimit, self.capacity.queue_limit, MAX_QUEUE_LIMIT),
+        ] {
+            if u64::from(count) > most {
+                let count = i128::from(count);
+                return Err(InvalidChaos::CountOutOfRange { knob, count, most });
             }
         }
         if self.tail_rate > 0.0 && self.tail_delay.is_zero() {
@@ -103,6 +126,10 @@ impl Chaos {
             Knob::FailRate => KnobValue::Rate(self.fail_rate),
             Knob::DropRate => KnobValue::Rate(self.drop_rate),
             Knob::Blackhole => KnobValue::Switch(self.blackhole),
+            Knob::Workers => KnobValue::Count(self.capacity.workers.into()),
+            Knob::WorkMs => millis(self.capacity.work),
+            Knob::QueueLimit => KnobValue::Count(self.capacity.queue_limit.into()),
+            Knob::QueuePolicy => KnobValue::Word(self.capacity.queue_policy.name()),
         }
     }
 
@@ -159,11 +186,15 @@ pub enum Knob {
     FailRate,
     DropRate,
     Blackhole,
+    Workers,
+    WorkMs,
+    QueueLimit,
+    QueuePolicy,
 }
 
 impl Knob {
     /// Every knob, in the order they are shown.
-    pub const ALL: [Knob; 7] = [
+    pub const ALL: [Knob; 11] = [
         Knob::DelayMs,
         Knob::JitterMs,
         Knob::TailRate,
@@ -171,6 +202,10 @@ impl Knob {
         Knob::FailRate,
         Knob::DropRate,
         Knob::Blackhole,
+        Knob::Workers,
+        Knob::WorkMs,
+        Knob::QueueLimit,
+        Knob::QueuePolicy,
     ];
 
     /// `tail_delay_ms`.
@@ -183,6 +218,10 @@ impl Knob {
             Knob::FailRate => "fail_rate",
             Knob::DropRate => "drop_rate",
             Knob::Blackhole => "blackhole",
+            Knob::Workers => "workers",
+            Knob::WorkMs => "work_ms",
+            Knob::QueueLimit => "queue_limit",
+            Knob::QueuePolicy => "queue_policy",
         }
     }
 
@@ -196,6 +235,10 @@ impl Knob {
             Knob::FailRate => "--fail-rate",
             Knob::DropRate => "--drop-rate",
             Knob::Blackhole => "--blackhole",
+            Knob::Workers => "--workers",
+            Knob::WorkMs => "--work-ms",
+            Knob::QueueLimit => "--queue-limit",
+            Knob::QueuePolicy => "--queue-policy",
         }
     }
 
@@ -214,15 +257,21 @@ pub enum KnobValue {
     Rate(f64),
     /// On or off: the black hole.
     Switch(bool),
+    /// A whole number: workers, the queue's limit.
+    Count(u64),
+    /// One of a few names: the queue's policy.
+    Word(&'static str),
 }
 
 impl KnobValue {
-    /// As a number: a Prometheus sample has no other type (`true` is 1).
-    pub fn as_f64(self) -> f64 {
+    /// As a number, for a Prometheus sample, which has no other type (`true` is 1); `None`
+    /// for a word, which is shown as a label instead.
+    pub fn as_f64(self) -> Option<f64> {
         match self {
-            KnobValue::Millis(ms) => ms as f64,
-            KnobValue::Rate(rate) => rate,
-            KnobValue::Switch(on) => f64::from(u8::from(on)),
+            KnobValue::Millis(ms) | KnobValue::Count(ms) => Some(ms as f64),
+            KnobValue::Rate(rate) => Some(rate),
+            KnobValue::Switch(on) => Some(f64::from(u8::from(on))),
+            KnobValue::Word(_) => None,
         }
     }
 
@@ -232,6 +281,8 @@ impl KnobValue {
             KnobValue::Millis(ms) => ms.into(),
             KnobValue::Rate(rate) => rate.into(),
             KnobValue::Switch(on) => on.into(),
+            KnobValue::Count(n) => n.into(),
+            KnobValue::Word(word) => word.into(),
         }
     }
 }
@@ -243,6 +294,8 @@ impl fmt::Display for KnobValue {
             KnobValue::Millis(ms) => write!(f, "{ms}"),
             KnobValue::Rate(rate) => write!(f, "{rate}"),
             KnobValue::Switch(on) => write!(f, "{on}"),
+            KnobValue::Count(n) => write!(f, "{n}"),
+            KnobValue::Word(word) => f.write_str(word),
         }
     }
 }
@@ -256,6 +309,9 @@ pub enum InvalidChaos {
     DelayOutOfRange { knob: Knob, ms: i128 },
     /// A tail rate above 0 with no tail delay: the tail would not be there.
     TailWithoutDelay { rate: f64 },
+    /// A count (workers, the queue's limit) below 0 (only `/control` can ask for one) or
+    /// above `most`.
+    CountOutOfRange { knob: Knob, count: i128, most: u64 },
 }
 
 impl InvalidChaos {
@@ -274,6 +330,9 @@ impl InvalidChaos {
                 name(knob),
                 MAX_DELAY.as_millis()
             ),
+            InvalidChaos::CountOutOfRange { knob, count, most } => {
+                format!("{}: {count} is not between 0 and {most}", name(knob))
+            }
             InvalidChaos::TailWithoutDelay { rate } => format!(
                 "{}: {rate} needs {} above 0, or the tail is not there",
                 name(Knob::TailRate),
@@ -326,6 +385,7 @@ impl LiveChaos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::capacity::QueuePolicy;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -440,8 +500,14 @@ mod tests {
             ..tail(0.25, 500)
         };
         assert_eq!(chaos.get(Knob::DelayMs), KnobValue::Millis(1500));
-        assert_eq!(chaos.get(Knob::TailRate).as_f64(), 0.25);
-        assert_eq!(chaos.get(Knob::Blackhole).as_f64(), 1.0);
+        assert_eq!(chaos.get(Knob::TailRate).as_f64(), Some(0.25));
+        assert_eq!(chaos.get(Knob::Blackhole).as_f64(), Some(1.0));
+        assert_eq!(chaos.get(Knob::QueuePolicy).as_f64(), None);
+        assert_eq!(
+            chaos.get(Knob::QueuePolicy).to_json().to_string(),
+            r#""fifo""#
+        );
+        assert_eq!(chaos.get(Knob::Workers).to_json().to_string(), "0");
         assert_eq!(chaos.get(Knob::FailRate).to_json().to_string(), "0.0");
         assert_eq!(chaos.get(Knob::FailRate).to_string(), "0");
         assert_eq!(chaos.get(Knob::DelayMs).to_json().to_string(), "1500");
@@ -484,9 +550,38 @@ mod tests {
         assert_eq!(
             chaos.to_string(),
             "delay_ms=0 jitter_ms=0 tail_rate=0.05 tail_delay_ms=500 fail_rate=0 drop_rate=0 \
-             blackhole=true"
+             blackhole=true workers=0 work_ms=0 queue_limit=0 queue_policy=fifo"
         );
         assert!(!chaos.is_off());
         assert!(Chaos::default().is_off());
+    }
+
+    #[test]
+    fn the_capacity_is_a_knob_but_not_a_fault() {
+        let chaos = Chaos {
+            capacity: Capacity {
+                workers: 2,
+                work: MS * 20,
+                queue_limit: 10,
+                queue_policy: QueuePolicy::CodelLifo,
+            },
+            ..Chaos::default()
+        };
+        assert!(!chaos.is_off());
+        assert!(chaos.faults_off());
+        assert_eq!(chaos.validate(), Ok(()));
+        assert_eq!(chaos.get(Knob::WorkMs), KnobValue::Millis(20));
+        assert_eq!(chaos.get(Knob::QueuePolicy), KnobValue::Word("codel-lifo"));
+        let too_many = Chaos {
+            capacity: Capacity {
+                workers: 10_001,
+                ..chaos.capacity
+            },
+            ..chaos
+        };
+        assert_eq!(
+            too_many.validate().expect_err("refused").with_flags(),
+            "--workers: 10001 is not between 0 and 10000"
+        );
     }
 }

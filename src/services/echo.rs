@@ -5,12 +5,22 @@
 //! is the only one that honours the caller's deadline: a caller that sends
 //! `X-Timeout-Ms: <n>` says it will wait `n` more milliseconds, and A does not work for nobody.
 //!
+//! With a capacity (`--workers`, see `capacity`), an `/echo` first waits for a worker and
+//! holds it for `work_ms`; the chaos delay comes after, and holds nothing: it is latency,
+//! the capacity's work is load.
+//!
 //! ```text
 //! /echo ─► black hole? ─► hold, never answer
 //!            │ no
 //!            ▼
 //!          deadline already passed? ─► 503, refused at once
 //!            │ no
+//!            ▼
+//!          a worker (capacity on) ─┬─ queue full / CoDel ─► 503 overloaded, unworked
+//!            │ got one             └─ deadline passed queued ─► 503 abandoned, unworked
+//!            ▼
+//!          work_ms holding it, raced with the deadline ─► deadline first: 503 abandoned
+//!            │ done: the worker is free
 //!            ▼
 //!          chaos delay ─┬─ done first ─► chaos 500 / hang-up, or the echo
 //!          raced with   │
@@ -24,6 +34,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::FutureExt;
 
+use super::capacity::{DropReason, Workers};
 use super::chaos::{BLACKHOLE_HOLD, Chaos, LiveChaos};
 use super::control::{self, access::ControlAccess};
 use super::metrics::{self, Metrics, render_chaos};
@@ -46,6 +57,8 @@ pub struct EchoService {
     metrics: Arc<Metrics>,
     /// The server's state, for `/ready`.
     server: ServerStatus,
+    /// The workers and their queue, when the chaos gives A a capacity.
+    workers: Workers,
 }
 
 impl EchoService {
@@ -55,6 +68,7 @@ impl EchoService {
             control: None,
             metrics,
             server: ServerStatus::default(),
+            workers: Workers::default(),
         }
     }
 
@@ -88,10 +102,13 @@ impl EchoService {
         }
     }
 
-    /// A's metrics: the common ones, then the chaos knobs as they are now.
+    /// A's metrics: the common ones, then the chaos knobs as they are now, then the
+    /// capacity's queue and workers.
     fn metrics_response(&self) -> Response {
         let mut text = self.metrics.render(None);
-        render_chaos(&mut text, &self.chaos.current());
+        let chaos = self.chaos.current();
+        render_chaos(&mut text, &chaos);
+        self.workers.render(&mut text, &chaos.capacity);
         Response::new(200, metrics::CONTENT_TYPE, text)
     }
 
@@ -111,9 +128,10 @@ impl EchoService {
         scope.finish(response, failure)
     }
 
-    /// What happens to an `/echo` before its answer: the caller's deadline is checked, the
-    /// chaos delay waited out (raced against that deadline), and the chaos may replace the
-    /// answer. `Some`: the response to send instead of the echo.
+    /// What happens to an `/echo` before its answer: the caller's deadline is checked, a
+    /// worker waited for and held for the capacity's work, the chaos delay waited out (each
+    /// raced against that deadline), and the chaos may replace the answer. `Some`: the
+    /// response to send instead of the echo.
     async fn work(
         &self,
         request: &Request,
@@ -133,6 +151,15 @@ impl EchoService {
         if chaos.is_off() {
             return None;
         }
+        if let Some(refusal) = self
+            .hold_a_worker(arrival, deadline, remaining, chaos)
+            .await
+        {
+            return Some(refusal);
+        }
+        if chaos.faults_off() {
+            return None;
+        }
         let wait = chaos.work_time();
         // Only a deadline can cut the work short, so `remaining` is there when it does.
         if let (Err(Abandoned), Some(left)) = (delay(wait, deadline).await, remaining) {
@@ -149,6 +176,37 @@ impl EchoService {
             text: text.to_owned(),
         };
         Some((outcome, failure))
+    }
+
+    /// The capacity's part: waits for a worker and holds it for `work_ms` (raced with the
+    /// deadline). `Some`: the work was dropped, and the answer to send instead. Nothing to
+    /// do when the capacity is off.
+    async fn hold_a_worker(
+        &self,
+        arrival: Instant,
+        deadline: Option<Instant>,
+        remaining: Option<Duration>,
+        chaos: &Chaos,
+    ) -> Option<(Outcome, Failure)> {
+        let capacity = chaos.capacity;
+        let permit = match self.workers.admit(capacity, deadline, arrival).await {
+            Ok(permit) => permit?,
+            Err(DropReason::Deadline) => {
+                let left = remaining.unwrap_or_default();
+                return Some(self.give_up(GiveUp::DeadlinePassed(left)));
+            }
+            Err(reason) => return Some(overloaded(reason)),
+        };
+        // How long the work takes is read when it starts, not when it arrived: a server that
+        // got faster again (`/control`) is faster for the work still queued too.
+        let work = self.chaos.current().capacity.work;
+        // The worker is freed when `permit` goes, whichever way this ends.
+        let worked = delay(work, deadline).await;
+        drop(permit);
+        match (worked, remaining) {
+            (Err(Abandoned), Some(left)) => Some(self.give_up(GiveUp::DeadlinePassed(left))),
+            _ => None,
+        }
     }
 
     /// Counts work given up for the caller's deadline; the answer to send and its failure
@@ -199,6 +257,16 @@ impl EchoService {
         };
         scope.finish(Outcome::HangUp, Some(failure))
     }
+}
+
+/// The answer to work the capacity refused (a full queue) or dropped (CoDel): `503` with the
+/// reason, logged with `error_kind=overloaded` like B's own refusals under load.
+fn overloaded(reason: DropReason) -> (Outcome, Failure) {
+    let failure = Failure {
+        kind: Some("overloaded"),
+        text: reason.to_string(),
+    };
+    (json_error(503, &failure.text).into(), failure)
 }
 
 /// A copy of `request` with only what a log line reads: method, path, `X-Request-Id`.

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::chaos::{Chaos, Knob};
-use super::process;
+use super::exposition::{Histogram, family};
+use super::process_metrics;
 use crate::config::VERSION;
 use crate::http::server::ServerConfig;
 use crate::upstream::ClusterSnapshot;
@@ -47,64 +48,6 @@ pub const UPSTREAM_OUTCOMES: [&str; 8] = [
 /// Why A gave up a request's work (`echo_lab_abandoned_total`): the caller's deadline
 /// (`X-Timeout-Ms`) had passed when it arrived, or passed while A was working.
 pub const ABANDON_REASONS: [&str; 2] = ["expired_on_arrival", "deadline_passed"];
-
-/// Histogram bucket bounds, in seconds (Prometheus's `le`). From sub-millisecond echoes up to
-/// the 1 s deadline and a little past it.
-const BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-/// A Prometheus histogram: a count per bucket (not cumulative; summed when rendered),
-/// the total count and the sum of observed seconds (kept in nanoseconds).
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|&le| seconds <= le) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        self.render_series(out, name, "");
-    }
-
-    /// The samples of one series; `labels` is empty or `key="value",` (with the comma), put
-    /// before `le` in every bucket and alone on `_sum` and `_count`.
-    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (le, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
-        let labels = labels.trim_end_matches(',');
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-        } else {
-            let _ = writeln!(
-                out,
-                "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
-            );
-        }
-    }
-
-    fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-}
 
 /// Everything one service counts.
 #[derive(Debug, Default)]
@@ -211,7 +154,7 @@ impl Metrics {
             "# HELP echo_lab_build_info The version of echo-lab that is running; always 1.\n\
              # TYPE echo_lab_build_info gauge\necho_lab_build_info{{version=\"{VERSION}\"}} 1"
         );
-        process::render(&mut out);
+        process_metrics::render(&mut out);
         out
     }
 
@@ -443,15 +386,12 @@ pub fn render_chaos(out: &mut String, chaos: &Chaos) {
         "A's chaos knobs now (set by flags, changed by /control): ms for *_ms, a fraction for \
          *_rate, 1 for blackhole on.",
     );
+    // The queue's policy is a word, shown by `echo_lab_capacity_queue_policy{policy}`.
     for knob in Knob::ALL {
-        let value = chaos.get(knob).as_f64();
-        let _ = writeln!(out, "echo_lab_chaos{{knob=\"{}\"}} {value}", knob.name());
+        if let Some(value) = chaos.get(knob).as_f64() {
+            let _ = writeln!(out, "echo_lab_chaos{{knob=\"{}\"}} {value}", knob.name());
+        }
     }
-}
-
-/// A metric family's `# HELP` and `# TYPE` lines.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn status_index(status: u16) -> usize {
@@ -523,6 +463,10 @@ mod tests {
         assert!(text.contains("echo_lab_chaos{knob=\"fail_rate\"} 0.25\n"));
         assert!(text.contains("echo_lab_chaos{knob=\"tail_rate\"} 0\n"));
         assert!(text.contains("echo_lab_chaos{knob=\"blackhole\"} 1\n"));
-        assert_eq!(text.lines().count(), 2 + Knob::ALL.len());
+        assert!(
+            !text.contains("queue_policy"),
+            "a word, shown by its own family"
+        );
+        assert_eq!(text.lines().count(), 2 + Knob::ALL.len() - 1);
     }
 }

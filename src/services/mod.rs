@@ -2,11 +2,14 @@
 //! `X-Request-Id`, and the one log line per request.
 
 pub mod caller;
+pub mod capacity;
 pub mod chaos;
 pub mod control;
 pub mod echo;
+pub mod exposition;
+pub mod json_body;
 pub mod metrics;
-pub mod process;
+pub mod process_metrics;
 pub mod query;
 pub mod trace_context;
 
@@ -20,6 +23,7 @@ use crate::http::server::{Outcome, ServerStatus};
 use crate::logging::{self, Field, Value};
 use crate::random;
 use crate::upstream::CallReport;
+pub use json_body::{json, json_error, json_string};
 use metrics::Metrics;
 use trace_context::TraceContext;
 
@@ -229,26 +233,6 @@ impl LogLine<'_, '_> {
             ("error", error.map_or(Value::Absent, Value::Quoted)),
         ]
     }
-}
-
-/// A response with a JSON body, already serialized.
-pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
-    Response::new(status, "application/json", body)
-}
-
-/// The contract's error body, `{"error":"<text>"}`: every error both services answer, the
-/// HTTP layer's rejections included (through `Handler::error_response`), except B's `503`
-/// for a failed call to A, which says more.
-pub fn json_error(status: u16, text: &str) -> Response {
-    let body = serde_json::json!({ "error": text }).to_string();
-    json(status, body)
-}
-
-/// `s` as a JSON string literal, quotes and escapes included (RFC 8259 §7).
-pub fn json_string(s: &str) -> String {
-    // Serializing a `str` cannot fail: serde_json only fails on non-string map keys and
-    // on I/O errors, and a String is not I/O.
-    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
 /// Logs and counts a request the HTTP layer could not read.

@@ -22,8 +22,9 @@
 //! count-based sliding window (`slidingWindowSize`, `minimumNumberOfCalls`,
 //! `failureRateThreshold`, `waitDurationInOpenState`); Finagle's `FailFastFactory`, which marks
 //! an endpoint dead after a failed connect and probes it in the background. Our window and
-//! ratio are Hystrix's; our open time is much shorter, because the issue asks recovery within
-//! two seconds.
+//! ratio are Hystrix's; our open time is much shorter, because the "recovery" scenario of
+//! `bench/scenarios.sh` asks for the first 200 within one second of A's return, and all
+//! within two.
 //!
 //! Two details that are easy to get wrong:
 //!

@@ -24,11 +24,11 @@
 
 use std::time::{Duration, Instant};
 
-/// Retries allowed per original request. The "flaky" scenario (every replica answers
-/// 500 20 % of the time) needs about 24 % extra attempts for ≥ 99 % of calls to succeed: a
-/// first retry for the 20 % that failed, and a second for the 4 % that failed twice, at
-/// 1 + 0.2 + 0.04 = 1.24× load, within the limit of 1.3×. Linkerd's default, 0.2, would
-/// fall just short. 0.25 leaves a little room for hedges.
+/// Retries allowed per original request. The "flaky" scenario of `bench/scenarios.sh` (every
+/// replica answers 500 20 % of the time) needs about 24 % extra attempts for ≥ 99 % of calls to
+/// succeed: a first retry for the 20 % that failed, and a second for the 4 % that failed twice,
+/// at 1 + 0.2 + 0.04 = 1.24× load, within that scenario's target of 1.3×. Linkerd's default,
+/// 0.2, would fall just short. 0.25 leaves a little room for hedges.
 pub const DEFAULT_RATIO: f64 = 0.25;
 
 /// Retries per second allowed with no requests to deposit: Linkerd's and Finagle's 10. Enough

@@ -31,8 +31,9 @@ use super::limit::{self, Token};
 use super::outlier::may_eject;
 use super::replicas::{AttemptEnd, Replica};
 use super::{Balance, CallError, CallReport, lock};
-use crate::http::client::{ClientError, ClientResponse, Deadline};
-use crate::http::trace;
+use crate::http::Deadline;
+use crate::http::client::{ClientError, ClientResponse};
+use crate::http::wire_trace;
 use crate::random;
 
 /// Most attempts one call makes, hedges included: the first and two more. With every replica
@@ -452,7 +453,7 @@ impl<'a> Call<'a> {
             ));
         }
         let number = self.tried.len();
-        if trace::enabled() {
+        if wire_trace::enabled() {
             let to = replica.address;
             log::info!(target: "wire", "attempt {number} ({reason:?}) to replica {to}");
         }

@@ -20,7 +20,8 @@ use super::call::{Call, ClientExchange, Clock, Exchange, SystemClock};
 use super::hedge::Hedge;
 use super::replicas::{Replica, ReplicaSnapshot, Replicas};
 use super::{CallError, CallReport, Patterns, lock};
-use crate::http::client::{ClientError, ClientResponse, Deadline, Phase};
+use crate::http::Deadline;
+use crate::http::client::{ClientError, ClientResponse, Phase};
 
 /// A's replicas and the policy for calling them, shared by every call B makes.
 pub struct Cluster {

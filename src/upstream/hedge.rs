@@ -26,17 +26,18 @@
 use std::time::Duration;
 
 /// The quantile of recent latencies after which a hedge is sent: hedge what is slower than
-/// 90 % of recent answers. Not the 95 % of "The Tail at Scale": in the "tail" scenario
-/// 5 % of answers are 500 ms late, so an estimate of the 95th percentile sits right on the tail
-/// itself and flips between "fast" and "500 ms" as the late fraction wanders around 5 %; the
-/// hedges would then come 500 ms late, too late to help. The 90th percentile stays among the
-/// fast answers, so hedges go out for about the slow fraction: ≤ 1.1× load.
+/// 90 % of recent answers. Not the 95 % of "The Tail at Scale": in the "tail" scenario of
+/// `bench/scenarios.sh` 5 % of answers are 500 ms late, so an estimate of the 95th percentile
+/// sits right on the tail itself and flips between "fast" and "500 ms" as the late fraction
+/// wanders around 5 %; the hedges would then come 500 ms late, too late to help. The 90th
+/// percentile stays among the fast answers, so hedges go out for about the slow fraction:
+/// ≤ 1.1× load.
 pub const DEFAULT_QUANTILE: f64 = 0.9;
 
 /// The earliest a hedge is sent. When answers come back in a fraction of a millisecond the
 /// 90th percentile is tiny, and a hedge after it would fire on ordinary jitter (a scheduler
 /// hiccup on B's two shared cores) and add load for nothing. 5 ms is well above that jitter and
-/// well below the 20 ms target for the tail's p99.
+/// well below the "tail" scenario's target of 20 ms for the p99.
 pub const DEFAULT_FLOOR: Duration = Duration::from_millis(5);
 
 /// Samples needed before the learned quantile is trusted. Twenty answers is where a 90th

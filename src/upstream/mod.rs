@@ -31,6 +31,7 @@
 //! | `bulkhead.rs` | a cap on calls in flight | Hystrix's semaphore isolation |
 //! | `limit.rs` | each replica's concurrency, from latency | Netflix's Gradient2, Envoy's adaptive concurrency |
 //! | `deadline.rs` | tell A how long B will wait | gRPC's `grpc-timeout`, Envoy's expected timeout |
+//! | `flags.rs` | B's command line: which patterns are on | |
 
 pub mod balance;
 pub mod breaker;
@@ -39,6 +40,7 @@ pub mod bulkhead;
 pub mod call;
 pub mod cluster;
 pub mod deadline;
+pub mod flags;
 pub mod hedge;
 pub mod limit;
 pub mod outlier;

@@ -24,7 +24,8 @@
 //! database is down, B's network is cut) and ejecting them all would leave nothing to call.
 //! That case is the circuit breaker's (`breaker.rs`), which fails fast *and* probes. nginx's
 //! `max_fails` ejects every server in that case, which is why it answers 1.4 % of calls in the
-//! "flaky" scenario. The set of replicas asks [`may_eject`] before each ejection.
+//! "flaky" row of `bench/scenarios.sh`. The set of replicas asks [`may_eject`] before each
+//! ejection.
 //!
 //! While ejected, a replica gets no traffic but a rare probe from the balancer (one attempt in
 //! `balance::PROBE_EVERY` choices): a probe that succeeds ends the ejection at once

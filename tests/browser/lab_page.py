@@ -45,7 +45,7 @@ CHROMIUM_FLAGS = [
 
 LAB_START = 30  # s: the lab starts four services first
 TRAFFIC = 20  # s: until the charts show answers
-OUT_OF_ROTATION = 5  # s: the issue's bound for a stopped replica to show
+OUT_OF_ROTATION = 5  # s: how soon a stopped replica must show as out of rotation
 BACK_IN_ROTATION = 60  # s: B's balancer tries a replica again once its cost has decayed
 P99_RISE = 15  # s: a 300 ms tail on every replica shows in B's p50 and p99
 LAB_EXIT = 10  # s: after SIGTERM
@@ -163,6 +163,11 @@ def check_pure_functions(driver):
           merged: lab.mergeLines(lines.slice(0, 2), lines.slice(1), 10).map(l => l.seq),
           path: lab.linesWithId(lines, "t1").map(l => l.src),
           ids: lab.idsOf({request_id: "lab-9", trace_id: "abc"}),
+          queued: [lab.queuedIn([{capacity: {queue: 2}}, {capacity: null}, {capacity: {queue: 3}}]),
+                   lab.queuedIn([{capacity: null}])],
+          dropped: [lab.droppedText({deadline: 0, queue_full: 2.5}), lab.droppedText({})],
+          capacity: lab.capacityBody("1", "20", "0", "codel-lifo"),
+          capacityText: lab.faultsText({workers: 1, work_ms: 20, queue_limit: 5, queue_policy: "codel-lifo"}),
         };
     """)
     expected = {
@@ -176,6 +181,10 @@ def check_pure_functions(driver):
         "merged": [1, 2, 3],
         "path": ["B", "A1"],
         "ids": [["request_id", "lab-9"], ["trace_id", "abc"]],
+        "queued": [5, None],
+        "dropped": ["queue_full 2.5", "0"],
+        "capacity": {"workers": 1, "work_ms": 20, "queue_limit": 0, "queue_policy": "codel-lifo"},
+        "capacityText": "capacity 1 x 20 ms, queue at most 5, codel-lifo",
     }
     for name, want in expected.items():
         if results[name] != want:
@@ -228,6 +237,26 @@ def run(driver, lab, out, docs):
         replica(driver, 2, "process") == "running" and replica(driver, 2, "state") == "in_rotation"
     ))
     say(f"ok: A2 restarted from the page, back in rotation after {time.monotonic() - clicked:.1f} s")
+
+    for knob, value in (("cap-workers", "1"), ("cap-work-ms", "20")):
+        field = driver.find_element(By.ID, knob)
+        field.clear()
+        field.send_keys(value)
+    driver.find_element(By.ID, "cap-apply").click()
+    wait_for("every replica's capacity shown", 5, lambda: all(
+        "capacity 1 x 20 ms" in driver.find_element(By.ID, f"replica-{n}-faults").text
+        for n in (1, 2, 3)
+    ))
+    busy = wait_for("A1's queue and workers in the capacity table", 5, lambda: (
+        [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#capacity-1 td")][1:3]
+        if driver.find_elements(By.CSS_SELECTOR, "#capacity-1 td")[1].text != "–" else None
+    ))
+    say(f"ok: a capacity of 1 worker x 20 ms on every replica, set from the page; A1's queue "
+        f"and workers busy: {busy}")
+    driver.find_element(By.ID, "cap-off").click()
+    wait_for("the capacity model off again", 5, lambda: not any(
+        "capacity" in driver.find_element(By.ID, f"replica-{n}-faults").text for n in (1, 2, 3)
+    ))
 
     p99_before = number(driver, "p99")
     for n in (1, 2, 3):

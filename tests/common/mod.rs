@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use echo_lab::child::{ChildService, Lines, listening_address};
+use echo_lab::load::prometheus::{Exposition, selector};
 
 /// How long any single socket read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -410,6 +411,24 @@ pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
         });
         used += body_start + body_len;
     }
+}
+
+/// The value of the sample `name` in a `/metrics` text, written as it is exposed (labels
+/// included: `name{k="v"}`), or 0 when absent. Read by `echo_lab::load::prometheus`.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    Exposition::parse(metrics).series(name).unwrap_or(0.0)
+}
+
+/// The sum of every series of `name` in `service`'s `/metrics` whose labels include `labels`
+/// (`k="v",…`, e.g. `endpoint="/echo"`; `""` for all); 0 when there is none.
+pub fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
+    let text = get(service, "/metrics").text();
+    let pairs = selector(labels).unwrap_or_else(|| panic!("not a list of labels: {labels}"));
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Exposition::parse(&text).sum(name, &pairs)
 }
 
 /// A fake upstream for B: a listener on a free port whose every connection is handed to

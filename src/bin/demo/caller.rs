@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use smol::LocalExecutor;
 
-use echo_lab::http::client::{Client, Deadline, Upstream};
+use echo_lab::http::Deadline;
+use echo_lab::http::client::{Client, Upstream};
 use echo_lab::http::limits::ClientLimits;
+use echo_lab::load::prometheus::{Exposition, selector};
+use echo_lab::load::request;
+use echo_lab::load::schedule::Schedule;
 
 use crate::service::{LOG_WAIT, Service};
 use crate::{ms, say};
 
 /// The demo's own deadline for each request to B: B always answers well within it.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What every call of the demo asks B for.
+const TARGET: &str = "/call-echo?msg=hello";
 
 /// The demo's side of the conversation: `GET /call-echo` to B through the project's client.
 pub struct Caller {
@@ -43,7 +50,7 @@ impl Caller {
     /// Prints the curl that does the same, sends it, waits for the request's log line in B,
     /// and in A when A answered (so the logs appear above the response), prints the response.
     pub fn call(&self, request_id: &str, a: &Service, b: &Service) -> Result<Reply, String> {
-        let target = "/call-echo?msg=hello";
+        let target = TARGET;
         say(&format!(
             "$ curl -i -H 'X-Request-Id: {request_id}' '{}{target}'",
             self.base
@@ -158,9 +165,10 @@ impl Tally {
 }
 
 /// Calls B's `/call-echo` `rate` times a second for `duration`, open loop: call i is sent at
-/// start + i/rate whatever became of the earlier ones, and its latency counts from then. (A
-/// loop that waited for each answer would send nothing while B is stuck, and its latencies
-/// would hide the stall.)
+/// start + i/rate whatever became of the earlier ones, and its latency counts from then (the
+/// `Schedule` and `request::send` of `echo_lab::load`, as in `loadgen` and the lab). A loop
+/// that waited for each answer would send nothing while B is stuck, and its latencies would
+/// hide the stall.
 pub fn stream(b: SocketAddr, rate: u32, duration: Duration) -> Result<Tally, String> {
     let client = Client::new(
         Upstream::from_url(&format!("http://{b}"))?,
@@ -168,22 +176,22 @@ pub fn stream(b: SocketAddr, rate: u32, duration: Duration) -> Result<Tally, Str
     );
     let executor = LocalExecutor::new();
     let count = (duration.as_secs_f64() * f64::from(rate)).round() as u32;
-    let gap = Duration::from_secs(1) / rate.max(1);
-    let start = Instant::now();
+    let schedule = Schedule::new(Instant::now(), f64::from(rate.max(1)));
     say(&format!(
-        "$ loadgen http://{b}/call-echo?msg=hello --rate {rate} -d {}s    # done in-process",
+        "$ loadgen http://{b}{TARGET} --rate {rate} -d {}s    # done in-process",
         duration.as_secs_f64()
     ));
     let results = smol::block_on(executor.run(async {
         let mut calls = Vec::new();
-        for i in 0..count {
-            let due = start + gap * i;
+        for i in 0..u64::from(count) {
+            let Some(due) = schedule.due(i) else {
+                break;
+            };
             Timer::at(due).await;
             let client = &client;
             calls.push(executor.spawn(async move {
-                let deadline = Deadline::after(CLIENT_DEADLINE);
-                let result = client.get("/call-echo?msg=hello", &[], deadline).await;
-                (result, due.elapsed())
+                let sample = request::send(client, TARGET, &[], CLIENT_DEADLINE, due).await;
+                (sample.result, sample.latency)
             }));
         }
         let mut results = Vec::with_capacity(calls.len());
@@ -216,21 +224,19 @@ pub fn stream(b: SocketAddr, rate: u32, duration: Duration) -> Result<Tally, Str
     Ok(tally)
 }
 
-/// The sum of every series of `name` in `service`'s `/metrics` whose labels contain `labels`
-/// (`""` for all); `None` when the service has no such series.
+/// The sum of every series of `name` in `service`'s `/metrics` whose labels include `labels`
+/// (`k="v",…`; `""` for all); `None` when the service has no such series.
 pub fn metric(service: &Service, name: &str, labels: &str) -> Result<Option<f64>, String> {
     let url = format!("http://{}", service.addr);
     let client = Client::new(Upstream::from_url(&url)?, ClientLimits::default());
     let deadline = Deadline::after(CLIENT_DEADLINE);
     let response = smol::block_on(client.get("/metrics", &[], deadline))
         .map_err(|e| format!("cannot read {url}/metrics: {e}"))?;
-    let text = String::from_utf8_lossy(&response.body);
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    let pairs = selector(labels).ok_or_else(|| format!("not a list of labels: {labels}"))?;
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    Ok((!values.is_empty()).then(|| values.iter().sum()))
+    let exposition = Exposition::parse(&String::from_utf8_lossy(&response.body));
+    Ok(exposition.total(name, &pairs))
 }

@@ -17,10 +17,11 @@
 //! for SIGINT and SIGTERM sent to the demo alone (`service.rs`).
 //!
 //! `--chapter NAME` plays one part: `story` (the four steps), one pattern chapter, or
-//! `patterns` (all of them).
+//! `patterns` (all of them), one capacity chapter (`overload.rs`), or `capacity` (those three).
 
 mod caller;
 mod chapters;
+mod overload;
 mod service;
 
 use std::io::Write;
@@ -33,7 +34,8 @@ use echo_lab::child::Binaries;
 use echo_lab::config::{ConfigError, Flag, Settings};
 
 use caller::Caller;
-use chapters::CHAPTERS;
+use chapters::{CHAPTERS, Chapter};
+use overload::CAPACITY_CHAPTERS;
 use service::{Service, a_args, kill_children_on_signal};
 
 const USAGE: &str = "\
@@ -43,8 +45,9 @@ chapter per calling pattern of B's: the same fault with and without it, the diff
 
 usage: cargo run --release --bin demo   builds service-a and service-b, then runs the demo
        demo [--bin-dir DIR]             runs the service-a and service-b next to it (or in DIR)
-       demo --chapter NAME              plays one part: story, patterns (every chapter below),
-                                        or one of dead, slow, flaky, outage, blackhole, deadline
+       demo --chapter NAME              plays one part: story, patterns (dead, slow, flaky,
+                                        outage, blackhole, deadline), capacity (overload,
+                                        metastable, comeback), or one of those chapters
 
 Exit status: 0 when every step behaved, 1 when one did not (it is named), 2 when the demo
 could not start, 130/143 when interrupted (SIGINT/SIGTERM).";
@@ -60,7 +63,8 @@ const FLAGS: &[Flag] = &[
         "chapter",
         "DEMO_CHAPTER",
         "all",
-        "all, story, patterns, or one chapter: dead, slow, flaky, outage, blackhole, deadline",
+        "all, story, patterns, capacity, or one chapter: dead, slow, flaky, outage, blackhole, \
+         deadline, overload, metastable, comeback",
     ),
 ];
 
@@ -130,17 +134,20 @@ struct Parts {
 
 impl Parts {
     fn named(name: &str) -> Result<Parts, String> {
-        let all: Vec<_> = CHAPTERS.iter().collect();
+        let patterns: Vec<&'static Chapter> = CHAPTERS.iter().collect();
+        let capacity: Vec<&'static Chapter> = CAPACITY_CHAPTERS.iter().collect();
+        let every = || CHAPTERS.iter().chain(CAPACITY_CHAPTERS.iter());
         let (story, chapters) = match name {
-            "all" => (true, all),
+            "all" => (true, every().collect()),
             "story" => (true, Vec::new()),
-            "patterns" => (false, all),
-            one => match CHAPTERS.iter().find(|c| c.name == one) {
+            "patterns" => (false, patterns),
+            "capacity" => (false, capacity),
+            one => match every().find(|c| c.name == one) {
                 Some(chapter) => (false, vec![chapter]),
                 None => {
-                    let names: Vec<&str> = CHAPTERS.iter().map(|c| c.name).collect();
+                    let names: Vec<&str> = every().map(|c| c.name).collect();
                     return Err(format!(
-                        "--chapter: {one:?} is not all, story, patterns or one of {}",
+                        "--chapter: {one:?} is not all, story, patterns, capacity or one of {}",
                         names.join(", ")
                     ));
                 }
@@ -149,12 +156,17 @@ impl Parts {
         Ok(Parts { story, chapters })
     }
 
-    /// `all 4 steps`, `the 4 steps and 6 pattern chapters`, `chapter outage`.
+    /// `all 4 steps`, `the 4 steps and 9 chapters`, `chapter outage`, `all 6 pattern
+    /// chapters`, `all 3 capacity chapters`.
     fn describe(&self) -> String {
+        let capacity = |c: &&Chapter| CAPACITY_CHAPTERS.iter().any(|k| k.name == c.name);
         match (self.story, self.chapters.as_slice()) {
             (true, []) => "all 4 steps".to_owned(),
-            (true, more) => format!("the 4 steps and {} pattern chapters", more.len()),
+            (true, more) => format!("the 4 steps and {} chapters", more.len()),
             (false, [one]) => format!("chapter {}", one.name),
+            (false, more) if more.iter().all(capacity) => {
+                format!("all {} capacity chapters", more.len())
+            }
             (false, more) => format!("all {} pattern chapters", more.len()),
         }
     }
@@ -329,7 +341,7 @@ mod tests {
     fn chapters_are_named_and_known() {
         assert_eq!(
             Parts::named("all").map(|p| p.describe()).ok().as_deref(),
-            Some("the 4 steps and 6 pattern chapters")
+            Some("the 4 steps and 9 chapters")
         );
         assert_eq!(
             Parts::named("story").map(|p| p.describe()).ok().as_deref(),
@@ -338,6 +350,20 @@ mod tests {
         assert_eq!(
             Parts::named("outage").map(|p| p.describe()).ok().as_deref(),
             Some("chapter outage")
+        );
+        assert_eq!(
+            Parts::named("capacity")
+                .map(|p| p.describe())
+                .ok()
+                .as_deref(),
+            Some("all 3 capacity chapters")
+        );
+        assert_eq!(
+            Parts::named("metastable")
+                .map(|p| p.describe())
+                .ok()
+                .as_deref(),
+            Some("chapter metastable")
         );
         assert!(Parts::named("nope").is_err());
     }

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use echo_lab::http::client::{Client, ClientError, Deadline, Upstream};
+use echo_lab::http::Deadline;
+use echo_lab::http::client::{Client, ClientError, Upstream};
 use echo_lab::http::limits::ClientLimits;
 use serde_json::Value;
 

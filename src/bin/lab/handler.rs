@@ -31,8 +31,8 @@ use serde_json::{Map, Value, json};
 
 use crate::Lab;
 use crate::control;
-use crate::load::MAX_RATE;
 use crate::processes::{ActionError, ProcessState, REPLICA_NAMES, Signal};
+use crate::traffic::MAX_RATE;
 
 /// The page: one HTML file with its script and style, no framework, nothing fetched.
 const PAGE: &str = include_str!("page.html");

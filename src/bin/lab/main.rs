@@ -6,27 +6,29 @@
 //!          ◄── GET /events    one event every 500 ms (Server-Sent Events)
 //!          ──► POST /load, /replicas/N/stop|kill|restart|faults
 //!
-//!  lab:  load      ── 50 GET /call-echo a second ──► B ──► A1, A2, A3
+//!  lab:  traffic   ── 50 GET /call-echo a second ──► B ──► A1, A2, A3
 //!        tick      ── B's /metrics, each A's /control, every 500 ms: one event
 //!        log book  ◄─ every line the four children write
 //! ```
 //!
 //! By concern: `processes` (the four children: start, stop, kill, restart), `logbook` (their
-//! lines, interleaved), `load` (the open loop on B, on `echo_lab::load`), `scrape` (B's
-//! `/metrics`), `control` (A's `/control`), `tick` (every 500 ms, one event from all of them),
+//! lines, interleaved), `traffic` (the open loop on B, on `echo_lab::load`), `scrape` (B's
+//! `/metrics`), `control` (A's `/control`), `capacity` (A's queues and B's limits, from their
+//! `/metrics`), `tick` (every 500 ms, one event from all of them),
 //! `events` (the pages' streams), `handler` (the routes), and `page.html`.
 //!
 //! The lab and its control routes listen on 127.0.0.1 only (`handler.rs` says why). SIGINT or
 //! SIGTERM ends the pages' streams cleanly, then the children; a panic kills the children too.
 
+mod capacity;
 mod control;
 mod events;
 mod handler;
-mod load;
 mod logbook;
 mod processes;
 mod scrape;
 mod tick;
+mod traffic;
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -50,10 +52,10 @@ use smol::channel::{self, Sender};
 
 use events::Hub;
 use handler::LabHandler;
-use load::{DEFAULT_RATE, Load, check_rate};
 use logbook::LogBook;
 use processes::Processes;
 use tick::{LOG_LINES_PER_EVENT, TICK, Tick};
+use traffic::{DEFAULT_RATE, Load, MAX_RATE, check_rate};
 
 const USAGE: &str = "\
 lab: starts three replicas of service A and a service B over them (every pattern on), puts a
@@ -63,26 +65,31 @@ and slow down the replicas. Open the address it prints.
 usage: cargo run --release --bin lab     builds service-a and service-b, then runs the lab
        lab [--port PORT] [--rate N] [--bin-dir DIR]";
 
-const FLAGS: &[Flag] = &[
-    Flag::value(
-        "port",
-        "LAB_PORT",
-        "8090",
-        "port of the page, on 127.0.0.1; 0 picks a free one",
-    ),
-    Flag::value(
-        "rate",
-        "LAB_RATE",
-        DEFAULT_RATE,
-        "calls a second to B at the start, 0 (paused) to 1000; the page changes it",
-    ),
-    Flag::value(
-        "bin-dir",
-        "LAB_BIN_DIR",
-        "",
-        "where service-a and service-b are [default: the lab's own directory]",
-    ),
-];
+/// The lab's flags; the rate's help is built from the bounds `check_rate` applies.
+fn flags() -> Vec<Flag> {
+    vec![
+        Flag::value(
+            "port",
+            "LAB_PORT",
+            "8090",
+            "port of the page, on 127.0.0.1; 0 picks a free one",
+        ),
+        Flag::value_from(
+            "rate",
+            "LAB_RATE",
+            DEFAULT_RATE,
+            format!(
+                "calls a second to B at the start, 0 (paused) to {MAX_RATE}; the page changes it"
+            ),
+        ),
+        Flag::value(
+            "bin-dir",
+            "LAB_BIN_DIR",
+            "",
+            "where service-a and service-b are [default: the lab's own directory]",
+        ),
+    ]
+}
 
 /// How long the page's streams get to end once the lab is told to stop. They end at once
 /// (the server writes their last chunk); the grace is for a page request in flight.
@@ -132,7 +139,7 @@ impl Options {
 
 fn main() -> ExitCode {
     let args = std::env::args().skip(1);
-    let options = match Settings::parse(USAGE, FLAGS, args, |k| std::env::var(k).ok())
+    let options = match Settings::parse(USAGE, &flags(), args, |k| std::env::var(k).ok())
         .and_then(|settings| Options::from(&settings))
     {
         Ok(options) => options,
@@ -268,4 +275,24 @@ fn say(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rates_help_states_its_bounds_and_its_default_is_within_them() {
+        let flags = flags();
+        let rate = flags.iter().find(|f| f.name == "rate").expect("--rate");
+        let upper = rate
+            .help
+            .split("(paused) to ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("the help states the highest rate");
+        assert_eq!(upper.parse::<f64>(), Ok(MAX_RATE));
+        let default: f64 = rate.default.parse().expect("a number");
+        assert_eq!(check_rate(default), Ok(default));
+    }
 }

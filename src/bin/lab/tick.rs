@@ -14,7 +14,9 @@
 //!                   "process": "running", "pid": 4242,      (or stopping, exited + detail)
 //!                   "state": "in_rotation",  (avoided, ejected, probation; unknown)
 //!                   "attempts_per_s": 16.5, "failed_per_s": 0, "ejections": 0,
-//!                   "latency_ms": 1.1, "faults": {"delay_ms": 0, …} or null }, … ],
+//!                   "latency_ms": 1.1, "faults": {"delay_ms": 0, …} or null,
+//!                   "capacity": {"queue": 3, …} or null, "limit": 12.3 or null }, … ],
+//!                                   (the last two: see capacity.rs)
 //!   "b": { "name": "B", "addr": …, "process": "running", "pid": …, "breaker": "closed",
 //!          "retries_per_s": 0, "hedges_per_s": 0.5, "hedge_wins_per_s": 0,
 //!          "budget_refusals_per_s": 0, "budget_left": 10, "in_flight": 1 },
@@ -27,13 +29,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use echo_lab::http::client::Client;
+use echo_lab::load::prometheus::Exposition;
 use serde_json::{Value, json};
 use smol::Executor;
 
+use crate::capacity;
 use crate::control;
-use crate::load::Window;
 use crate::processes::Member;
-use crate::scrape::{self, Metrics};
+use crate::scrape;
+use crate::traffic::Window;
 use crate::{Lab, client};
 
 /// How often the pages get an event: twice a second, fast enough to watch a breaker open.
@@ -115,16 +119,19 @@ impl Tick {
         event
     }
 
-    /// B's `/metrics` and each replica's faults, all asked at once; `None` for whatever did
-    /// not answer within `scrape::SCRAPE_DEADLINE`.
-    async fn scrape(&self) -> (Option<Metrics>, Vec<Option<Value>>) {
+    /// B's `/metrics`, and each replica's faults and `/metrics`, all asked at once; `None` for
+    /// whatever did not answer within `scrape::SCRAPE_DEADLINE`.
+    async fn scrape(&self) -> (Option<Exposition>, Vec<Replica>) {
         let faults: Vec<_> = self
             .replicas
             .iter()
             .map(|client| {
                 let client = client.clone();
-                self.ex
-                    .spawn(async move { control::read_faults(&client).await })
+                self.ex.spawn(async move {
+                    let faults = control::read_faults(&client).await;
+                    let metrics = scrape::fetch(&client).await.ok();
+                    Replica { faults, metrics }
+                })
             })
             .collect();
         let metrics = scrape::fetch(&self.b).await.ok();
@@ -172,8 +179,8 @@ impl Tick {
     fn replicas_seen(
         &mut self,
         lab: &Lab,
-        metrics: Option<&Metrics>,
-        faults: Vec<Option<Value>>,
+        metrics: Option<&Exposition>,
+        own: Vec<Replica>,
     ) -> Value {
         let seen: Vec<Option<Seen>> = lab
             .processes
@@ -182,10 +189,10 @@ impl Tick {
             .map(|r| Some(Seen::of(&mut self.rates, metrics?, r.addr)))
             .collect();
         let total: f64 = seen.iter().flatten().map(|s| s.attempts_per_s).sum();
-        let views = lab.processes.replicas.iter().zip(seen).zip(faults);
+        let views = lab.processes.replicas.iter().zip(seen).zip(own);
         views
             .enumerate()
-            .map(|(i, ((member, seen), faults))| {
+            .map(|(i, ((member, seen), own))| {
                 let mut view = member.view();
                 view["n"] = (i + 1).into();
                 view["state"] = b_state(seen.as_ref(), total).into();
@@ -195,14 +202,18 @@ impl Tick {
                     view["ejections"] = seen.ejections.into();
                     view["latency_ms"] = round(seen.latency_ms).into();
                 }
-                view["faults"] = faults.unwrap_or(Value::Null);
+                view["faults"] = own.faults.unwrap_or(Value::Null);
+                let addr = member.addr.to_string();
+                let mut rate = |key: &str, value: f64| self.rates.of(key, value);
+                view["capacity"] = capacity::view(own.metrics.as_ref(), &addr, &mut rate);
+                view["limit"] = capacity::limit(metrics, &addr);
                 view
             })
             .collect()
     }
 
     /// B's process and its own decisions: breaker, retries, hedges, budget, calls in flight.
-    fn b_seen(&mut self, b: &Member, metrics: Option<&Metrics>) -> Value {
+    fn b_seen(&mut self, b: &Member, metrics: Option<&Exposition>) -> Value {
         let mut view = b.view();
         let Some(m) = metrics else {
             return view;
@@ -224,6 +235,12 @@ impl Tick {
     }
 }
 
+/// What a replica says of itself: its faults (`/control`) and its `/metrics`.
+struct Replica {
+    faults: Option<Value>,
+    metrics: Option<Exposition>,
+}
+
 /// What B's `/metrics` says of one replica.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -236,7 +253,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(rates: &mut Rates, m: &Metrics, addr: SocketAddr) -> Seen {
+    fn of(rates: &mut Rates, m: &Exposition, addr: SocketAddr) -> Seen {
         let addr = addr.to_string();
         let replica = [("replica", addr.as_str())];
         let failed = [("replica", addr.as_str()), ("end", "failed")];

@@ -51,13 +51,13 @@ impl Options {
     /// Reads the arguments (without the program name). Errors are one line, naming the flag.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         let mut url = None;
-        let mut connections = 64;
+        let mut connections = DEFAULT_CONNECTIONS;
         let mut duration = None;
         let mut count = None;
         let mut headers = Vec::new();
-        let mut max_error_rate = 0.0;
+        let mut max_error_rate = DEFAULT_MAX_ERROR_RATE;
         let mut threads = thread::available_parallelism().map_or(1, |n| n.get());
-        let mut timeout = Duration::from_secs(5);
+        let mut timeout = DEFAULT_TIMEOUT;
         let mut rate = None;
         let mut json = false;
 
@@ -120,7 +120,18 @@ impl Options {
 }
 
 /// How long a run lasts without `-d` or `-n`.
-const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Workers without `-c`: enough to keep a small service busy on a laptop, each with its own
+/// kept-alive connection.
+pub const DEFAULT_CONNECTIONS: usize = 64;
+
+/// Each request's deadline without `--timeout`: far above any answer a healthy service gives,
+/// so that a timeout means something is wrong.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The failed fraction a run may have without `--max-error-rate` and still succeed: none.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
 
 /// `Name: value` from `-H`, checked so that it cannot break the request: the name a token
 /// (RFC 9110 §5.1), the value free of control characters (no CR or LF to smuggle a line in).

@@ -1,10 +1,47 @@
-//! The summary of a run, as text for a person or as JSON for a script.
+//! What a run saw: each worker's `Tally`, merged at the end, and the summary of the run, as
+//! text for a person or as JSON for a script.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::{ERROR_KINDS, Tally};
+use echo_lab::load::histogram::Histogram;
+
 use crate::options::Options;
+
+/// The error kinds of `ClientError::kind()`, in the order they are reported.
+pub const ERROR_KINDS: [&str; 4] = ["connect", "timeout", "closed", "bad_response"];
+
+/// What one worker saw. Each worker keeps its own; they are merged at the end.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub latency: Histogram,
+    /// The latency of the `200`s alone: under overload a quick `503` would flatter the
+    /// percentiles of all responses.
+    pub ok_latency: Histogram,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<&'static str, u64>,
+    /// The first error message of each kind, to say what went wrong.
+    pub first_error: BTreeMap<&'static str, String>,
+    pub unsent: u64,
+}
+
+impl Tally {
+    pub fn merge(&mut self, other: Tally) {
+        self.latency.merge(&other.latency);
+        self.ok_latency.merge(&other.ok_latency);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        for (kind, text) in other.first_error {
+            self.first_error.entry(kind).or_insert(text);
+        }
+        self.unsent += other.unsent;
+    }
+}
 
 /// The result of a run.
 pub struct Summary {
@@ -162,6 +199,10 @@ impl Summary {
                 "p99": self.ms(99.0),
                 "p99.9": self.ms(99.9),
                 "max": self.max_ms(),
+            },
+            "ok_latency_ms": {
+                "p50": self.tally.ok_latency.percentile(50.0) as f64 / 1000.0,
+                "p99": self.tally.ok_latency.percentile(99.0) as f64 / 1000.0,
             },
             "failed": self.failed(),
             "max_error_rate": options.max_error_rate,

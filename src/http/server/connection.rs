@@ -38,7 +38,7 @@ use crate::http::head::read_request_head;
 use crate::http::limits::{LINGER_MAX_BYTES, LINGER_TIMEOUT, Limits, PIPELINE_FLUSH_BYTES};
 use crate::http::message::{Headers, Request, Response, Version};
 use crate::http::stream::StreamingResponse;
-use crate::http::trace::{self, Direction};
+use crate::http::wire_trace::{self, Direction};
 use crate::http::write::write_response;
 
 /// One accepted connection and everything its loop needs.
@@ -253,7 +253,7 @@ impl<H: Handler> Connection<H> {
             return Err(RequestError::BodyTooLarge);
         }
         let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
-        trace::head(self.conn.id, Direction::Sent, interim);
+        wire_trace::head(self.conn.id, Direction::Sent, interim);
         // Behind any answers still owed, so everything goes out in order.
         self.owed.extend_from_slice(interim);
         Ok(self.flush().await?)
@@ -309,7 +309,7 @@ impl<H: Handler> Connection<H> {
     /// A request could not be read: answer with its status (when there is one) and close.
     async fn reject(mut self, error: RequestError) {
         let status = error.status();
-        trace::unparsed(self.conn.id, self.conn.buffered());
+        wire_trace::unparsed(self.conn.id, self.conn.buffered());
         self.handler.rejected(self.peer, &error, status);
         let Some(status) = status else { return };
         let response = self.handler.error_response(status, &error.to_string());
@@ -324,7 +324,7 @@ impl<H: Handler> Connection<H> {
         // 150 bytes) and the body at once, instead of growing it by doubling from nothing.
         self.owed.reserve(RESPONSE_HEAD_ROOM + response.body.len());
         write_response(&mut self.owed, response, version, head_only, close);
-        trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
+        wire_trace::message(self.conn.id, Direction::Sent, &self.owed[start..]);
     }
 
     /// Writes everything we owe, within the write timeout.
@@ -467,24 +467,6 @@ impl IdleTimer {
 
 #[cfg(test)]
 mod tests {
-    //! Mutants that no test here can catch, because they change nothing on the wire (cargo
-    //! mutants, `--file 'src/http/server/*.rs' -- --lib`):
-    //!
-    //! * step 6's guard `self.owed.len() >= PIPELINE_FLUSH_BYTES` replaced by `true`, by
-    //!   `false`, or with `<` for `>=`: the answers owed go out in step 1 anyway, as soon as
-    //!   the next request is not here whole, so a client reads the same bytes in the same
-    //!   order. The guard bounds how much a pipelining client can make us hold before a write
-    //!   (memory), and `true` would only write more often (system calls): a benchmark's
-    //!   business, not a test's.
-    //! * `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())` with `*`: more room
-    //!   reserved than needed, the same bytes queued (memory only). (With `-` the reservation
-    //!   underflows for a body longer than the room: `a_body_larger_than_the_head_room_…`.)
-    //! * `close`'s `discarded > LINGER_MAX_BYTES` with `>=`: the linger ends one read sooner
-    //!   when the client sent exactly the cap, a boundary no client can aim at (reads come in
-    //!   whatever sizes the kernel hands over).
-    //! * step 2's `readable && matches!(conn.fill().await, …)` with `||`: a readable socket
-    //!   then ends the wait without the first read, and step 3 makes that read instead,
-    //!   finding the same bytes or the same end of stream; only which step read first differs.
     use super::*;
     use crate::http::head::parse_request_head;
 
@@ -553,7 +535,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-ish\r\n\r\n",
         ] {
             let error = expects(raw).expect_err("unsupported");
-            assert_eq!(error.status(), Some(417), "{}", trace::visible(raw));
+            assert_eq!(error.status(), Some(417), "{}", wire_trace::visible(raw));
         }
     }
 
@@ -643,6 +625,12 @@ mod tests {
         matches!(stream.read(&mut [0u8; 64]), Ok(0))
     }
 
+    // No test on the wire can tell step 6's guard `self.owed.len() >= PIPELINE_FLUSH_BYTES` from
+    // `true`, `false`, or the same with `<` (equivalent mutants): the answers owed go out in
+    // step 1 anyway, as soon as the next request is not here whole, so a client reads the same
+    // bytes in the same order. The guard bounds how much a pipelining client can make us hold
+    // before a write (memory), and `true` would only write more often (system calls): a
+    // benchmark's business, not a test's.
     #[test]
     fn kept_alive_each_answer_goes_out_before_the_next_request_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -682,6 +670,10 @@ mod tests {
         server.join().expect("the server stops");
     }
 
+    // No test on the wire can tell step 2's `readable && matches!(conn.fill().await, …)` from
+    // the same with `||` (an equivalent mutant): a readable socket then ends the wait without
+    // the first read, and step 3 makes that read instead, finding the same bytes or the same
+    // end of stream; only which step read first differs.
     #[test]
     fn a_request_that_arrives_in_pieces_within_the_timeout_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
@@ -766,6 +758,10 @@ mod tests {
         }
     }
 
+    // With `-` for the `+` of `queue`'s `reserve(RESPONSE_HEAD_ROOM + response.body.len())`
+    // the reservation underflows for a body longer than the room: this test. With `*` (an
+    // equivalent mutant) more room is reserved than needed and the same bytes are queued:
+    // memory only, nothing on the wire.
     #[test]
     fn a_body_larger_than_the_head_room_is_queued_whole() {
         let (addr, _open, stop, server) = start(Large);
@@ -810,6 +806,9 @@ mod tests {
         server.join().expect("the server stops");
     }
 
+    // No test can tell `close`'s `discarded > LINGER_MAX_BYTES` from `>=` (an equivalent
+    // mutant): the linger ends one read sooner when the client sent exactly the cap, a
+    // boundary no client can aim at (reads come in whatever sizes the kernel hands over).
     #[test]
     fn lingering_ends_once_the_client_has_sent_its_cap() {
         let (addr, _open, stop, server) = start(Defaults);

@@ -32,7 +32,7 @@ use crate::http::conn::BufferedStream;
 use crate::http::limits::Limits;
 use crate::http::message::Version;
 use crate::http::stream::{BodyStream, Piece, StreamingResponse};
-use crate::http::trace::{self, Direction};
+use crate::http::wire_trace::{self, Direction};
 use crate::http::write::{BodyLength, write_chunk, write_head, write_last_chunk};
 
 /// What the connection does once a stream is over.
@@ -108,7 +108,7 @@ impl<'c> Streamer<'c> {
             length,
             close,
         );
-        trace::head(self.conn.id, Direction::Sent, &self.owed[start..]);
+        wire_trace::head(self.conn.id, Direction::Sent, &self.owed[start..]);
         if head_only {
             // The head a GET would get, and no body (RFC 9110 §9.3.2); `Transfer-Encoding`
             // may be said in it (RFC 9112 §6.1). Dropping the body tells the producer `Gone`.
@@ -205,7 +205,7 @@ impl<'c> Streamer<'c> {
         let start = self.owed.len();
         if chunked {
             write_chunk(self.owed, data);
-            trace::chunk(
+            wire_trace::chunk(
                 self.conn.id,
                 Direction::Sent,
                 &self.owed[start..],
@@ -213,7 +213,7 @@ impl<'c> Streamer<'c> {
             );
         } else {
             self.owed.extend_from_slice(data);
-            trace::body(self.conn.id, Direction::Sent, data);
+            wire_trace::body(self.conn.id, Direction::Sent, data);
         }
     }
 
@@ -221,7 +221,7 @@ impl<'c> Streamer<'c> {
     fn last_chunk(&mut self) {
         let start = self.owed.len();
         write_last_chunk(self.owed);
-        trace::chunk(self.conn.id, Direction::Sent, &self.owed[start..], 0);
+        wire_trace::chunk(self.conn.id, Direction::Sent, &self.owed[start..], 0);
     }
 
     /// Writes everything owed within the write timeout (one timeout per chunk, so a client

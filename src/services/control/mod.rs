@@ -13,7 +13,8 @@
 //!             other ─► 405, Allow: GET, HEAD, POST
 //! ```
 //!
-//! The answer is always the whole set of knobs, `{"delay_ms":0,...,"blackhole":false}`.
+//! The answer is always the whole set of knobs, `{"delay_ms":0,...,"queue_policy":"fifo"}`;
+//! the capacity (`workers`, `work_ms`, `queue_limit`, `queue_policy`) is among them.
 //! Every change and every refusal is logged at WARN with the peer (`event=control_changed`,
 //! `event=control_refused`), besides the request's own log line: a change to A's behaviour
 //! is something its operators must be able to trace back.
@@ -201,7 +202,7 @@ mod tests {
     fn the_settings_name_every_knob_in_order() {
         assert_eq!(
             settings_json(&Chaos::default()),
-            r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false}"#
+            r#"{"delay_ms":0,"jitter_ms":0,"tail_rate":0.0,"tail_delay_ms":0,"fail_rate":0.0,"drop_rate":0.0,"blackhole":false,"workers":0,"work_ms":0,"queue_limit":0,"queue_policy":"fifo"}"#
         );
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::services::capacity::{Capacity, MAX_QUEUE_LIMIT, MAX_WORKERS, QueuePolicy};
 use crate::services::chaos::{Chaos, InvalidChaos, Knob};
 
 /// Longest part of the client's input (a knob name) quoted back in an error. The error goes
@@ -30,7 +31,8 @@ pub enum UpdateError {
     NotAnObject(&'static str),
     /// A member names no knob; carries the name, cut to `MAX_QUOTED_CHARS`.
     UnknownKnob(String),
-    /// A knob's value is of the wrong type: a string for a rate, `1.5` for milliseconds.
+    /// A knob's value is of the wrong type: a string for a rate, `1.5` for milliseconds, a
+    /// policy that is not one of the names.
     WrongType {
         knob: Knob,
         expected: &'static str,
@@ -85,6 +87,10 @@ pub struct ChaosUpdate {
     pub fail_rate: Option<f64>,
     pub drop_rate: Option<f64>,
     pub blackhole: Option<bool>,
+    pub workers: Option<u32>,
+    pub work: Option<Duration>,
+    pub queue_limit: Option<u32>,
+    pub queue_policy: Option<QueuePolicy>,
 }
 
 impl ChaosUpdate {
@@ -119,6 +125,10 @@ impl ChaosUpdate {
             Knob::FailRate => self.fail_rate = Some(rate(knob, value)?),
             Knob::DropRate => self.drop_rate = Some(rate(knob, value)?),
             Knob::Blackhole => self.blackhole = Some(switch(knob, value)?),
+            Knob::Workers => self.workers = Some(count(knob, value, MAX_WORKERS)?),
+            Knob::WorkMs => self.work = Some(millis(knob, value)?),
+            Knob::QueueLimit => self.queue_limit = Some(count(knob, value, MAX_QUEUE_LIMIT)?),
+            Knob::QueuePolicy => self.queue_policy = Some(policy(knob, value)?),
         }
         Ok(())
     }
@@ -133,6 +143,12 @@ impl ChaosUpdate {
             fail_rate: self.fail_rate.unwrap_or(chaos.fail_rate),
             drop_rate: self.drop_rate.unwrap_or(chaos.drop_rate),
             blackhole: self.blackhole.unwrap_or(chaos.blackhole),
+            capacity: Capacity {
+                workers: self.workers.unwrap_or(chaos.capacity.workers),
+                work: self.work.unwrap_or(chaos.capacity.work),
+                queue_limit: self.queue_limit.unwrap_or(chaos.capacity.queue_limit),
+                queue_policy: self.queue_policy.unwrap_or(chaos.capacity.queue_policy),
+            },
         }
     }
 }
@@ -155,6 +171,31 @@ fn millis(knob: Knob, value: &Value) -> Result<Duration, UpdateError> {
     }
 }
 
+/// A whole number up to `most`: a JSON integer. A negative or larger one is out of range (its
+/// limit checked again by `validate`, with the flags'); `1.5` and `"3"` are not counts.
+fn count(knob: Knob, value: &Value, most: u64) -> Result<u32, UpdateError> {
+    let Value::Number(n) = value else {
+        return Err(wrong_type(knob, "a whole number", value));
+    };
+    let out_of_range =
+        |count: i128| UpdateError::Invalid(InvalidChaos::CountOutOfRange { knob, count, most });
+    if let Some(count) = n.as_u64() {
+        return u32::try_from(count).map_err(|_| out_of_range(count.into()));
+    }
+    match n.as_i64() {
+        Some(count) => Err(out_of_range(count.into())),
+        None => Err(wrong_type(knob, "a whole number", value)),
+    }
+}
+
+/// One of the policies' names, as a JSON string.
+fn policy(knob: Knob, value: &Value) -> Result<QueuePolicy, UpdateError> {
+    value
+        .as_str()
+        .and_then(QueuePolicy::from_name)
+        .ok_or_else(|| wrong_type(knob, "\"fifo\" or \"codel-lifo\"", value))
+}
+
 /// A fraction: any JSON number (`0` and `1` included); its range is `validate`'s.
 fn rate(knob: Knob, value: &Value) -> Result<f64, UpdateError> {
     value
@@ -173,6 +214,8 @@ fn wrong_type(knob: Knob, expected: &'static str, value: &Value) -> UpdateError 
     let got = match value {
         // Short and telling as they are; a string or a structure is named by its type only.
         Value::Number(_) | Value::Bool(_) | Value::Null => value.to_string(),
+        // A policy's name is short; anything longer is cut.
+        Value::String(text) if knob == Knob::QueuePolicy => format!("{:?}", quoted(text)),
         other => what_it_is(other).to_owned(),
     };
     UpdateError::WrongType {
@@ -257,6 +300,18 @@ mod tests {
                 fail_rate: 0.0,
                 drop_rate: 1.0,
                 blackhole: true,
+                capacity: Capacity::default(),
+            }
+        );
+        let body = br#"{"workers":3,"work_ms":20,"queue_limit":50,"queue_policy":"codel-lifo"}"#;
+        let after = updated(Chaos::default(), body).expect("valid");
+        assert_eq!(
+            after.capacity,
+            Capacity {
+                workers: 3,
+                work: MS * 20,
+                queue_limit: 50,
+                queue_policy: QueuePolicy::CodelLifo,
             }
         );
     }
@@ -294,7 +349,10 @@ mod tests {
             text.starts_with(r#"unknown knob "tail"; the knobs are delay_ms, "#),
             "{text}"
         );
-        assert!(text.ends_with("drop_rate, blackhole"), "{text}");
+        assert!(
+            text.ends_with("blackhole, workers, work_ms, queue_limit, queue_policy"),
+            "{text}"
+        );
         // Flag spellings are not knob names.
         assert!(refusal(r#"{"tail-rate":1}"#).starts_with(r#"unknown knob "tail-rate""#));
     }
@@ -343,6 +401,22 @@ mod tests {
                 r#"{"tail_rate":[0.5]}"#,
                 "tail_rate: expected a number from 0 to 1, got an array",
             ),
+            (
+                r#"{"workers":1.5}"#,
+                "workers: expected a whole number, got 1.5",
+            ),
+            (
+                r#"{"queue_limit":"10"}"#,
+                "queue_limit: expected a whole number, got a string",
+            ),
+            (
+                r#"{"queue_policy":"lifo"}"#,
+                r#"queue_policy: expected "fifo" or "codel-lifo", got "lifo""#,
+            ),
+            (
+                r#"{"queue_policy":1}"#,
+                r#"queue_policy: expected "fifo" or "codel-lifo", got 1"#,
+            ),
         ] {
             assert_eq!(refusal(body), text, "{body}");
         }
@@ -371,6 +445,22 @@ mod tests {
             (
                 r#"{"tail_delay_ms":18446744073709551615}"#,
                 "tail_delay_ms: 18446744073709551615 is not between 0 and 60000",
+            ),
+            (
+                r#"{"workers":-1}"#,
+                "workers: -1 is not between 0 and 10000",
+            ),
+            (
+                r#"{"workers":10001}"#,
+                "workers: 10001 is not between 0 and 10000",
+            ),
+            (
+                r#"{"queue_limit":4294967296}"#,
+                "queue_limit: 4294967296 is not between 0 and 100000",
+            ),
+            (
+                r#"{"work_ms":60001}"#,
+                "work_ms: 60001 is not between 0 and 60000",
             ),
         ] {
             assert_eq!(refusal(body), text, "{body}");

@@ -16,7 +16,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::{Clock, Exchange, Get, Sending, Sleep};
-use crate::http::client::{ClientError, ClientResponse, Deadline, Phase, Upstream};
+use crate::http::Deadline;
+use crate::http::client::{ClientError, ClientResponse, Phase, Upstream};
 use crate::http::limits::ClientLimits;
 use crate::http::message::{Headers, ResponseHead, Version, reason_phrase};
 use crate::upstream::breaker::{BreakerConfig, BreakerState};

@@ -1,7 +1,7 @@
 //! Running the load: the executor threads, the workers of the closed or open loop, one
-//! request with its deadline, what each worker saw, and the progress line.
+//! request with its deadline, and the progress line. What each worker saw is a `Tally`
+//! (`report`), merged at the end.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,44 +11,13 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use echo_lab::http::client::Client;
 use echo_lab::http::limits::ClientLimits;
-use echo_lab::load::histogram::Histogram;
 use echo_lab::load::request;
 use echo_lab::load::schedule::Schedule;
 use futures_lite::{FutureExt, StreamExt};
 use smol::Executor;
 
 use crate::options::Options;
-use crate::report::Summary;
-
-/// The error kinds of `ClientError::kind()`, in the order they are reported.
-pub const ERROR_KINDS: [&str; 4] = ["connect", "timeout", "closed", "bad_response"];
-
-/// What one worker saw. Each worker keeps its own; they are merged at the end.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub latency: Histogram,
-    pub statuses: BTreeMap<u16, u64>,
-    pub errors: BTreeMap<&'static str, u64>,
-    /// The first error message of each kind, to say what went wrong.
-    pub first_error: BTreeMap<&'static str, String>,
-    pub unsent: u64,
-}
-
-impl Tally {
-    pub fn merge(&mut self, other: Tally) {
-        self.latency.merge(&other.latency);
-        for (status, n) in other.statuses {
-            *self.statuses.entry(status).or_default() += n;
-        }
-        for (kind, n) in other.errors {
-            *self.errors.entry(kind).or_default() += n;
-        }
-        for (kind, text) in other.first_error {
-            self.first_error.entry(kind).or_insert(text);
-        }
-        self.unsent += other.unsent;
-    }
-}
+use crate::report::{Summary, Tally};
 
 /// Counters every worker bumps, read by the progress line.
 #[derive(Debug, Default)]
@@ -206,6 +175,9 @@ async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, t
     match &sample.result {
         Ok(response) => {
             tally.latency.record(sample.micros());
+            if response.head.status == 200 {
+                tally.ok_latency.record(sample.micros());
+            }
             *tally.statuses.entry(response.head.status).or_default() += 1;
             plan.live.responses.fetch_add(1, Ordering::Relaxed);
         }
