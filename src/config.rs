@@ -310,7 +310,10 @@ mod tests {
         assert_eq!(s.switch("trace"), Ok(true));
         let s = parse(&["--trace", "off"], &[]).expect("ok");
         assert_eq!(s.switch("trace"), Ok(false));
-        assert!(parse(&["--port", "1", "stray"], &[]).is_err(), "a word after a value flag");
+        assert!(
+            parse(&["--port", "1", "stray"], &[]).is_err(),
+            "a word after a value flag"
+        );
     }
 
     /// The default of common flag `name`, parsed.

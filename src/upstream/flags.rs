@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use super::breaker::{BreakerConfig, DEFAULT_FAILURE_RATIO, DEFAULT_OPEN_FOR, DEFAULT_WINDOW};
 use super::budget::{BudgetConfig, DEFAULT_MIN_PER_SEC, DEFAULT_RATIO};
+use super::call::MAX_ATTEMPTS;
 use super::hedge::{DEFAULT_FLOOR, DEFAULT_QUANTILE, HedgeDelay};
 use super::outlier::{DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, OutlierConfig};
 use super::replicas::RESOLVE_INTERVAL;
-use super::call::MAX_ATTEMPTS;
 use super::{ATTEMPTS_PER_DEADLINE, Balance, DEFAULT_MAX_IN_FLIGHT, Patterns};
 use crate::config::{ConfigError, Flag, Settings};
 use crate::http::client::Upstream;
@@ -389,7 +389,10 @@ mod tests {
         let limited = settings(&["--resilient", "--adaptive-limit"]).expect("parsed");
         let limited = patterns(&limited, deadline).expect("valid");
         assert!(limited.adaptive_limit && !limited.naive_retries);
-        assert!(!Patterns::all(deadline).adaptive_limit, "not part of --resilient");
+        assert!(
+            !Patterns::all(deadline).adaptive_limit,
+            "not part of --resilient"
+        );
         let bad = settings(&["--retries", "sometimes"]).expect("parsed");
         assert!(patterns(&bad, deadline).is_err());
     }
