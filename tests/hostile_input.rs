@@ -319,21 +319,30 @@ fn transfer_encoding_chunked_then_gzip_is_400() {
     assert_rejected(a.addr, &raw, 400);
 }
 
-#[test]
-fn transfer_encoding_chunked_twice_is_501() {
-    // Two fields are one list (RFC 9110 §5.3): `chunked, chunked`. It ends in chunked, so the
-    // framing is known, but it asks for a coding applied twice, which we do not implement.
+/// A chunked request whose Transfer-Encoding `fields` list `chunked` twice.
+fn assert_chunked_twice_is_400(fields: &[&str]) {
     let a = Service::a(&[]);
-    let raw = head_and_body(
-        &[
-            "POST /health HTTP/1.1",
-            "Host: a",
-            "Transfer-Encoding: chunked",
-            "Transfer-Encoding: chunked",
-        ],
-        b"0\r\n\r\n",
+    let mut lines = vec!["POST /health HTTP/1.1", "Host: a"];
+    lines.extend_from_slice(fields);
+    let reply = assert_rejected(a.addr, &head_and_body(&lines, b"0\r\n\r\n"), 400);
+    assert_eq!(
+        error_of(&reply),
+        "bad message framing: Transfer-Encoding applies chunked more than once",
+        "{fields:?}"
     );
-    assert_rejected(a.addr, &raw, 501);
+}
+
+#[test]
+fn transfer_encoding_chunked_twice_is_400_not_501() {
+    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once. The list ends in
+    // chunked, so this is no coding we lack (501): it is framing nobody may send (400).
+    assert_chunked_twice_is_400(&["Transfer-Encoding: chunked, chunked"]);
+}
+
+#[test]
+fn transfer_encoding_chunked_in_two_fields_is_400_not_501() {
+    // Two fields are one list (RFC 9110 §5.3): `chunked, chunked` again.
+    assert_chunked_twice_is_400(&["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"]);
 }
 
 /// A chunked request whose Transfer-Encoding is `te`: a coding we do not implement.
@@ -485,6 +494,62 @@ fn chunk_extension_name_that_is_not_a_token_is_400() {
     );
 }
 
+/// A chunked request to `/health` whose body is `body`.
+fn chunked_health(body: &[u8]) -> Vec<u8> {
+    head_and_body(
+        &[
+            "GET /health HTTP/1.1",
+            "Host: a",
+            "Transfer-Encoding: chunked",
+        ],
+        body,
+    )
+}
+
+#[test]
+fn whitespace_after_a_chunk_size_is_400_and_close() {
+    // RFC 9112 §7.1: BWS is allowed only before a chunk extension's `;`. A parser that read
+    // `5 ` as 5 would take `hello` as data; one that stops at the space disagrees about the
+    // whole rest of the stream. So the request is refused and the connection closed, and the
+    // request hidden after it is never answered.
+    let a = Service::a(&[]);
+    let smuggled = head(&["GET /nope-smuggled HTTP/1.1", "Host: a"]);
+    for size_line in ["5 \r\n", "5\t\r\n"] {
+        let body = [size_line.as_bytes(), b"hello\r\n0\r\n\r\n", &smuggled].concat();
+        let reply = assert_rejected(a.addr, &chunked_health(&body), 400);
+        assert_eq!(
+            error_of(&reply),
+            "bad chunked body: whitespace at the end of a chunk-size line",
+            "{size_line:?}"
+        );
+    }
+    assert_never_logged(&a, "nope-smuggled");
+}
+
+#[test]
+fn whitespace_before_a_chunk_extension_is_served() {
+    // `5 ;ext` is grammar: BWS before the `;`.
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    let mut raw = chunked_health(b"5 ;ext=1\r\nhello\r\n0\r\n\r\n");
+    raw.extend_from_slice(&head(&[
+        "GET /health HTTP/1.1",
+        "Host: a",
+        "Connection: close",
+    ]));
+    stream.write_all(&raw).expect("write");
+    let (bytes, end) = read_until_end(&mut stream, CLOSE_WITHIN);
+    assert!(matches!(end, End::Eof), "closed after the second response");
+    let (replies, used) = parse_replies(&bytes, false);
+    assert_eq!(used, bytes.len(), "{:?}", String::from_utf8_lossy(&bytes));
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200],
+        "both requests on the connection are served"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Head syntax (RFC 9112 §2–5)
 // ---------------------------------------------------------------------------------------------
@@ -589,15 +654,78 @@ fn host_with_userinfo_path_list_space_or_bad_port_is_400() {
 }
 
 #[test]
-fn empty_host_and_host_with_port_are_served() {
+fn host_with_port_is_served() {
     let a = Service::a(&[]);
-    for field in ["Host:", "Host: a:8080", "Host: [::1]:80"] {
+    for field in ["Host: a:8080", "Host: [::1]:80"] {
         let mut stream = connect(a.addr);
         stream
             .write_all(&head(&["GET /health HTTP/1.1", field, "Connection: close"]))
             .expect("write");
         assert_eq!(read_reply(&mut stream, false).status, 200, "{field}");
     }
+}
+
+#[test]
+fn empty_host_with_an_origin_form_target_is_400() {
+    // RFC 9112 §3.2: an empty Host says the target URI has no authority; with a path alone
+    // that is an `http` URI with an empty host, which RFC 9110 §4.2.1 says to reject.
+    let a = Service::a(&[]);
+    for field in ["Host:", "Host: ", "Host: :8080"] {
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let line = format!("GET /health {version}");
+            let reply = assert_rejected(a.addr, &head(&[&line, field]), 400);
+            assert_eq!(
+                error_of(&reply),
+                "malformed request: empty host in Host (only an absolute-form target may omit it)",
+                "{field:?} {version}"
+            );
+        }
+    }
+}
+
+#[test]
+fn empty_host_with_an_absolute_form_target_is_served() {
+    // The target names its host; the server uses it and not Host (RFC 9112 §3.2.2).
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(&head(&[
+            "GET http://a/health HTTP/1.1",
+            "Host:",
+            "Connection: close",
+        ]))
+        .expect("write");
+    assert_eq!(read_reply(&mut stream, false).status, 200);
+}
+
+#[test]
+fn absolute_form_with_an_upper_case_scheme_is_routed_on_its_path() {
+    // A URI scheme is compared without case (RFC 3986 §3.1): not a 404 for `HTTP://a/health`.
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(&head(&[
+            "GET HTTP://a/health HTTP/1.1",
+            "Host: a",
+            "Connection: close",
+        ]))
+        .expect("write");
+    assert_eq!(read_reply(&mut stream, false).status, 200);
+}
+
+#[test]
+fn http_uri_with_an_empty_host_in_absolute_form_is_400() {
+    // RFC 9110 §4.2.1: a recipient MUST reject an `http` URI with an empty host as invalid.
+    let a = Service::a(&[]);
+    let reply = assert_rejected(
+        a.addr,
+        &head(&["GET http:///health HTTP/1.1", "Host: a"]),
+        400,
+    );
+    assert_eq!(
+        error_of(&reply),
+        "malformed request: http URI with an empty host in the request-target"
+    );
 }
 
 #[test]
@@ -636,6 +764,47 @@ fn raw_non_ascii_in_the_target_is_400_not_404() {
         error_of(&reply),
         "malformed request: non-ASCII byte in the request-target"
     );
+}
+
+#[test]
+fn kilobyte_method_is_400_not_414() {
+    // 414 is about the request-target (RFC 9110 §15.5.15); a method longer than any method
+    // is bad syntax.
+    let a = Service::a(&[]);
+    let line = format!("{} /health HTTP/1.1", "M".repeat(1024));
+    let reply = assert_rejected(a.addr, &head(&[&line, "Host: a"]), 400);
+    assert_eq!(error_of(&reply), "method longer than any method");
+}
+
+#[test]
+fn method_that_never_ends_is_400_at_once() {
+    // No space, no line end: refused as soon as it is longer than any method, well before
+    // the request timeout.
+    let a = Service::a(&[]);
+    let started = Instant::now();
+    assert_rejected(a.addr, &[b'M'; 1024], 400);
+    assert!(
+        started.elapsed() < CLOSE_WITHIN,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn short_unknown_method_is_405_with_allow_and_the_connection_kept() {
+    // The contract's answer for a method a path does not take, whatever the method.
+    let a = Service::a(&[]);
+    let mut stream = connect(a.addr);
+    stream
+        .write_all(&head(&["BREW /health HTTP/1.1", "Host: a"]))
+        .expect("write");
+    let reply = read_reply(&mut stream, false);
+    assert_eq!(reply.status, 405, "{reply:?}");
+    assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+    stream
+        .write_all(&head(&["GET /health HTTP/1.1", "Host: a"]))
+        .expect("write");
+    assert_eq!(read_reply(&mut stream, false).status, 200);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -642,6 +642,42 @@ fn a_chunk_extension_with_an_unterminated_quoted_string_is_bad_response_at_once(
 }
 
 #[test]
+fn whitespace_after_a_chunk_size_is_bad_response_at_once() {
+    // RFC 9112 §7.1: BWS comes only before a chunk extension's `;`. The same decoder reads
+    // requests on A and responses in B, so B refuses `5 ` just as A does.
+    let _load = shared();
+    let a = FakeUpstream::start(answer_then_hold(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5 \r\n{\"e\":\r\n0\r\n\r\n"
+            .to_vec(),
+    ));
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=x");
+    let error = assert_unavailable(&reply, "bad_response");
+    assert!(
+        error.contains("whitespace at the end of a chunk-size line"),
+        "{error}"
+    );
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[test]
+fn chunked_applied_twice_is_bad_response_at_once() {
+    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once.
+    let _load = shared();
+    let a = FakeUpstream::start(answer_then_hold(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+          Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+            .to_vec(),
+    ));
+    let b = Service::b(&a.url(), &[]);
+    let (reply, took) = timed_get(b.addr, "/call-echo?msg=x");
+    let error = assert_unavailable(&reply, "bad_response");
+    assert!(error.contains("chunked more than once"), "{error}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[test]
 fn a_half_a_second_late_is_ok() {
     let _load = shared();
     let a = FakeUpstream::start(|mut stream| {

@@ -31,8 +31,9 @@ pub enum BodyFraming {
 /// 4. `Transfer-Encoding` whose final coding is `chunked`: the chunked coding. We decode no
 ///    other coding: one listed before `chunked`, or a parameter on it, is a coding we do not
 ///    implement (501, §6.1). A final coding other than `chunked` leaves the length unknown:
-///    §6.3 says 400, a MUST that wins over §6.1's SHOULD 501. A value that is not a list of
-///    codings at all is 400.
+///    §6.3 says 400, a MUST that wins over §6.1's SHOULD 501. `chunked` listed twice breaks
+///    §6.1's "MUST NOT apply chunked more than once": 400, since the framing itself is wrong.
+///    A value that is not a list of codings at all is 400.
 /// 5. `Content-Length` values that disagree, or are not digits: reject (400).
 /// 6. A valid `Content-Length`: that many bytes.
 /// 7. Neither: the request has no body.
@@ -52,6 +53,7 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
             Codings::OnlyChunked => Ok(BodyFraming::Chunked),
             Codings::OthersThenChunked => Err(FramingError::UnknownTransferCoding),
             Codings::NotFinalChunked => Err(FramingError::UnsupportedTransferEncoding),
+            Codings::ChunkedMoreThanOnce => Err(FramingError::ChunkedMoreThanOnce),
             Codings::Malformed => Err(FramingError::MalformedTransferEncoding),
         },
         (false, Some(0) | None) => Ok(BodyFraming::Empty),
@@ -66,8 +68,9 @@ pub fn request_framing(head: &RequestHead) -> Result<BodyFraming, FramingError> 
 /// 3. `Transfer-Encoding` with `Content-Length`: an error, not a guess (§6.3 warns it may
 ///    be smuggling or response splitting).
 /// 4. `Transfer-Encoding` with a final `chunked`: chunked (we decode no other coding, so
-///    one listed before it is an error); one without a final `chunked`: the body runs until
-///    the connection closes (and is still coded: see `ClientError::CodedBody`).
+///    one listed before it is an error, and so is `chunked` listed twice, which §6.1
+///    forbids); one without a final `chunked`: the body runs until the connection closes
+///    (and is still coded: see `ClientError::CodedBody`).
 /// 5. `Content-Length` values that disagree or are not digits: an error.
 /// 6. A valid `Content-Length`: that many bytes.
 /// 7. (Neither, in a request: no body. A response is never in this case.)
@@ -87,6 +90,7 @@ pub fn response_framing(
             Codings::OnlyChunked => Ok(BodyFraming::Chunked),
             Codings::OthersThenChunked => Err(FramingError::UnknownTransferCoding),
             Codings::NotFinalChunked => Ok(BodyFraming::UntilClose),
+            Codings::ChunkedMoreThanOnce => Err(FramingError::ChunkedMoreThanOnce),
             Codings::Malformed => Err(FramingError::MalformedTransferEncoding),
         },
         (false, Some(n)) => Ok(BodyFraming::Length(n)),
@@ -104,6 +108,9 @@ enum Codings {
     OthersThenChunked,
     /// The final coding is not `chunked`.
     NotFinalChunked,
+    /// `chunked` is listed more than once, wherever the copies are (RFC 9112 §6.1 forbids
+    /// applying it twice).
+    ChunkedMoreThanOnce,
     /// Not a list of `transfer-coding`s: empty, or not tokens.
     Malformed,
 }
@@ -120,6 +127,7 @@ enum Codings {
 /// which is refused all the same. Empty elements are skipped, as §5.6.1 asks.
 fn transfer_codings(headers: &Headers) -> Codings {
     let mut count = 0;
+    let mut chunked_count = 0;
     let mut last_plain_chunked = false;
     let mut last_chunked = false;
     for coding in headers.tokens("transfer-encoding") {
@@ -131,9 +139,11 @@ fn transfer_codings(headers: &Headers) -> Codings {
         count += 1;
         last_chunked = name.eq_ignore_ascii_case(b"chunked");
         last_plain_chunked = last_chunked && parts.next().is_none();
+        chunked_count += usize::from(last_chunked);
     }
     match (count, last_chunked) {
         (0, _) => Codings::Malformed,
+        _ if chunked_count > 1 => Codings::ChunkedMoreThanOnce,
         (1, true) if last_plain_chunked => Codings::OnlyChunked,
         (_, true) => Codings::OthersThenChunked,
         (_, false) => Codings::NotFinalChunked,
@@ -332,7 +342,23 @@ mod tests {
                     ("Transfer-Encoding", "chunked"),
                     ("Transfer-Encoding", "chunked"),
                 ],
-                FramingError::UnknownTransferCoding,
+                FramingError::ChunkedMoreThanOnce,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked, chunked")],
+                FramingError::ChunkedMoreThanOnce,
+            ),
+            (
+                &[("Transfer-Encoding", "Chunked ,CHUNKED")],
+                FramingError::ChunkedMoreThanOnce,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked, gzip, chunked")],
+                FramingError::ChunkedMoreThanOnce,
+            ),
+            (
+                &[("Transfer-Encoding", "chunked, chunked;foo=bar")],
+                FramingError::ChunkedMoreThanOnce,
             ),
             (
                 &[("Transfer-Encoding", "gzip, chunked")],
@@ -442,6 +468,13 @@ mod tests {
                 false
             ),
             Err(FramingError::UnknownTransferCoding)
+        );
+        assert_eq!(
+            response_framing(
+                &response_with(200, &[("Transfer-Encoding", "chunked, chunked")]),
+                false
+            ),
+            Err(FramingError::ChunkedMoreThanOnce)
         );
     }
 

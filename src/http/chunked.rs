@@ -189,23 +189,28 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
 /// chunk-ext-name = token
 /// chunk-ext-val  = token / quoted-string
 /// ```
+///
+/// Whitespace is allowed only where the grammar has BWS: before a `;`, and around the name's
+/// `=`. `5 \r\n` (a space or tab after the size, or after an extension, with no `;` to
+/// follow) is an error: a lenient parser that reads `5 ` as 5 and a strict one that refuses
+/// it, in front of each other, disagree on where the body ends, which is how chunk-size
+/// smuggling works. `5 ;a\r\n` is grammar and accepted.
 fn check_chunk_ext(mut ext: &[u8]) -> Result<(), BodyError> {
-    loop {
-        ext = skip_bws(ext);
-        if ext.is_empty() {
-            return Ok(());
-        }
-        let Some(rest) = ext.strip_prefix(b";") else {
-            return Err(BodyError::BadChunk("junk after chunk size"));
+    let mut after_size = true;
+    while !ext.is_empty() {
+        let Some(rest) = skip_bws(ext).strip_prefix(b";") else {
+            return Err(BodyError::BadChunk(not_an_extension(ext, after_size)));
         };
+        after_size = false;
         let rest = skip_bws(rest);
         let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
         if name == 0 {
             return Err(BodyError::BadChunk("chunk extension without a name"));
         }
-        let rest = skip_bws(&rest[name..]);
-        ext = match rest.strip_prefix(b"=") {
-            None => rest,
+        let after_name = &rest[name..];
+        // BWS after the name belongs to a `=`, or else to the next `;`: left for the loop.
+        ext = match skip_bws(after_name).strip_prefix(b"=") {
+            None => after_name,
             Some(value) => {
                 let value = skip_bws(value);
                 let len = if value.first() == Some(&b'"') {
@@ -221,10 +226,19 @@ fn check_chunk_ext(mut ext: &[u8]) -> Result<(), BodyError> {
                 &value[len..]
             }
         };
-        // What follows an extension must be the next one or the end of the line.
-        if !skip_bws(ext).is_empty() && !skip_bws(ext).starts_with(b";") {
-            return Err(BodyError::BadChunk("invalid chunk extension"));
-        }
+    }
+    Ok(())
+}
+
+/// Why `rest`, the part of a chunk-size line after the size or after an extension, is not
+/// the `;` of a next extension.
+fn not_an_extension(rest: &[u8], after_size: bool) -> &'static str {
+    if skip_bws(rest).is_empty() {
+        "whitespace at the end of a chunk-size line"
+    } else if after_size {
+        "junk after chunk size"
+    } else {
+        "invalid chunk extension"
     }
 }
 
@@ -358,6 +372,55 @@ mod tests {
         assert_eq!(
             chunk_error(b"5;a=\"abc\\\"\r\n"),
             "unterminated quoted string in a chunk extension"
+        );
+    }
+
+    #[test]
+    fn whitespace_after_the_chunk_size_is_an_error() {
+        // RFC 9112 §7.1: BWS comes only before a chunk extension's `;`.
+        for line in [&b"5 \r\n"[..], b"5\t\r\n", b"5 \t \r\n", b"0 \r\n"] {
+            assert_eq!(
+                chunk_error(&[line, &b"hello\r\n0\r\n\r\n"[..]].concat()),
+                "whitespace at the end of a chunk-size line",
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_after_a_chunk_extension_is_an_error() {
+        for line in [&b"5;a \r\n"[..], b"5;a=b\t\r\n", b"5;a=\"q\" \r\n"] {
+            assert_eq!(
+                chunk_error(&[line, &b"hello\r\n0\r\n\r\n"[..]].concat()),
+                "whitespace at the end of a chunk-size line",
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_before_a_chunk_extension_is_accepted() {
+        for line in [
+            &b"5 ;a\r\n"[..],
+            b"5\t;a\r\n",
+            b"5;a ;b\r\n",
+            b"5;a=b\t; c\r\n",
+        ] {
+            let raw = [line, &b"hello\r\n0 ;last\r\n\r\n"[..]].concat();
+            let (out, used, done) = decode_all(&raw).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(
+                (out.as_slice(), used, done),
+                (&b"hello"[..], raw.len(), true)
+            );
+        }
+    }
+
+    #[test]
+    fn junk_after_the_size_and_after_an_extension_are_named_apart() {
+        assert_eq!(chunk_error(b"5 x\r\nhello\r\n"), "junk after chunk size");
+        assert_eq!(
+            chunk_error(b"5;a x\r\nhello\r\n"),
+            "invalid chunk extension"
         );
     }
 

@@ -30,6 +30,10 @@ pub enum FramingError {
     /// `chunked` a parameter (`gzip, chunked`, `chunked;foo=bar`): well framed, but a coding
     /// we do not implement (RFC 9112 §6.1: a server answers `501`).
     UnknownTransferCoding,
+    /// A `Transfer-Encoding` that lists `chunked` more than once (`chunked, chunked`, or two
+    /// fields that each say `chunked`). RFC 9112 §6.1: a sender MUST NOT apply chunked more
+    /// than once, so this is broken framing (400), not a coding we lack (501).
+    ChunkedMoreThanOnce,
     /// A `Transfer-Encoding` value that is not a list of transfer codings (RFC 9112 §6.1).
     MalformedTransferEncoding,
     /// A `Transfer-Encoding` in an HTTP/1.0 request, which RFC 9112 §6.1 calls faulty framing.
@@ -48,6 +52,7 @@ impl fmt::Display for FramingError {
             FramingError::UnknownTransferCoding => {
                 "Transfer-Encoding with a coding other than a single chunked"
             }
+            FramingError::ChunkedMoreThanOnce => "Transfer-Encoding applies chunked more than once",
             FramingError::MalformedTransferEncoding => "malformed Transfer-Encoding",
             FramingError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
         })
@@ -110,6 +115,9 @@ pub enum RequestError {
     HeadTooLarge,
     /// The request-target is longer than the target limit.
     UriTooLong,
+    /// The method is longer than any method (`limits::MAX_METHOD_BYTES`): bad syntax, not a
+    /// long target, so 400 rather than 414.
+    MethodTooLong,
     /// More header fields than the header limit.
     TooManyHeaders,
     /// The head is not HTTP/1.1 syntax; the text says what httparse (or we) found wrong.
@@ -136,9 +144,10 @@ impl RequestError {
             RequestError::UriTooLong => Some(414),
             // RFC 9112 §6.1: a transfer coding the server does not understand SHOULD be 501.
             RequestError::Framing(FramingError::UnknownTransferCoding) => Some(501),
-            RequestError::Malformed(_) | RequestError::Framing(_) | RequestError::BadChunk(_) => {
-                Some(400)
-            }
+            RequestError::Malformed(_)
+            | RequestError::MethodTooLong
+            | RequestError::Framing(_)
+            | RequestError::BadChunk(_) => Some(400),
             RequestError::BodyTooLarge => Some(413),
             RequestError::UnsupportedVersion => Some(505),
             RequestError::UnsupportedExpectation => Some(417),
@@ -154,6 +163,7 @@ impl fmt::Display for RequestError {
             RequestError::Timeout => f.write_str("request not received in time"),
             RequestError::HeadTooLarge => f.write_str("request head too large"),
             RequestError::UriTooLong => f.write_str("request-target too long"),
+            RequestError::MethodTooLong => f.write_str("method longer than any method"),
             RequestError::TooManyHeaders => f.write_str("too many header fields"),
             RequestError::Malformed(what) => write!(f, "malformed request: {what}"),
             RequestError::Framing(e) => write!(f, "bad message framing: {e}"),
@@ -201,5 +211,18 @@ mod tests {
         assert_eq!(status(FramingError::UnsupportedTransferEncoding), Some(400));
         assert_eq!(status(FramingError::MalformedTransferEncoding), Some(400));
         assert_eq!(status(FramingError::LengthAndTransferEncoding), Some(400));
+        assert_eq!(status(FramingError::ChunkedMoreThanOnce), Some(400));
+    }
+
+    #[test]
+    fn a_framing_error_says_what_is_wrong() {
+        assert_eq!(
+            RequestError::Framing(FramingError::ChunkedMoreThanOnce).to_string(),
+            "bad message framing: Transfer-Encoding applies chunked more than once"
+        );
+        assert_eq!(
+            FramingError::UnknownTransferCoding.to_string(),
+            "Transfer-Encoding with a coding other than a single chunked"
+        );
     }
 }

@@ -9,7 +9,7 @@ use futures_lite::AsyncRead;
 
 use super::conn::BufferedStream;
 use super::error::{RequestError, ResponseHeadError};
-use super::limits::{Limits, REQUEST_LINE_SLACK_BYTES};
+use super::limits::{Limits, MAX_METHOD_BYTES, REQUEST_LINE_SLACK_BYTES};
 use super::message::{Headers, RequestHead, ResponseHead, Version};
 use super::target::{check_host, check_target};
 use super::wire_trace::{self, Direction};
@@ -40,17 +40,21 @@ pub fn parse_request_head(
         }
         Err(e) => return Err(request_syntax_error(e, buf)),
     };
-    if len > limits.max_head_bytes {
-        return Err(RequestError::HeadTooLarge);
-    }
     // A complete parse always fills method, path and version.
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(RequestError::Malformed("incomplete request line"));
     };
+    // In reading order, as a partial head is checked: the method comes first.
+    if method.len() > MAX_METHOD_BYTES {
+        return Err(RequestError::MethodTooLong);
+    }
+    if len > limits.max_head_bytes {
+        return Err(RequestError::HeadTooLarge);
+    }
     if target.len() > limits.max_target_bytes {
         return Err(RequestError::UriTooLong);
     }
-    check_target(method, target)?;
+    let form = check_target(method, target)?;
     let mut headers = Headers::new();
     for h in req.headers.iter() {
         headers.push(h.name, h.value);
@@ -61,14 +65,19 @@ pub fn parse_request_head(
         version: Version::from_minor(minor),
         headers,
     };
-    check_host(&head)?;
+    check_host(&head, form)?;
     Ok(Some((head, len)))
 }
 
 /// A partial head is fine while it fits; past the cap, it is too large. If the request line
 /// has not even ended, it is the request-target that is too long (RFC 9112 §3: 414), and we
-/// know that as soon as the line is longer than any line with a target we accept.
+/// know that as soon as the line is longer than any line with a target we accept. Before
+/// that, a method still running past `MAX_METHOD_BYTES` is bad syntax (400), not a long
+/// target: it is refused as soon as it is that long.
 fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError> {
+    if method_too_long(&buf[empty_lines_before(buf)..]) {
+        return Err(RequestError::MethodTooLong);
+    }
     let line_cap = limits.max_target_bytes + REQUEST_LINE_SLACK_BYTES;
     if buf.len() > line_cap && !buf[..=line_cap].contains(&b'\n') {
         return Err(RequestError::UriTooLong);
@@ -81,6 +90,16 @@ fn check_partial_request(buf: &[u8], limits: &Limits) -> Result<(), RequestError
     } else {
         Err(RequestError::UriTooLong)
     }
+}
+
+/// Whether the request line at the front of `line`, ended or not, has a method longer than
+/// `MAX_METHOD_BYTES`: that many bytes and more before its first space.
+fn method_too_long(line: &[u8]) -> bool {
+    let method = line
+        .iter()
+        .take(MAX_METHOD_BYTES + 1)
+        .take_while(|&&b| b != b' ');
+    method.count() > MAX_METHOD_BYTES
 }
 
 /// RFC 9110 §6.2: a message of a major version we implement with a higher minor version
@@ -182,11 +201,10 @@ fn has_well_formed_version(buf: &[u8]) -> bool {
 }
 
 /// A server must accept the absolute-form `http://host/path` too (RFC 9112 §3.2.2); we route
-/// on its path and query, as if it had come in origin-form.
+/// on its path and query, as if it had come in origin-form. The scheme is compared without
+/// case (RFC 3986 §3.1): `HTTP://host/path` is the same URI.
 fn origin_form(target: &str) -> &str {
-    let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
+    let Some(rest) = strip_scheme(target, "http://").or_else(|| strip_scheme(target, "https://"))
     else {
         return target;
     };
@@ -195,6 +213,14 @@ fn origin_form(target: &str) -> &str {
         // `http://host?q` has an empty path, which means "/" (RFC 9110 §4.2.3).
         _ => "/",
     }
+}
+
+/// `target` without `prefix` (a scheme and `://`), compared without case.
+fn strip_scheme<'a>(target: &'a str, prefix: &str) -> Option<&'a str> {
+    let scheme = target.get(..prefix.len())?;
+    scheme
+        .eq_ignore_ascii_case(prefix)
+        .then(|| &target[prefix.len()..])
 }
 
 /// Reads the next request head from `conn`, leaving any bytes after it (a body, or a pipelined
@@ -360,6 +386,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_host_is_400_in_origin_form_and_accepted_in_absolute_form() {
+        assert_eq!(
+            status_of(&lines(&["GET /health HTTP/1.1", "Host:"])),
+            Some(400)
+        );
+        let (head, _) = parse(&lines(&["GET http://a/health HTTP/1.1", "Host:"]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.target, "/health");
+    }
+
+    #[test]
     fn http11_without_host_or_with_two_is_400() {
         assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), Some(400));
         assert_eq!(
@@ -374,6 +412,10 @@ mod tests {
         let (head, _) = parse(&raw).expect("ok").expect("complete");
         assert_eq!(head.target, "/echo?msg=x");
         assert_eq!(origin_form("http://a?x"), "/");
+        assert_eq!(origin_form("HTTPS://a/health?x"), "/health?x");
+        assert_eq!(origin_form("hTtP://a"), "/");
+        assert_eq!(origin_form("urn:x"), "urn:x");
+        assert_eq!(origin_form("h"), "h");
     }
 
     #[test]
@@ -489,6 +531,68 @@ mod tests {
         assert_eq!(status_of(&line), Some(414));
         line.truncate(8000);
         assert!(parse(&line).expect("still fine").is_none());
+    }
+
+    /// A request line whose method is `len` letters.
+    fn with_method_of(len: usize) -> Vec<u8> {
+        let line = format!("{} /health HTTP/1.1", "M".repeat(len));
+        lines(&[&line, "Host: a"])
+    }
+
+    #[test]
+    fn a_method_of_the_limit_is_read_and_one_letter_more_is_400() {
+        let (head, _) = parse(&with_method_of(MAX_METHOD_BYTES))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.method.len(), MAX_METHOD_BYTES);
+        let err = parse(&with_method_of(MAX_METHOD_BYTES + 1)).expect_err("too long");
+        assert!(matches!(err, RequestError::MethodTooLong), "{err:?}");
+        assert_eq!(err.status(), Some(400));
+        assert_eq!(err.to_string(), "method longer than any method");
+    }
+
+    #[test]
+    fn a_kilobyte_method_is_400_not_414() {
+        // 414 is about the request-target (RFC 9110 §15.5.15); this is bad syntax.
+        assert_eq!(status_of(&with_method_of(1024)), Some(400));
+        assert_eq!(status_of(&with_method_of(20_000)), Some(400));
+    }
+
+    #[test]
+    fn an_unfinished_method_is_400_as_soon_as_it_is_too_long() {
+        let mut line = vec![b'M'; MAX_METHOD_BYTES];
+        assert!(matches!(parse(&line), Ok(None)), "may still end in time");
+        line.push(b' ');
+        assert!(matches!(parse(&line), Ok(None)), "ended in time");
+        line.pop();
+        line.push(b'M');
+        assert!(matches!(parse(&line), Err(RequestError::MethodTooLong)));
+        // Empty lines before the request line do not count (RFC 9112 §2.2).
+        let mut after_empty_lines = b"\r\n\r\n".to_vec();
+        after_empty_lines.extend(std::iter::repeat_n(b'M', MAX_METHOD_BYTES));
+        assert!(matches!(parse(&after_empty_lines), Ok(None)));
+        after_empty_lines.push(b'M');
+        assert!(matches!(
+            parse(&after_empty_lines),
+            Err(RequestError::MethodTooLong)
+        ));
+    }
+
+    #[test]
+    fn a_long_method_is_named_before_a_long_target() {
+        // Read left to right: the method is wrong first, whatever follows it.
+        let mut line = vec![b'M'; 1024];
+        line.extend_from_slice(b" /");
+        line.extend(std::iter::repeat_n(b'a', 20_000));
+        assert!(matches!(parse(&line), Err(RequestError::MethodTooLong)));
+    }
+
+    #[test]
+    fn a_short_unknown_method_is_read_for_the_router_to_answer() {
+        let (head, _) = parse(&lines(&["BREW /health HTTP/1.1", "Host: a"]))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.method, "BREW");
     }
 
     #[test]

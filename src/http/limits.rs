@@ -93,6 +93,17 @@ impl Default for ClientLimits {
 /// accept, so it is answered `414` at once instead of being read up to the whole head cap.
 pub const REQUEST_LINE_SLACK_BYTES: usize = 64;
 
+/// Longest method we read. The longest method in IANA's HTTP Method Registry is
+/// `UPDATEREDIRECTREF`, 17 letters; 32 leaves room for an extension method and still fits
+/// in `REQUEST_LINE_SLACK_BYTES`. Past it: `400`, as soon as the method is that long. It is
+/// bad syntax, not a long target: `414` is about the request-target (RFC 9110 §15.5.15), and
+/// a kilobyte of letters before the first space is no request at all.
+pub const MAX_METHOD_BYTES: usize = 32;
+
+// The slack on a request line holds the longest method, its space, and ` HTTP/1.1` CRLF.
+const _: () =
+    assert!(MAX_METHOD_BYTES + " ".len() + " HTTP/1.1\r\n".len() <= REQUEST_LINE_SLACK_BYTES);
+
 /// Longest line of chunked framing (a chunk-size line or a trailer field) we accept.
 /// A chunk size needs at most 16 hex digits; the rest is room for chunk extensions.
 pub const MAX_CHUNK_LINE_BYTES: usize = 1024;

@@ -1,5 +1,5 @@
 //! The request-target and `Host` grammar a request head must follow (RFC 9112 §3.2,
-//! RFC 9110 §7.2, RFC 3986 §3), beyond the bytes httparse already refuses.
+//! RFC 9110 §4.2.1 and §7.2, RFC 3986 §3), beyond the bytes httparse already refuses.
 //!
 //! httparse takes any visible byte in a target and leaves field values to us. These checks
 //! turn what would be a `404` for a path that happens not to exist, or a `Host` nobody could
@@ -7,6 +7,18 @@
 
 use super::error::RequestError;
 use super::message::{RequestHead, Version};
+
+/// The form of a request-target (RFC 9112 §3.2). It decides where the target URI's host
+/// comes from: from the target itself in absolute-form, from `Host` in the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`: the host is in `Host`.
+    Origin,
+    /// `scheme:...`, such as `http://host/path`: the target names its own host, if any.
+    Absolute,
+    /// `*`, for `OPTIONS` only: the host is in `Host`.
+    Asterisk,
+}
 
 /// The request-target grammar (RFC 9112 §3.2) beyond what httparse checks (it takes any
 /// visible byte, and any UTF-8):
@@ -16,9 +28,11 @@ use super::message::{RequestHead, Version};
 /// * the form: origin-form (`/path?query`), absolute-form (`scheme:...`), or the asterisk-form
 ///   `*`, which exists for `OPTIONS` only (RFC 9112 §3.2.4). (The authority-form of `CONNECT`
 ///   reads as a scheme here and then finds no route: we are no proxy.)
+/// * an `http` or `https` URI in absolute-form has a host: RFC 9110 §4.2.1 says a recipient
+///   MUST reject one with an empty host (`http:///path`) as invalid.
 ///
 /// Percent-escapes are not checked here: a bad one in the query is for the service to name.
-pub fn check_target(method: &str, target: &str) -> Result<(), RequestError> {
+pub fn check_target(method: &str, target: &str) -> Result<TargetForm, RequestError> {
     let bytes = target.as_bytes();
     if bytes.contains(&b'#') {
         return Err(RequestError::Malformed("fragment in the request-target"));
@@ -30,20 +44,51 @@ pub fn check_target(method: &str, target: &str) -> Result<(), RequestError> {
     }
     if target == "*" {
         return if method == "OPTIONS" {
-            Ok(())
+            Ok(TargetForm::Asterisk)
         } else {
             Err(RequestError::Malformed(
                 "asterisk-form request-target without OPTIONS",
             ))
         };
     }
-    if bytes.first() == Some(&b'/') || has_scheme(bytes) {
-        Ok(())
-    } else {
-        Err(RequestError::Malformed(
-            "request-target is not a path or an absolute URI",
-        ))
+    if bytes.first() == Some(&b'/') {
+        return Ok(TargetForm::Origin);
     }
+    if !has_scheme(bytes) {
+        return Err(RequestError::Malformed(
+            "request-target is not a path or an absolute URI",
+        ));
+    }
+    if is_http_uri_without_host(target) {
+        return Err(RequestError::Malformed(
+            "http URI with an empty host in the request-target",
+        ));
+    }
+    Ok(TargetForm::Absolute)
+}
+
+/// Whether `target`, an absolute URI, is `http:` or `https:` (any case, RFC 3986 §3.1) but
+/// has no host: no `//authority` at all, or an authority whose host is empty
+/// (`http:///x`, `http://:80/`, `http://user@/`). RFC 9110 §4.2.1:
+/// `http-URI = "http" "://" authority path-abempty [ "?" query ]`, and the host is not empty.
+fn is_http_uri_without_host(target: &str) -> bool {
+    let Some((scheme, rest)) = target.split_once(':') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    let Some(rest) = rest.strip_prefix("//") else {
+        return true;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_and_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host_and_port.starts_with('[') {
+        host_and_port
+    } else {
+        host_and_port.split(':').next().unwrap_or_default()
+    };
+    host.is_empty()
 }
 
 /// Whether `target` starts with `scheme ":"`, where scheme = ALPHA *( ALPHA / DIGIT / "+" /
@@ -62,7 +107,13 @@ fn has_scheme(target: &[u8]) -> bool {
 /// An HTTP/1.1 request must carry exactly one `Host`, and its value must be
 /// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 9110 §7.2): 400 otherwise. An HTTP/1.0
 /// request may leave it out.
-pub fn check_host(head: &RequestHead) -> Result<(), RequestError> {
+///
+/// A `Host` without a host in it, empty (the target URI has no authority, RFC 9112 §3.2) or
+/// only `:port`, is fine when the target is in absolute-form and names its host itself
+/// (which a server then uses, RFC 9112 §3.2.2). An origin-form or asterisk-form request to
+/// an `http` server would then stand for an `http` URI with an empty host, which RFC 9110
+/// §4.2.1 says a recipient MUST reject as invalid: 400, in HTTP/1.0 as in HTTP/1.1.
+pub fn check_host(head: &RequestHead, form: TargetForm) -> Result<(), RequestError> {
     let mut hosts = head.headers.get_all("host");
     match (head.version, hosts.next(), hosts.next()) {
         (_, Some(_), Some(_)) => Err(RequestError::Malformed("more than one Host field")),
@@ -70,15 +121,25 @@ pub fn check_host(head: &RequestHead) -> Result<(), RequestError> {
         (_, Some(host), None) if !is_valid_host(host) => {
             Err(RequestError::Malformed("invalid Host field value"))
         }
+        (_, Some(host), None) if names_no_host(host) && form != TargetForm::Absolute => {
+            Err(RequestError::Malformed(
+                "empty host in Host (only an absolute-form target may omit it)",
+            ))
+        }
         _ => Ok(()),
     }
+}
+
+/// Whether a valid `Host` value leaves the host out: `""`, or only a port (`:80`).
+fn names_no_host(value: &[u8]) -> bool {
+    value.is_empty() || value.starts_with(b":")
 }
 
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), with RFC 3986 §3.2.2's
 /// `uri-host = IP-literal / IPv4address / reg-name` and `port = *DIGIT`.
 ///
-/// An empty value is valid (the URI has no authority). So is an empty port (`host:`). We
-/// refuse a port over 65535, which names no TCP port, and a comma: RFC 3986 allows it in a
+/// An empty value is grammar (the URI has no authority; `check_host` decides whether the
+/// request may say so), and so is an empty port (`host:`). We refuse a port over 65535, which names no TCP port, and a comma: RFC 3986 allows it in a
 /// reg-name, but no host has one, and a Host of `a,b` is two Host fields someone joined.
 /// Userinfo (`@`), a path (`/`), whitespace: none is in the grammar.
 fn is_valid_host(value: &[u8]) -> bool {
@@ -168,8 +229,6 @@ mod tests {
     #[test]
     fn valid_host_values_are_accepted() {
         for host in [
-            "",
-            " ",
             "a",
             "example.com",
             "example.com:8080",
@@ -211,6 +270,95 @@ mod tests {
             "a#b",
         ] {
             assert_eq!(host_status(host), Some(400), "Host: {host:?}");
+        }
+    }
+
+    /// The error a request made of `lines` is refused with.
+    fn error_of(lines_: &[&str]) -> String {
+        parse(&lines(lines_)).expect_err("refused").to_string()
+    }
+
+    const EMPTY_HOST: &str =
+        "malformed request: empty host in Host (only an absolute-form target may omit it)";
+
+    #[test]
+    fn an_empty_host_with_an_origin_form_target_is_400() {
+        for host in ["", " ", "\t", ":", ":80"] {
+            let field = format!("Host:{host}");
+            assert_eq!(
+                error_of(&["GET / HTTP/1.1", &field]),
+                EMPTY_HOST,
+                "{host:?}"
+            );
+            assert_eq!(
+                error_of(&["GET / HTTP/1.0", &field]),
+                EMPTY_HOST,
+                "{host:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_host_with_the_asterisk_form_is_400() {
+        assert_eq!(error_of(&["OPTIONS * HTTP/1.1", "Host:"]), EMPTY_HOST);
+    }
+
+    #[test]
+    fn an_empty_host_with_an_absolute_form_target_is_accepted() {
+        // The target names its own host (or, as `urn:`, has none): RFC 9112 §3.2.2.
+        for target in ["http://a/health", "urn:x"] {
+            for host in ["", ":80"] {
+                let line = format!("GET {target} HTTP/1.1");
+                let field = format!("Host:{host}");
+                assert!(
+                    parse(&lines(&[&line, &field])).is_ok_and(|h| h.is_some()),
+                    "{target} with Host:{host}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_http_uri_without_a_host_in_absolute_form_is_400() {
+        // RFC 9110 §4.2.1: a recipient MUST reject an `http` URI with an empty host.
+        for target in [
+            "http:///health",
+            "http://",
+            "http://?x",
+            "http://:80/health",
+            "http://user@/health",
+            "https:///health",
+            "HTTP:///health",
+            "hTtPs://:443",
+            "http:/health",
+            "http:health",
+        ] {
+            let line = format!("GET {target} HTTP/1.1");
+            assert_eq!(
+                error_of(&[&line, "Host: a"]),
+                "malformed request: http URI with an empty host in the request-target",
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_http_uri_with_a_host_in_absolute_form_is_accepted() {
+        for target in [
+            "http://a",
+            "http://a?x",
+            "http://a:80/health",
+            "http://user@a/health",
+            "https://[::1]:8443/health",
+            "HTTP://a/health",
+            "httpx:///health",
+            "xhttp:///health",
+        ] {
+            let line = format!("GET {target} HTTP/1.1");
+            assert!(
+                parse(&lines(&[&line, "Host: a"])).is_ok_and(|h| h.is_some()),
+                "{target}"
+            );
         }
     }
 
