@@ -22,6 +22,7 @@ pub struct Flag {
     pub default: Cow<'static, str>,
     pub help: Cow<'static, str>,
     /// A switch: `--name` alone means `true` (its variable takes `1`/`true`/`0`/`false`).
+    /// A word after it that is not a flag is its value (`--retries naive`).
     pub switch: bool,
 }
 
@@ -155,7 +156,7 @@ impl Settings {
                 )
             })
             .collect();
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().peekable();
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
                 return Err(ConfigError::Help(help_text(usage, flags)));
@@ -175,7 +176,10 @@ impl Settings {
                 .ok_or_else(|| invalid(format!("unknown flag --{name} (try --help)")))?;
             let value = match (inline, flag.switch) {
                 (Some(v), _) => v.to_owned(),
-                (None, true) => "true".to_owned(),
+                // Any other argument is refused, so a word after a switch can only be its value.
+                (None, true) => args
+                    .next_if(|next| !next.starts_with('-'))
+                    .unwrap_or_else(|| "true".to_owned()),
                 (None, false) => args
                     .next()
                     .ok_or_else(|| invalid(format!("--{name} needs a value")))?,
@@ -295,6 +299,21 @@ mod tests {
             Ok(true)
         );
         assert_eq!(parse(&[], &[]).expect("ok").switch("trace"), Ok(false));
+    }
+
+    #[test]
+    fn a_word_after_a_switch_is_its_value_and_a_flag_is_not() {
+        let s = parse(&["--trace", "naive", "--port", "1"], &[]).expect("ok");
+        assert_eq!(s.raw("trace"), "naive");
+        assert_eq!(s.get::<u16>("port"), Ok(1));
+        let s = parse(&["--trace", "--port", "1"], &[]).expect("ok");
+        assert_eq!(s.switch("trace"), Ok(true));
+        let s = parse(&["--trace", "off"], &[]).expect("ok");
+        assert_eq!(s.switch("trace"), Ok(false));
+        assert!(
+            parse(&["--port", "1", "stray"], &[]).is_err(),
+            "a word after a value flag"
+        );
     }
 
     /// The default of common flag `name`, parsed.

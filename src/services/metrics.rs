@@ -309,15 +309,33 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
             "Hedges whose answer was the one passed on.",
             cluster.hedge_wins,
         ),
-        (
-            "echo_lab_upstream_budget_refusals_total",
-            "Retries or hedges not sent: the budget was spent.",
-            cluster.budget_refusals,
-        ),
     ];
     for (name, help, n) in counters {
         family(out, name, "counter", help);
         let _ = writeln!(out, "{name} {n}");
+    }
+    let refusals = "echo_lab_upstream_budget_refusals_total";
+    family(
+        out,
+        refusals,
+        "counter",
+        "Retries or hedges not sent, by reason: budget (spent), limit (no replica with room \
+         under its adaptive limit), breaker (not closed).",
+    );
+    for (reason, n) in cluster.refusals {
+        let _ = writeln!(out, "{refusals}{{reason=\"{}\"}} {n}", reason.label());
+    }
+    if cluster.adaptive_limit {
+        let limit = "echo_lab_upstream_replica_limit";
+        family(
+            out,
+            limit,
+            "gauge",
+            "Each replica's adaptive concurrency limit: attempts it may have in flight.",
+        );
+        for r in &cluster.replicas {
+            let _ = writeln!(out, "{limit}{{replica=\"{}\"}} {:.2}", r.address, r.limit);
+        }
     }
     if let Some(available) = cluster.budget_available {
         family(

@@ -24,6 +24,25 @@
 //! from `log n / log log n` to `log log n`: nearly all the benefit of "least loaded", in O(1),
 //! with the randomness that prevents herding. Finagle, Linkerd and Envoy
 //! (`LEAST_REQUEST` with `choice_count` 2) all use it.
+//!
+//! **A replica's return.** Peak EWMA has a trap for a replica that failed and came back: its
+//! estimate holds the failure penalty, decays only with wall-clock time (`tau` = 10 s), and
+//! the power of two choices never picks the costliest of three, so it is never sampled and
+//! never proven fast again. Three rules close the trap:
+//!
+//! * *It starts from its peers.* A replica back from an ejection, or answering well after
+//!   failing, starts from the median estimate of its healthy peers ([`PeakEwma::rejoin`]), not
+//!   from its penalty: what it did while broken says nothing of it now. gRPC's weighted round
+//!   robin does the same for an endpoint without data, which gets the mean weight.
+//! * *It is probed.* A replica in rotation that no choice has taken for [`PROBE_EVERY`]
+//!   choices is taken by the next one ([`overdue`]), so a replica that was slow is sampled now
+//!   and then and its estimate can fall.
+//! * *Its share ramps up.* For [`SLOW_START_WINDOW`] after it returns it is a candidate only
+//!   part of the time, from [`SLOW_START_MIN_SHARE`] up to always ([`slow_start_share`]), so a
+//!   replica that restarted cold (empty caches, a fresh runtime) is not handed a third of the
+//!   traffic at once. This is Envoy's slow start (`slow_start_window`, `min_weight_percent` 10,
+//!   linear with `aggression` 1), which Envoy applies to new hosts only; we apply it after an
+//!   ejection too, the moment a replica most needs it.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +50,22 @@ use std::time::{Duration, Instant};
 /// estimate has decayed to 37 % of its value, so a replica that was slow is tried again within
 /// tens of seconds, while one slow answer among many fast ones is still remembered for a while.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
+/// A replica in rotation that none of the last this many choices took gets the next one (a
+/// probe). Rare enough to cost little: a replica that is avoided gets one call in a hundred
+/// (at 100 calls a second, one a second, and a slow one's probe is usually rescued by a
+/// hedge), while a fair one is taken long before (a third of the choices, with three).
+/// Counted in choices, not seconds, so that a quiet B does not turn into round robin.
+pub const PROBE_EVERY: u64 = 100;
+
+/// How long a returning replica's share takes to reach its full size. Short: it ramps to 90 %
+/// in under half a second (the lab's target for a replica's return is a second), long enough
+/// that a cold replica's first answers are seen before it has a full share.
+pub const SLOW_START_WINDOW: Duration = Duration::from_millis(500);
+
+/// A returning replica's share at the start of its slow start, as a fraction of a full one:
+/// Envoy's `min_weight_percent` default, 10 %.
+pub const SLOW_START_MIN_SHARE: f64 = 0.1;
 
 /// The latency assumed for a replica that has requests out but has never answered one. It may
 /// be a black hole: until it answers we do not pile onto it. One second is B's default
@@ -93,9 +128,24 @@ impl PeakEwma {
         Duration::from_nanos(self.decayed_ns(now) as u64)
     }
 
+    /// Whether any answer has come back yet (before one, the estimate means nothing).
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
     /// Requests sent to this replica that have not come back.
     pub fn outstanding(&self) -> usize {
         self.outstanding
+    }
+
+    /// The replica rejoins (back from an ejection, or answering after failures): its estimate
+    /// restarts at `estimate`, its healthy peers' median (see [`median`]), as of `now`. What it
+    /// learned while broken (failure penalties, a second for a request that never came back)
+    /// is forgotten; its requests still out stay counted.
+    pub fn rejoin(&mut self, estimate: Duration, now: Instant) {
+        self.estimate_ns = estimate.as_nanos() as f64;
+        self.stamp = self.stamp.max(now);
+        self.answered = true;
     }
 
     /// The weight the old estimate keeps after `elapsed`: `exp(-elapsed / tau)`, 1 at once,
@@ -148,6 +198,58 @@ pub fn pick_two(
             let (a, b) = (candidates[first], candidates[second]);
             Some(if cost(b) < cost(a) { b } else { a })
         }
+    }
+}
+
+/// The median of `values` (the lower middle one of an even count), `None` for none.
+pub fn median(mut values: Vec<Duration>) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    Some(values[(values.len() - 1) / 2])
+}
+
+/// The probe: among `candidates`, the one whose last choice (`last_chosen`, a number of
+/// choices) is the oldest, if that was [`PROBE_EVERY`] or more choices before `choices`, the
+/// count of choices made so far. `None` when every candidate was chosen recently.
+pub fn overdue(
+    candidates: &[usize],
+    last_chosen: impl Fn(usize) -> u64,
+    choices: u64,
+) -> Option<usize> {
+    let oldest = candidates.iter().copied().min_by_key(|&i| last_chosen(i))?;
+    let since = choices.saturating_sub(last_chosen(oldest));
+    (since >= PROBE_EVERY).then_some(oldest)
+}
+
+/// A returning replica's share, `since` its return: from [`SLOW_START_MIN_SHARE`] up to 1,
+/// linearly, over [`SLOW_START_WINDOW`]. 1 from then on.
+pub fn slow_start_share(since: Duration) -> f64 {
+    let ramp = since.as_secs_f64() / SLOW_START_WINDOW.as_secs_f64();
+    ramp.clamp(SLOW_START_MIN_SHARE, 1.0)
+}
+
+/// Slow start applied to a choice: each candidate stays in with probability `share(i)`.
+/// If that leaves none, all stay (a replica ramping up is still better than no replica).
+/// `random()` returns a value in [0, 1), one draw per candidate whose share is below 1.
+pub fn by_share(
+    candidates: &[usize],
+    share: impl Fn(usize) -> f64,
+    mut random: impl FnMut() -> f64,
+) -> Vec<usize> {
+    let kept: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let share = share(i);
+            share >= 1.0 || random() < share
+        })
+        .collect();
+    if kept.is_empty() {
+        candidates.to_vec()
+    } else {
+        kept
     }
 }
 
@@ -314,6 +416,145 @@ mod tests {
         ewma.finish(ms(10), t0 + ms(100));
         ewma.finish(ms(50), t0 + ms(50)); // captured earlier, reported later: still a peak
         assert_eq!(ewma.latency(t0 + ms(100)), ms(50));
+    }
+
+    #[test]
+    fn a_rejoining_replica_starts_from_the_given_estimate() {
+        // Three failures of 100 ms penalty: the estimate is 100 ms and would stay near it for
+        // seconds. Rejoining at its peers' 2 ms makes it as cheap as they are.
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        for _ in 0..3 {
+            ewma.start(t0);
+            ewma.finish(ms(100), t0);
+        }
+        let back = t0 + Duration::from_secs(3);
+        assert!(ewma.latency(back) > ms(70), "the penalty decays slowly");
+        ewma.rejoin(ms(2), back);
+        assert_eq!(ewma.latency(back), ms(2));
+        let mut peer = PeakEwma::new(TAU, t0);
+        peer.finish(ms(2), back);
+        assert!(close(ewma.cost(back), peer.cost(back)));
+    }
+
+    #[test]
+    fn a_rejoined_replica_learns_as_before() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.rejoin(ms(2), t0);
+        ewma.finish(ms(50), t0 + ms(1));
+        assert_eq!(ewma.latency(t0 + ms(1)), ms(50), "still a peak");
+    }
+
+    #[test]
+    fn rejoining_keeps_the_requests_out() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.start(t0);
+        ewma.rejoin(ms(2), t0);
+        assert_eq!(ewma.outstanding(), 1);
+        assert!(close(ewma.cost(t0), 4e6));
+    }
+
+    // ---- median ----
+
+    #[test]
+    fn the_median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![ms(7)]), Some(ms(7)));
+        assert_eq!(median(vec![ms(9), ms(1), ms(5)]), Some(ms(5)));
+        assert_eq!(median(vec![ms(9), ms(1), ms(5), ms(3)]), Some(ms(3)));
+    }
+
+    // ---- the probe ----
+
+    #[test]
+    fn a_candidate_not_chosen_for_probe_every_choices_is_overdue() {
+        let last = [100, 100 - PROBE_EVERY, 99];
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 100), Some(1));
+        assert_eq!(
+            overdue(&[0, 1, 2], |i| last[i], 99),
+            None,
+            "one choice short"
+        );
+    }
+
+    #[test]
+    fn the_oldest_of_several_overdue_goes_first() {
+        let last = [10, 3, 7];
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 1000), Some(1));
+    }
+
+    #[test]
+    fn no_probe_among_no_candidates_or_recent_ones() {
+        assert_eq!(overdue(&[], |_| 0, 1000), None);
+        assert_eq!(overdue(&[4], |_| 990, 1000), None);
+    }
+
+    #[test]
+    fn a_choice_counter_behind_the_stamp_is_not_overdue() {
+        // Choices counted concurrently may stamp a replica past the count a caller read.
+        assert_eq!(overdue(&[0], |_| 1000, 10), None);
+    }
+
+    // ---- slow start ----
+
+    #[test]
+    fn slow_start_ramps_linearly_from_the_minimum_to_one() {
+        assert_eq!(slow_start_share(Duration::ZERO), SLOW_START_MIN_SHARE);
+        assert!((slow_start_share(SLOW_START_WINDOW / 2) - 0.5).abs() < 1e-9);
+        assert!(slow_start_share(SLOW_START_WINDOW * 9 / 10) >= 0.9);
+        assert_eq!(slow_start_share(SLOW_START_WINDOW), 1.0);
+        assert_eq!(slow_start_share(Duration::from_secs(3600)), 1.0);
+    }
+
+    #[test]
+    fn by_share_keeps_a_candidate_as_often_as_its_share() {
+        let shares = [1.0, 0.25];
+        let mut kept = [0, 0];
+        for step in 0..100 {
+            let draw = step as f64 / 100.0;
+            for i in by_share(&[0, 1], |i| shares[i], || draw) {
+                kept[i] += 1;
+            }
+        }
+        assert_eq!(kept, [100, 25]);
+    }
+
+    #[test]
+    fn by_share_draws_only_for_shares_below_one() {
+        assert_eq!(by_share(&[3, 4], |_| 1.0, script(&[])), [3, 4]);
+    }
+
+    #[test]
+    fn by_share_never_leaves_no_candidate() {
+        assert_eq!(by_share(&[3, 4], |_| 0.1, || 0.99), [3, 4]);
+    }
+
+    #[test]
+    fn a_returning_replica_reaches_nine_tenths_of_its_share_within_the_window() {
+        // Three replicas of equal cost, one returning: count its picks per 100 choices at
+        // points of its ramp. P2C over the kept candidates, scripted uniform draws.
+        let picks_at = |since: Duration| {
+            let mut picks = 0;
+            let mut n = 0u64;
+            let mut draw = move || {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (n >> 11) as f64 / (1u64 << 53) as f64
+            };
+            for _ in 0..3000 {
+                let share = |i: usize| if i == 2 { slow_start_share(since) } else { 1.0 };
+                let kept = by_share(&[0, 1, 2], share, &mut draw);
+                if pick_two(&kept, |_| 1.0, &mut draw) == Some(2) {
+                    picks += 1;
+                }
+            }
+            picks as f64 / 1000.0 // a fair share is 1000 of 3000
+        };
+        assert!(picks_at(Duration::ZERO) < 0.2);
+        assert!(picks_at(SLOW_START_WINDOW) > 0.9);
     }
 
     // ---- pick_two ----

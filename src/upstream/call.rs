@@ -1,6 +1,6 @@
 //! One call to "service A", as one value: the replicas it may choose among, the ones it has
 //! tried, the attempts still running, the hedge timer, what it sends and its deadline.
-//! `Call::run` tells its story in order: bulkhead, breaker, choose, attempt, classify,
+//! `Call::run` tells its story in order: bulkhead, limit, breaker, choose, attempt, classify,
 //! retry or hedge, record.
 //!
 //! The call reaches the world through two seams, both held by the cluster: an [`Exchange`]
@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::future;
 
-use super::balance::pick_two;
+use super::balance::{by_share, overdue, pick_two};
 use super::breaker::Admission;
-use super::cluster::{Cluster, InFlight};
+use super::cluster::{Cluster, InFlight, Refusal};
 use super::deadline;
+use super::limit::{self, Token};
 use super::outlier::may_eject;
 use super::replicas::{AttemptEnd, Replica};
 use super::{Balance, CallError, CallReport, lock};
@@ -120,6 +121,20 @@ impl Clock for SystemClock {
     }
 }
 
+/// What an attempt's result teaches the replica's adaptive limit: an answer is a latency
+/// sample; a timeout, or A saying it gave the work up (`503`), is a drop; anything else (a
+/// refused connection, a broken response, another 5xx) says nothing of its load.
+fn limit_outcome(result: &Exchanged) -> limit::Outcome {
+    match result {
+        Ok(response) if response.head.status == 503 => limit::Outcome::Dropped,
+        Ok(response) if Verdict::of_status(response.head.status) == Verdict::Answer => {
+            limit::Outcome::Answered
+        }
+        Err(ClientError::Timeout { .. }) => limit::Outcome::Dropped,
+        _ => limit::Outcome::Ignored,
+    }
+}
+
 /// How an attempt's result counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -171,15 +186,21 @@ struct Attempt<'a> {
     /// Set once its result is recorded; an attempt dropped before that was given up (the
     /// other attempt won), and its `Drop` says so to the replica's statistics.
     recorded: bool,
+    /// Its slot under the replica's adaptive limit, when that is on.
+    token: Option<Token>,
     exchange: Sending,
     clock: &'a dyn Clock,
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
+        let now = self.clock.now();
+        if let Some(token) = self.token.take() {
+            // Given up, or recorded without a verdict the limit learns from: the slot only.
+            self.replica.release(token, limit::Outcome::Ignored, now);
+        }
         if !self.recorded {
             // The replica was at least this slow: the load estimate may learn that much.
-            let now = self.clock.now();
             let elapsed = now - self.started;
             self.replica.end(AttemptEnd::Cancelled, elapsed, now, None);
         }
@@ -247,30 +268,55 @@ impl<'a> Call<'a> {
             Err(refused) => return (Err(refused), self.report),
         };
         let _in_flight = InFlight::new(&cluster.stats.in_flight);
-        // 2. The breaker: while A keeps failing, answer at once; now and then, one probe.
         let now = cluster.clock.now();
+        // 2. The adaptive limit: when every replica has all it can work on, answer at once
+        //    rather than queue inside A (and before the breaker: no probe is spent on it).
+        if !self.room_under_a_limit(now) {
+            cluster.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            return (Err(CallError::LimitReached), self.report);
+        }
+        // 3. The breaker: while A keeps failing, answer at once; now and then, one probe.
         self.admission = cluster.admit(now);
         if self.admission == Admission::Reject {
             return (Err(CallError::CircuitOpen), self.report);
         }
         cluster.deposit_in_budget(now);
-        // 3. The attempts: choose, attempt, classify, retry or hedge.
-        let result = self.attempts().await;
-        // 4. Record the call's outcome, as the breaker sees A as a whole.
+        // 4. The attempts: choose, attempt, classify, retry or hedge.
+        let Some(result) = self.attempts().await else {
+            // Another call took the last slot between step 2 and the choice: nothing was
+            // sent, so the breaker learns nothing (a probe lost this way times out there).
+            cluster.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            return (Err(CallError::LimitReached), self.report);
+        };
+        // 5. Record the call's outcome, as the breaker sees A as a whole.
         let answered = Verdict::of(&result) == Verdict::Answer;
         cluster.record_outcome(self.admission, answered);
         (result.map_err(CallError::Client), self.report)
     }
 
+    /// Whether some replica has room under its adaptive limit (always, when that is off, or
+    /// while the replicas are not known yet).
+    fn room_under_a_limit(&self, now: Instant) -> bool {
+        !self.cluster.patterns.adaptive_limit
+            || self.set.is_empty()
+            || self.set.iter().any(|r| r.has_room(now))
+    }
+
     /// Attempts until one gives an answer, the failures are final, or time, attempts or
-    /// budget run out. A probe of the breaker is a single attempt.
-    async fn attempts(&mut self) -> Exchanged {
+    /// budget run out. A probe of the breaker is a single attempt. `None` when no replica
+    /// had room under its limit for the first attempt.
+    async fn attempts(&mut self) -> Option<Exchanged> {
         if self.set.is_empty() {
-            self.set = self.cluster.resolve(self.deadline, self.ends).await?;
+            match self.cluster.resolve(self.deadline, self.ends).await {
+                Ok(set) => self.set = set,
+                Err(e) => return Some(Err(e)),
+            }
         }
         self.tried.reserve_exact(MAX_ATTEMPTS);
         self.running.reserve_exact(2); // the first attempt and its hedge
-        self.launch(Reason::First);
+        if !self.launch(Reason::First) {
+            return None;
+        }
         self.arm_hedge_timer();
         loop {
             match next_event(&mut self.running, &mut self.hedge_timer).await {
@@ -282,7 +328,7 @@ impl<'a> Call<'a> {
                 Event::Finished(i, result) => {
                     let mut attempt = self.running.swap_remove(i);
                     let verdict = Verdict::of(&result);
-                    self.record(&mut attempt, verdict);
+                    self.record(&mut attempt, verdict, limit_outcome(&result));
                     if verdict != Verdict::Retryable {
                         if attempt.is_hedge && verdict == Verdict::Answer {
                             self.cluster
@@ -291,13 +337,13 @@ impl<'a> Call<'a> {
                                 .fetch_add(1, Ordering::Relaxed);
                         }
                         self.cancel_the_rest();
-                        return result;
+                        return Some(result);
                     }
                     if !self.running.is_empty() {
                         continue; // the other attempt may still answer
                     }
                     if !self.retry() {
-                        return result;
+                        return Some(result);
                     }
                 }
             }
@@ -323,27 +369,45 @@ impl<'a> Call<'a> {
     /// The hedge delay passed: a second attempt beside the first, if the rules allow one.
     fn hedge(&mut self) {
         let now = self.cluster.clock.now();
-        if self.room_for_another(now) && self.cluster.withdraw_from_budget(now) {
+        if self.room_for_another(now) && self.may_add_load(now) && self.launch(Reason::Hedge) {
             self.cluster.stats.hedges.fetch_add(1, Ordering::Relaxed);
-            self.launch(Reason::Hedge);
         }
     }
 
     /// Every attempt failed and none is running: another, if retries are on, this is no
-    /// probe, the rules allow one and the budget has it. Returns whether one went out.
+    /// probe, the rules allow one and A can take it (see [`may_add_load`]); naive retries
+    /// skip that last question. Returns whether one went out.
+    ///
+    /// [`may_add_load`]: Call::may_add_load
     fn retry(&mut self) -> bool {
         let now = self.cluster.clock.now();
-        let retries_on = self.cluster.patterns.retries.is_some();
-        // The budget is asked last: asking spends.
-        let sent = retries_on
+        let patterns = &self.cluster.patterns;
+        let naive = patterns.naive_retries;
+        let sent = (patterns.retries.is_some() || naive)
             && !self.is_probe()
             && self.room_for_another(now)
-            && self.cluster.withdraw_from_budget(now);
+            && (naive || self.may_add_load(now))
+            && self.launch(Reason::Retry);
         if sent {
             self.cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
-            self.launch(Reason::Retry);
         }
         sent
+    }
+
+    /// Whether a retry or hedge adds only load A can take: the breaker is closed, a replica
+    /// the attempt may go to has room under its adaptive limit, and the budget has one (asked
+    /// last: asking spends). A refusal is counted by its reason.
+    fn may_add_load(&self, now: Instant) -> bool {
+        let cluster = self.cluster;
+        if !cluster.breaker_closed(now) {
+            cluster.count_refusal(Refusal::Breaker);
+            return false;
+        }
+        if self.candidates(now).is_none() {
+            cluster.count_refusal(Refusal::Limit);
+            return false;
+        }
+        cluster.withdraw_from_budget(now)
     }
 
     /// Whether the free rules leave room for one more attempt at `now`: fewer than
@@ -353,13 +417,25 @@ impl<'a> Call<'a> {
             && self.ends.saturating_duration_since(now) >= MIN_ATTEMPT_TIME
     }
 
-    /// Starts an attempt on a replica chosen among those not tried yet.
-    fn launch(&mut self, reason: Reason) {
+    /// Starts an attempt on a replica chosen among those not tried yet. False when none has
+    /// room under its adaptive limit (nothing is sent).
+    fn launch(&mut self, reason: Reason) -> bool {
         let cluster = self.cluster;
         let now = cluster.clock.now();
-        let chosen = self.choose(now);
-        self.tried.push(chosen);
+        let Some(chosen) = self.choose(now) else {
+            return false;
+        };
         let replica = self.set[chosen].clone();
+        let token = if cluster.patterns.adaptive_limit {
+            match replica.try_acquire(now) {
+                Some(token) => Some(token),
+                None => return false, // taken by another call since the choice
+            }
+        } else {
+            None
+        };
+        self.tried.push(chosen);
+        self.stamp_choice(chosen);
         let (attempt_deadline, attempt_ends) = match cluster.patterns.attempt_timeout {
             Some(limit) => (self.deadline.within(limit), self.ends.min(now + limit)),
             None => (self.deadline, self.ends),
@@ -394,47 +470,99 @@ impl<'a> Call<'a> {
             started: now,
             is_hedge: reason == Reason::Hedge,
             recorded: false,
+            token,
             exchange,
             clock: &*cluster.clock,
         });
+        true
     }
 
-    /// The replica for the next attempt. Candidates, in order of preference: not tried yet
-    /// and in rotation; in rotation; not tried yet; any (one replica: the same again).
-    fn choose(&self, now: Instant) -> usize {
+    /// The replica for the next attempt, `None` when the adaptive limit leaves none.
+    /// Round robin takes the next candidate in turn; peak EWMA welcomes replicas back from an
+    /// ejection, lets a returning one in by its slow-start share, takes an avoided one as a
+    /// probe, and otherwise the cheaper of two (`balance.rs`).
+    fn choose(&self, now: Instant) -> Option<usize> {
+        let candidates = self.candidates(now)?;
+        match self.cluster.patterns.balance {
+            Balance::RoundRobin => {
+                let turn = self.cluster.next.fetch_add(1, Ordering::Relaxed);
+                candidates.get(turn % candidates.len()).copied()
+            }
+            Balance::PeakEwma => self.least_loaded(&candidates, now),
+        }
+    }
+
+    /// The replicas the next attempt may go to, in order of preference: not tried yet and in
+    /// rotation; in rotation; not tried yet; any (one replica: the same again). With
+    /// `--adaptive-limit`, only those with room under their limit; `None` if that is none.
+    fn candidates(&self, now: Instant) -> Option<Vec<usize>> {
         let (set, tried) = (&self.set, &self.tried);
         let patterns = &self.cluster.patterns;
         let ejection = patterns.ejection.is_some();
         let in_rotation = |i: usize| !ejection || !set[i].is_ejected(now);
         let fresh = |i: usize| !tried.contains(&i);
+        let room = |i: usize| !patterns.adaptive_limit || set[i].has_room(now);
         let tiers: [&dyn Fn(usize) -> bool; 4] = [
             &|i| fresh(i) && in_rotation(i),
             &in_rotation,
             &fresh,
             &|_| true,
         ];
-        let candidates = tiers
+        tiers
             .iter()
-            .map(|keep| (0..set.len()).filter(|&i| keep(i)).collect::<Vec<_>>())
+            .map(|keep| {
+                let keep = |&i: &usize| keep(i) && room(i);
+                (0..set.len()).filter(keep).collect::<Vec<_>>()
+            })
             .find(|c| !c.is_empty())
-            .unwrap_or_default();
-        match patterns.balance {
-            Balance::RoundRobin => {
-                let turn = self.cluster.next.fetch_add(1, Ordering::Relaxed);
-                candidates
-                    .get(turn % candidates.len().max(1))
-                    .copied()
-                    .unwrap_or(0)
-            }
-            Balance::PeakEwma => {
-                pick_two(&candidates, |i| set[i].cost(now), random::unit).unwrap_or(0)
+    }
+
+    /// Peak EWMA's choice among `candidates`, with a replica's return (`balance.rs`).
+    fn least_loaded(&self, candidates: &[usize], now: Instant) -> Option<usize> {
+        let set = &self.set;
+        if self.cluster.patterns.ejection.is_some() {
+            let peers = Cluster::peers_median(set, now);
+            for &i in candidates {
+                if set[i].rejoin_if_back(peers, now) {
+                    log::info!("service A replica {} is back in rotation", set[i].address);
+                }
             }
         }
+        let candidates = by_share(candidates, |i| set[i].share(now), random::unit);
+        let choices = self.cluster.stats.choices.load(Ordering::Relaxed);
+        let probed = self.probe_candidates(&candidates, now);
+        overdue(&probed, |i| set[i].last_chosen(), choices)
+            .or_else(|| pick_two(&candidates, |i| set[i].cost(now), random::unit))
+    }
+
+    /// Who may be probed: the candidates, and the ejected replicas this call has not tried
+    /// (with room under their limit), so that one restarted during its ejection is found
+    /// within a probe (`outlier.rs`).
+    fn probe_candidates(&self, candidates: &[usize], now: Instant) -> Vec<usize> {
+        let mut probed = candidates.to_vec();
+        if self.cluster.patterns.ejection.is_some() {
+            let limited = self.cluster.patterns.adaptive_limit;
+            let ejected = (0..self.set.len()).filter(|&i| {
+                let replica = &self.set[i];
+                !self.tried.contains(&i)
+                    && !probed.contains(&i)
+                    && replica.is_ejected(now)
+                    && (!limited || replica.has_room(now))
+            });
+            probed.extend(ejected.collect::<Vec<_>>());
+        }
+        probed
+    }
+
+    /// Counts the choice of replica `i`, for the probe's rule (`balance::overdue`).
+    fn stamp_choice(&self, i: usize) {
+        let choice = self.cluster.stats.choices.fetch_add(1, Ordering::Relaxed) + 1;
+        self.set[i].chosen(choice);
     }
 
     /// Teaches the replica's statistics, the ejection rule and the hedge delay what one
     /// attempt did, and makes it the one the call's report names.
-    fn record(&mut self, attempt: &mut Attempt<'_>, verdict: Verdict) {
+    fn record(&mut self, attempt: &mut Attempt<'_>, verdict: Verdict, taught: limit::Outcome) {
         attempt.recorded = true;
         self.report.replica = Some(attempt.replica.address);
         self.report.attempt = attempt.number;
@@ -445,7 +573,14 @@ impl<'a> Call<'a> {
             Verdict::Answer => (AttemptEnd::Succeeded, elapsed),
             _ => (AttemptEnd::Failed, elapsed.max(FAILURE_PENALTY)),
         };
+        if let Some(token) = attempt.token.take() {
+            attempt.replica.release(token, taught, now);
+        }
         let set = &self.set;
+        if end == AttemptEnd::Succeeded && attempt.replica.is_failing() {
+            // Its first success after failures: it starts again from its peers' estimate.
+            attempt.replica.rejoin(Cluster::peers_median(set, now), now);
+        }
         let ejected_now = || set.iter().filter(|r| r.is_ejected(now)).count();
         let ejection = cluster
             .patterns

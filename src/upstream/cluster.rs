@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 
+use super::balance::median;
 use super::breaker::{Admission, Breaker, BreakerState};
 use super::budget::{BudgetConfig, RetryBudget};
 use super::bulkhead::{Bulkhead, Permit};
@@ -57,9 +58,38 @@ pub(super) struct ClusterStats {
     pub(super) retries: AtomicU64,
     pub(super) hedges: AtomicU64,
     pub(super) hedge_wins: AtomicU64,
-    pub(super) budget_refusals: AtomicU64,
+    /// Retries and hedges not sent, by [`Refusal`] (indexed by `Refusal as usize`).
+    pub(super) refusals: [AtomicU64; Refusal::ALL.len()],
     pub(super) circuit_rejections: AtomicU64,
     pub(super) overloaded: AtomicU64,
+    /// Choices of a replica made so far: the balancer's clock for probes (`balance::overdue`).
+    pub(super) choices: AtomicU64,
+}
+
+/// Why a retry or a hedge the call could use was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The retry budget was spent.
+    Budget,
+    /// No replica the call may still try has room under its adaptive limit: the attempt would
+    /// only wait in a queue inside A.
+    Limit,
+    /// The breaker is not closed: A as a whole is failing or being probed, and extra attempts
+    /// are what keeps a struggling service down.
+    Breaker,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::Budget, Refusal::Limit, Refusal::Breaker];
+
+    /// The `reason` label of `echo_lab_upstream_budget_refusals_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Budget => "budget",
+            Refusal::Limit => "limit",
+            Refusal::Breaker => "breaker",
+        }
+    }
 }
 
 /// A point-in-time copy of everything the cluster knows, for `/metrics`.
@@ -73,9 +103,14 @@ pub struct ClusterSnapshot {
     pub retries: u64,
     pub hedges: u64,
     pub hedge_wins: u64,
+    /// Retries and hedges not sent, over every reason.
     pub budget_refusals: u64,
+    /// The same by reason, in the order of [`Refusal::ALL`].
+    pub refusals: [(Refusal, u64); Refusal::ALL.len()],
     pub circuit_rejections: u64,
     pub overloaded: u64,
+    /// Whether `--adaptive-limit` is on (each replica's `limit` means something).
+    pub adaptive_limit: bool,
 }
 
 impl Cluster {
@@ -213,9 +248,27 @@ impl Cluster {
         };
         let allowed = lock(budget).try_withdraw(now);
         if !allowed {
-            self.stats.budget_refusals.fetch_add(1, Ordering::Relaxed);
+            self.count_refusal(Refusal::Budget);
         }
         allowed
+    }
+
+    /// A retry or hedge was not sent, for `reason`.
+    pub(super) fn count_refusal(&self, reason: Refusal) {
+        self.stats.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the breaker is closed (or off): extra attempts are for an A that works.
+    pub(super) fn breaker_closed(&self, now: Instant) -> bool {
+        self.breaker
+            .as_ref()
+            .is_none_or(|b| lock(b).state(now) == BreakerState::Closed)
+    }
+
+    /// The median load estimate of the replicas of `set` that are healthy now: where a
+    /// returning replica's estimate restarts (`balance.rs`, "a replica's return").
+    pub(super) fn peers_median(set: &[Arc<Replica>], now: Instant) -> Option<Duration> {
+        median(set.iter().filter_map(|r| r.healthy_latency(now)).collect())
     }
 
     /// The replicas, looked up now: for a call that found none (A's name does not exist yet
@@ -270,9 +323,11 @@ impl Cluster {
             retries: count(&stats.retries),
             hedges: count(&stats.hedges),
             hedge_wins: count(&stats.hedge_wins),
-            budget_refusals: count(&stats.budget_refusals),
+            budget_refusals: stats.refusals.iter().map(count).sum(),
+            refusals: Refusal::ALL.map(|r| (r, count(&stats.refusals[r as usize]))),
             circuit_rejections: count(&stats.circuit_rejections),
             overloaded: count(&stats.overloaded),
+            adaptive_limit: self.patterns.adaptive_limit,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::breaker::{BreakerConfig, DEFAULT_FAILURE_RATIO, DEFAULT_OPEN_FOR, DEFAULT_WINDOW};
 use super::budget::{BudgetConfig, DEFAULT_MIN_PER_SEC, DEFAULT_RATIO};
+use super::call::MAX_ATTEMPTS;
 use super::hedge::{DEFAULT_FLOOR, DEFAULT_QUANTILE, HedgeDelay};
 use super::outlier::{DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, OutlierConfig};
 use super::replicas::RESOLVE_INTERVAL;
@@ -78,7 +79,11 @@ pub fn flags() -> Vec<Flag> {
             "retries",
             "RETRIES",
             format!(
-                "retry a failed attempt on another replica, within a budget of {} % + {}/s",
+                "retry a failed attempt on another replica, within a budget of {} % + {}/s; \
+                 with the value naive (--retries naive, RETRIES=naive): every failure up to \
+                 {MAX_ATTEMPTS} attempts of 1/{ATTEMPTS_PER_DEADLINE} of the deadline each, no \
+                 budget, limit or breaker: what NOT to do, it multiplies the load on an A that \
+                 is failing (the metastable demo)",
                 percent(DEFAULT_RATIO),
                 DEFAULT_MIN_PER_SEC
             ),
@@ -116,6 +121,13 @@ pub fn flags() -> Vec<Flag> {
                 "most calls to A in flight; past it, answer overloaded at once [default: no \
                  cap; {DEFAULT_MAX_IN_FLIGHT} with --resilient]"
             ),
+        ),
+        Flag::switch(
+            "adaptive-limit",
+            "ADAPTIVE_LIMIT",
+            "learn how many calls each replica takes at once from its latency (a queue shows \
+             as latency over its no-load latency); past it, answer overloaded at once, and \
+             send no retry or hedge to a replica at its limit",
         ),
     ]
 }
@@ -166,8 +178,17 @@ pub fn patterns(settings: &Settings, deadline: Duration) -> Result<Patterns, Con
     if settings.switch("breaker")? {
         patterns.breaker = Some(BreakerConfig::default());
     }
-    if settings.switch("retries")? {
+    if settings.raw("retries") == "naive" {
+        // Each attempt gets its share of the deadline, so that a timed-out attempt leaves
+        // time for the next: that is how naive retries pile onto an A that is slow.
+        patterns.retries = None;
+        patterns.naive_retries = true;
+        patterns.attempt_timeout = Some(deadline / ATTEMPTS_PER_DEADLINE);
+    } else if settings.switch("retries")? {
         patterns.retries = Some(BudgetConfig::default());
+    }
+    if settings.switch("adaptive-limit")? {
+        patterns.adaptive_limit = true;
     }
     match settings.raw("hedge") {
         "" => {}
@@ -354,6 +375,26 @@ mod tests {
                 ..Patterns::all(deadline)
             }
         );
+    }
+
+    #[test]
+    fn naive_retries_and_the_adaptive_limit() {
+        let deadline = DEFAULT_DEADLINE;
+        for args in [&["--retries", "naive"][..], &["--retries=naive"][..]] {
+            let naive = patterns(&settings(args).expect("parsed"), deadline).expect("valid");
+            assert!(naive.naive_retries && naive.retries.is_none(), "{args:?}");
+            let share = deadline / ATTEMPTS_PER_DEADLINE;
+            assert_eq!(naive.attempt_timeout, Some(share));
+        }
+        let limited = settings(&["--resilient", "--adaptive-limit"]).expect("parsed");
+        let limited = patterns(&limited, deadline).expect("valid");
+        assert!(limited.adaptive_limit && !limited.naive_retries);
+        assert!(
+            !Patterns::all(deadline).adaptive_limit,
+            "not part of --resilient"
+        );
+        let bad = settings(&["--retries", "sometimes"]).expect("parsed");
+        assert!(patterns(&bad, deadline).is_err());
     }
 
     #[test]

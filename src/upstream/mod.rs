@@ -2,10 +2,12 @@
 //! replicas, which answer B passes on, and which replicas B stops trusting.
 //!
 //! ```text
-//!  call ─► bulkhead ─► breaker ─► choose ─► attempt ─► classify ─┬─► answer
-//!  (overloaded)   (circuit_open)    ▲         │ hedge timer       │
-//!                                   │         └─► a second attempt┤ the first good answer wins
-//!                                   └───── retry, if the budget ◄─┘ a failure, and time left
+//!  call ─► bulkhead ─► limit ─► breaker ─► choose ─► attempt ─► classify ─┬─► answer
+//!  (overloaded) (overloaded) (circuit_open) ▲        │ hedge timer        │
+//!                                           │        └─► a second attempt ┤ the first good
+//!                                           │                             │ answer wins
+//!                                           └── retry, if budget, limit ◄─┘ a failure, and
+//!                                               and breaker allow            time left
 //! ```
 //!
 //! Each pattern is a plain data structure in a file of its own that takes the time as an
@@ -21,12 +23,13 @@
 //! | `call.rs` | one call: attempts, hedge timer, per-try deadline | Envoy's router filter |
 //! | `cluster.rs` | what calls share: replicas, policies, counts | Envoy's clusters, Finagle's clients |
 //! | `replicas.rs` | the set of replicas, re-resolved | Envoy's `STRICT_DNS` clusters |
-//! | `balance.rs` | power of two choices over peak EWMA | Finagle's and Linkerd's balancers |
+//! | `balance.rs` | P2C over peak EWMA; a replica's return | Finagle, Linkerd; Envoy's slow start |
 //! | `outlier.rs` | eject after consecutive failures | Envoy's outlier detection |
 //! | `breaker.rs` | fail fast while A as a whole fails | Hystrix, resilience4j, Finagle's `FailFast` |
 //! | `budget.rs` | retries within a budget | Finagle's `RetryBudget`, Linkerd's retry budget |
 //! | `hedge.rs` | a second attempt for the slow tail | "The Tail at Scale", gRPC hedging |
 //! | `bulkhead.rs` | a cap on calls in flight | Hystrix's semaphore isolation |
+//! | `limit.rs` | each replica's concurrency, from latency | Netflix's Gradient2, Envoy's adaptive concurrency |
 //! | `deadline.rs` | tell A how long B will wait | gRPC's `grpc-timeout`, Envoy's expected timeout |
 //! | `flags.rs` | B's command line: which patterns are on | |
 
@@ -39,11 +42,12 @@ pub mod cluster;
 pub mod deadline;
 pub mod flags;
 pub mod hedge;
+pub mod limit;
 pub mod outlier;
 pub mod replicas;
 
 pub use call::{Clock, Exchange, MAX_ATTEMPTS};
-pub use cluster::{Cluster, ClusterSnapshot};
+pub use cluster::{Cluster, ClusterSnapshot, Refusal};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -90,6 +94,12 @@ pub struct Patterns {
     pub propagate_deadline: bool,
     /// The bulkhead: most calls to A in flight at once.
     pub max_in_flight: Option<usize>,
+    /// Each replica's concurrency limit learned from its latency (`limit.rs`); past it, the
+    /// call is refused as `overloaded` at once.
+    pub adaptive_limit: bool,
+    /// Retry every retryable failure up to `MAX_ATTEMPTS`, without a budget, a limit or the
+    /// breaker's say: what not to do, kept to show a retry storm (`--retries=naive`).
+    pub naive_retries: bool,
 }
 
 impl Patterns {
@@ -104,6 +114,8 @@ impl Patterns {
             attempt_timeout: Some(deadline / ATTEMPTS_PER_DEADLINE),
             propagate_deadline: true,
             max_in_flight: Some(DEFAULT_MAX_IN_FLIGHT),
+            adaptive_limit: false,
+            naive_retries: false,
         }
     }
 }
@@ -127,7 +139,9 @@ impl fmt::Display for Patterns {
             ("eject", self.ejection.is_some()),
             ("breaker", self.breaker.is_some()),
             ("retries", self.retries.is_some()),
+            ("retries=naive", self.naive_retries),
             ("propagate_deadline", self.propagate_deadline),
+            ("adaptive_limit", self.adaptive_limit),
         ];
         for (name, on) in switches {
             if on {
@@ -156,6 +170,8 @@ pub enum CallError {
     CircuitOpen,
     /// The bulkhead is full: this many calls to A are already waiting.
     Overloaded { limit: usize },
+    /// Every replica has as many attempts in flight as its adaptive limit allows (`limit.rs`).
+    LimitReached,
     /// The last attempt failed this way.
     Client(ClientError),
 }
@@ -165,7 +181,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::CircuitOpen => "circuit_open",
-            CallError::Overloaded { .. } => "overloaded",
+            CallError::Overloaded { .. } | CallError::LimitReached => "overloaded",
             CallError::Client(e) => e.kind(),
         }
     }
@@ -183,6 +199,10 @@ impl fmt::Display for CallError {
                     "overloaded: {limit} calls already waiting, so this one was not made"
                 )
             }
+            CallError::LimitReached => f.write_str(
+                "overloaded: every replica of A is at its adaptive limit (the most it answers \
+                 without queueing), so this call was not made",
+            ),
             CallError::Client(e) => e.fmt(f),
         }
     }

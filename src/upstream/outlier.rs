@@ -24,7 +24,20 @@
 //! database is down, B's network is cut) and ejecting them all would leave nothing to call.
 //! That case is the circuit breaker's (`breaker.rs`), which fails fast *and* probes. nginx's
 //! `max_fails` ejects every server in that case, which is why it answers 1.4 % of calls in the
-//! "flaky" row of `bench/scenarios.sh`. The set of replicas asks [`may_eject`] before each ejection.
+//! "flaky" row of `bench/scenarios.sh`. The set of replicas asks [`may_eject`] before each
+//! ejection.
+//!
+//! While ejected, a replica gets no traffic but a rare probe from the balancer (one attempt in
+//! `balance::PROBE_EVERY` choices): a probe that succeeds ends the ejection at once
+//! ([`Outlier::record_probe_success`]), so that a replica restarted during a long ejection is
+//! back within a probe rather than when its doubled time runs out. A probe that fails changes
+//! nothing: it was ejected for exactly that. (Active health checking, as in HAProxy's `check`
+//! or Envoy's health checker, does the same job with requests of its own.)
+//!
+//! Back in rotation, a replica is *returning*: the balancer restarts its load estimate from its
+//! peers' and ramps its share up (`balance.rs`, "a replica's return"). [`Outlier::take_return`]
+//! tells the balancer once per ejection that this moment has come, and
+//! [`Outlier::back_since`] when it came.
 //!
 //! When does a replica's record clear? Its count of consecutive failures, at its first success.
 //! Its ejection multiplier, once it has stayed in rotation for `max_ejection` after its last
@@ -80,11 +93,15 @@ pub struct Outlier {
     ejections: u32,
     /// The end of the latest ejection (it may have passed).
     ejected_until: Option<Instant>,
+    /// When the latest ejection began: an attempt sent after it is a probe.
+    ejected_at: Option<Instant>,
     /// When the multiplier is forgotten if no ejection comes before: `max_ejection` after the
     /// latest ejection ends. Kept here because `record_success` is not given the config.
     forgiven_at: Option<Instant>,
     /// Back from an ejection with no success since: the next failure ejects it again.
     on_probation: bool,
+    /// Ejected, and the balancer has not yet been told that it is back (see `take_return`).
+    return_untold: bool,
 }
 
 impl Outlier {
@@ -111,6 +128,21 @@ impl Outlier {
         self.ejected_until
     }
 
+    /// Once per ejection, when it has ended: true, and the balancer welcomes the replica back
+    /// (its estimate from its peers', its slow start). False while ejected, and after.
+    pub fn take_return(&mut self, now: Instant) -> bool {
+        let back = self.return_untold && !self.is_ejected(now);
+        if back {
+            self.return_untold = false;
+        }
+        back
+    }
+
+    /// When the latest ejection ended, if it has (for the slow start's ramp).
+    pub fn back_since(&self, now: Instant) -> Option<Instant> {
+        self.ejected_until.filter(|&until| until <= now)
+    }
+
     /// How many times in a row the replica has been ejected (the multiplier; for metrics).
     pub fn ejections(&self) -> u32 {
         self.ejections
@@ -125,6 +157,18 @@ impl Outlier {
             self.on_probation = false;
         }
         self.forgive_if_calm(now);
+    }
+
+    /// A successful attempt that was sent at `sent`. If it was sent while the replica was
+    /// ejected (a probe, not an attempt that was already out when it went), the ejection ends
+    /// now; the replica stays on probation. Returns whether it ended one.
+    pub fn record_probe_success(&mut self, sent: Instant, now: Instant) -> bool {
+        let probe = self.is_ejected(now) && self.ejected_at.is_some_and(|at| sent >= at);
+        if probe {
+            self.ejected_until = Some(now);
+            self.consecutive = 0;
+        }
+        probe
     }
 
     /// A failed attempt (connect, timeout, 5xx). Returns true when this failure ejects the
@@ -158,9 +202,11 @@ impl Outlier {
         self.ejections = self.ejections.saturating_add(1);
         let until = now + ejection_time(self.ejections, config);
         self.ejected_until = Some(until);
+        self.ejected_at = Some(now);
         self.forgiven_at = Some(until + config.max_ejection);
         self.consecutive = 0;
         self.on_probation = true;
+        self.return_untold = true;
     }
 
     /// Forgets the multiplier once the replica has stayed in rotation for `max_ejection`.
@@ -413,6 +459,71 @@ mod tests {
         let mut outlier = Outlier::new();
         assert!(!outlier.record_failure(t0, &config, true));
         assert!(outlier.record_failure(t0, &config, true));
+    }
+
+    #[test]
+    fn the_return_is_told_once_when_the_ejection_ends() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        assert!(
+            !outlier.take_return(t0),
+            "never ejected: nothing to return from"
+        );
+        fail(&mut outlier, 5, t0);
+        assert!(!outlier.take_return(t0 + ms(999)), "still ejected");
+        assert_eq!(outlier.back_since(t0 + ms(999)), None);
+        let back = t0 + secs(1);
+        assert!(outlier.take_return(back + ms(5)));
+        assert!(!outlier.take_return(back + ms(6)), "once");
+        assert_eq!(outlier.back_since(back + ms(6)), Some(back));
+    }
+
+    #[test]
+    fn a_probe_that_succeeds_ends_the_ejection() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        fail(&mut outlier, 5, t0);
+        let probe_sent = t0 + ms(300);
+        let answered = probe_sent + ms(2);
+        assert!(outlier.record_probe_success(probe_sent, answered));
+        assert!(!outlier.is_ejected(answered));
+        assert!(outlier.is_on_probation(answered), "still to prove itself");
+        assert!(
+            outlier.take_return(answered),
+            "the balancer welcomes it back"
+        );
+        assert_eq!(outlier.back_since(answered), Some(answered));
+        assert!(
+            fail(&mut outlier, 1, answered),
+            "one failure on probation ejects it"
+        );
+        assert_eq!(outlier.ejected_until(), Some(answered + secs(2)));
+    }
+
+    #[test]
+    fn a_late_success_is_no_probe() {
+        // Sent before the ejection, answering during it: says little of the replica now.
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        fail(&mut outlier, 5, t0 + ms(10));
+        assert!(!outlier.record_probe_success(t0, t0 + ms(20)));
+        assert!(outlier.is_ejected(t0 + ms(20)));
+        assert!(
+            !outlier.record_probe_success(t0 + secs(2), t0 + secs(2)),
+            "not ejected"
+        );
+    }
+
+    #[test]
+    fn each_ejection_has_its_return() {
+        let t0 = Instant::now();
+        let mut outlier = Outlier::new();
+        fail(&mut outlier, 5, t0);
+        assert!(outlier.take_return(t0 + secs(1)));
+        fail(&mut outlier, 1, t0 + secs(1)); // on probation: out again for 2 s
+        assert!(!outlier.take_return(t0 + secs(2)));
+        assert!(outlier.take_return(t0 + secs(3)));
+        assert_eq!(outlier.back_since(t0 + secs(3)), Some(t0 + secs(3)));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::balance::{DEFAULT_DECAY, PeakEwma};
+use super::balance::{DEFAULT_DECAY, PeakEwma, slow_start_share};
+use super::limit::{AdaptiveLimit, Outcome, Token};
 use super::lock;
 use super::outlier::{Outlier, OutlierConfig};
 use crate::http::client::{Client, Upstream};
@@ -36,6 +37,8 @@ pub struct Replica {
     pub client: Client,
     state: Mutex<ReplicaState>,
     stats: ReplicaStats,
+    /// The number of the latest choice that took this replica (see `balance::overdue`).
+    last_chosen: AtomicU64,
 }
 
 /// The policies' view of one replica. Changed under one short lock per attempt.
@@ -43,6 +46,11 @@ pub struct Replica {
 struct ReplicaState {
     load: PeakEwma,
     outlier: Outlier,
+    /// Its adaptive concurrency limit (used when `--adaptive-limit` is on).
+    limit: AdaptiveLimit,
+    /// Its latest attempt failed: its estimate holds a failure penalty, and its next success
+    /// is a return (see `Replica::rejoin`).
+    failing: bool,
 }
 
 /// Counts for `/metrics`.
@@ -79,6 +87,8 @@ pub struct ReplicaSnapshot {
     pub outstanding: usize,
     pub latency: Duration,
     pub idle_connections: usize,
+    /// Its adaptive concurrency limit now (whether or not the pattern is on).
+    pub limit: f64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -102,8 +112,11 @@ impl Replica {
             state: Mutex::new(ReplicaState {
                 load: PeakEwma::new(DEFAULT_DECAY, now),
                 outlier: Outlier::new(),
+                limit: AdaptiveLimit::new(),
+                failing: false,
             }),
             stats: ReplicaStats::default(),
+            last_chosen: AtomicU64::new(0),
         }
     }
 
@@ -118,6 +131,70 @@ impl Replica {
 
     pub fn is_ejected(&self, now: Instant) -> bool {
         self.state().outlier.is_ejected(now)
+    }
+
+    /// Its estimate, if it is a healthy peer to take a median of: it has answered, its
+    /// latest attempt did not fail, and it is in rotation.
+    pub fn healthy_latency(&self, now: Instant) -> Option<Duration> {
+        let state = self.state();
+        let healthy = state.load.answered() && !state.failing && !state.outlier.is_ejected(now);
+        healthy.then(|| state.load.latency(now))
+    }
+
+    /// Whether its latest attempt failed (its next success will be a return).
+    pub fn is_failing(&self) -> bool {
+        self.state().failing
+    }
+
+    /// The replica returns: its estimate restarts at `peers` (its healthy peers' median; none
+    /// known: zero, "try it"). Call it before recording its first success after failures.
+    pub fn rejoin(&self, peers: Option<Duration>, now: Instant) {
+        self.state()
+            .load
+            .rejoin(peers.unwrap_or(Duration::ZERO), now);
+    }
+
+    /// If an ejection of this replica has ended since the last call, it returns (as
+    /// [`rejoin`](Self::rejoin)) and this says true, once per ejection.
+    pub fn rejoin_if_back(&self, peers: Option<Duration>, now: Instant) -> bool {
+        let mut state = self.state();
+        let back = state.outlier.take_return(now);
+        if back {
+            state.load.rejoin(peers.unwrap_or(Duration::ZERO), now);
+        }
+        back
+    }
+
+    /// Its share of choices now: below 1 while it ramps up after an ejection (slow start).
+    pub fn share(&self, now: Instant) -> f64 {
+        let back_since = self.state().outlier.back_since(now);
+        back_since.map_or(1.0, |since| slow_start_share(now - since))
+    }
+
+    /// Choice number `choice` took this replica.
+    pub fn chosen(&self, choice: u64) {
+        self.last_chosen.fetch_max(choice, Ordering::Relaxed);
+    }
+
+    /// The number of the latest choice that took this replica (0: none yet).
+    pub fn last_chosen(&self) -> u64 {
+        self.last_chosen.load(Ordering::Relaxed)
+    }
+
+    /// A slot under its adaptive limit, or `None` when it has as many in flight as the limit
+    /// allows.
+    pub fn try_acquire(&self, now: Instant) -> Option<Token> {
+        self.state().limit.try_acquire(now)
+    }
+
+    /// Whether its adaptive limit has room for one more attempt now.
+    pub fn has_room(&self, now: Instant) -> bool {
+        self.state().limit.has_room(now)
+    }
+
+    /// Gives back a slot under its adaptive limit, and teaches the limit how it went.
+    pub fn release(&self, token: Token, outcome: Outcome, now: Instant) {
+        self.state().limit.release(token, outcome, now);
     }
 
     /// An attempt leaves for this replica.
@@ -143,8 +220,20 @@ impl Replica {
         counter.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         state.load.finish(latency, now);
+        match end {
+            AttemptEnd::Succeeded => state.failing = false,
+            AttemptEnd::Failed => state.failing = true,
+            AttemptEnd::Cancelled => {}
+        }
         let ejected = match (end, ejection) {
             (AttemptEnd::Succeeded, Some(_)) => {
+                let sent = now.checked_sub(latency).unwrap_or(now);
+                if state.outlier.record_probe_success(sent, now) {
+                    log::info!(
+                        "service A replica {}: a probe answered; ejection over",
+                        self.address
+                    );
+                }
                 state.outlier.record_success(now);
                 false
             }
@@ -172,6 +261,7 @@ impl Replica {
             outstanding: state.load.outstanding(),
             latency: state.load.latency(now),
             idle_connections: self.client.idle_connections(),
+            limit: state.limit.limit(),
         }
     }
 }
@@ -394,5 +484,99 @@ mod tests {
             Some((&config, true)),
         );
         assert_eq!(replica.snapshot(t0).cancelled, 1);
+    }
+
+    fn one_replica() -> Arc<Replica> {
+        let set = Replicas::new(
+            vec![upstream("http://127.0.0.1:1")],
+            ClientLimits::default(),
+        );
+        set.current()[0].clone()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_failing_replica_is_no_healthy_peer_until_it_answers() {
+        let replica = one_replica();
+        let t0 = Instant::now();
+        assert_eq!(replica.healthy_latency(t0), None, "never answered");
+        replica.begin(t0);
+        replica.end(AttemptEnd::Succeeded, ms(3), t0, None);
+        assert_eq!(replica.healthy_latency(t0), Some(ms(3)));
+        replica.begin(t0);
+        replica.end(AttemptEnd::Failed, ms(100), t0, None);
+        assert!(replica.is_failing());
+        assert_eq!(replica.healthy_latency(t0), None);
+        replica.begin(t0);
+        replica.end(AttemptEnd::Cancelled, ms(1), t0, None);
+        assert!(replica.is_failing(), "a cancelled attempt says nothing");
+    }
+
+    #[test]
+    fn a_rejoining_replica_costs_what_its_peers_do() {
+        let replica = one_replica();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            replica.begin(t0);
+            replica.end(AttemptEnd::Failed, ms(100), t0, None);
+        }
+        assert!(replica.cost(t0) >= 100e6);
+        replica.rejoin(Some(ms(2)), t0 + ms(10));
+        assert_eq!(replica.cost(t0 + ms(10)), 2e6);
+        replica.rejoin(None, t0 + ms(10));
+        assert_eq!(replica.cost(t0 + ms(10)), 0.0, "no healthy peer: try it");
+    }
+
+    #[test]
+    fn back_from_an_ejection_it_rejoins_once_and_ramps_its_share() {
+        let replica = one_replica();
+        let config = OutlierConfig::default();
+        let t0 = Instant::now();
+        for _ in 0..config.consecutive_failures {
+            replica.begin(t0);
+            replica.end(AttemptEnd::Failed, ms(100), t0, Some((&config, true)));
+        }
+        assert_eq!(
+            replica.share(t0),
+            1.0,
+            "ejected, not ramping: not a candidate at all"
+        );
+        assert!(!replica.rejoin_if_back(Some(ms(2)), t0 + ms(500)));
+        let back = t0 + config.base_ejection;
+        assert!(replica.rejoin_if_back(Some(ms(2)), back));
+        assert_eq!(replica.cost(back), 2e6);
+        assert!(
+            !replica.rejoin_if_back(Some(ms(9)), back),
+            "once per ejection"
+        );
+        assert!(replica.share(back) < 0.2);
+        assert!(replica.share(back + ms(450)) >= 0.9);
+        assert_eq!(replica.share(back + ms(500)), 1.0);
+    }
+
+    #[test]
+    fn choices_are_stamped_and_never_go_back() {
+        let replica = one_replica();
+        assert_eq!(replica.last_chosen(), 0);
+        replica.chosen(7);
+        replica.chosen(5); // a concurrent choice that read the counter earlier
+        assert_eq!(replica.last_chosen(), 7);
+    }
+
+    #[test]
+    fn the_adaptive_limit_is_per_replica_and_in_the_snapshot() {
+        let replica = one_replica();
+        let t0 = Instant::now();
+        let tokens: Vec<Token> = (0..100).map_while(|_| replica.try_acquire(t0)).collect();
+        assert_eq!(tokens.len(), 4, "the initial limit");
+        assert!(!replica.has_room(t0));
+        for token in tokens {
+            replica.release(token, Outcome::Dropped, t0);
+        }
+        assert!(replica.has_room(t0));
+        assert!(replica.snapshot(t0).limit < 4.0);
     }
 }

@@ -260,7 +260,6 @@ fn check(ok: bool, text: String) -> Result<(), String> {
 
 fn overload(bins: &Binaries) -> Result<(), String> {
     b_has(bins, "--adaptive-limit", None)?;
-    let a = replicas(bins, &OVERLOAD_A)?;
     say(&format!(
         "-- three replicas, one worker each, 20 ms a call: {OVERLOAD_CAPACITY} calls a second in \
          all; 300 a second are offered"
@@ -272,6 +271,9 @@ fn overload(bins: &Binaries) -> Result<(), String> {
     ];
     let mut goodput = Vec::new();
     for (name, flags) in configs {
+        // Fresh replicas for each B: a B that does not tell A its deadline leaves seconds of
+        // queued work behind, and the next B would meet that rather than the overload.
+        let a = replicas(bins, &OVERLOAD_A)?;
         let b = b_over(bins, name, &a, flags)?;
         say(&format!("-- through {name} ({}):", flags.join(" ")));
         let seen = timeline(b.addr, 300, 4, Vec::new())?;
@@ -279,8 +281,6 @@ fn overload(bins: &Binaries) -> Result<(), String> {
         // The first second is the limit learning; the rest is what it learned.
         goodput.push(seen.mean(1, 4));
         drop(b);
-        // Whatever A still has queued drains before the next B starts.
-        thread::sleep(B_DEADLINE);
     }
     let [plain, resilient, limited] = goodput[..] else {
         return Err("three Bs were measured".to_owned());
@@ -301,7 +301,6 @@ fn overload(bins: &Binaries) -> Result<(), String> {
 fn metastable(bins: &Binaries) -> Result<(), String> {
     b_has(bins, "--retries", Some("naive"))?;
     let work = META_WORK_MS.to_string();
-    let a = replicas(bins, &["--workers", "1", "--work-ms", &work])?;
     say(&format!(
         "-- three replicas at 100 calls a second each; {META_RATE} a second offered; from 2 s to \
          5 s every call takes {META_TRIGGER_WORK_MS} ms (a third of the capacity), then \
@@ -312,6 +311,9 @@ fn metastable(bins: &Binaries) -> Result<(), String> {
         ("B naive", &["--retries", "naive"][..]),
         ("B resilient", &["--resilient"][..]),
     ] {
+        // Fresh replicas for each B: naive retries leave A's queues full of work nobody waits
+        // for, and the next B would meet that rather than the trigger.
+        let a = replicas(bins, &["--workers", "1", "--work-ms", &work])?;
         let b = b_over(bins, name, &a, flags)?;
         let addrs: Vec<SocketAddr> = a.iter().map(|s| s.addr).collect();
         let cut = |work_ms: u32| -> Box<dyn FnOnce() + Send> {
@@ -330,8 +332,6 @@ fn metastable(bins: &Binaries) -> Result<(), String> {
         say(&format!("{name}: {}", seen.show()));
         last.push(seen.mean(8, 10));
         drop(b);
-        // Each B's queued work drains before the next starts.
-        thread::sleep(B_DEADLINE * 2);
     }
     let [naive, ours] = last[..] else {
         return Err("two Bs were measured".to_owned());

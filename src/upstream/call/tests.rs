@@ -643,6 +643,282 @@ fn a_full_bulkhead_refuses_before_the_breaker_or_any_attempt() {
     assert_eq!(lab.snapshot().overloaded, 1);
 }
 
+// ---- The adaptive limit, a replica's return, naive retries ----
+
+fn limited() -> Patterns {
+    Patterns {
+        adaptive_limit: true,
+        ..plain()
+    }
+}
+
+/// The cluster's replicas, to hold their limits' slots or set their history by hand.
+fn replicas_of(lab: &Lab) -> Arc<[Arc<Replica>]> {
+    lab.cluster.replicas.current()
+}
+
+#[test]
+fn a_full_limit_answers_overloaded_at_once_and_sends_nothing() {
+    let lab = lab(limited(), 1);
+    let now = lab.clock.now();
+    let replica = replicas_of(&lab)[0].clone();
+    let held: Vec<_> = (0..).map_while(|_| replica.try_acquire(now)).collect();
+    assert_eq!(held.len(), 4, "the initial limit");
+    let (result, report) = lab.call(&[]);
+    let error = result.expect_err("refused");
+    assert_eq!(error.kind(), "overloaded");
+    assert!(error.to_string().contains("adaptive limit"), "{error}");
+    assert_eq!((report.attempt, lab.sent().len()), (0, 0));
+    assert_eq!(lab.clock.elapsed(), Duration::ZERO, "at once");
+    assert_eq!(lab.snapshot().overloaded, 1);
+    // A slot given back: the next call goes.
+    let mut held = held.into_iter();
+    let token = held.next().expect("a slot");
+    replica.release(token, crate::upstream::limit::Outcome::Ignored, now);
+    let (result, _) = lab.call(&[answers(200, 5)]);
+    assert_eq!(status_of(&result), Some(200));
+}
+
+#[test]
+fn a_limit_refusal_is_not_a_failure_to_the_breaker() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..limited()
+    };
+    let lab = lab(patterns, 1);
+    let now = lab.clock.now();
+    let replica = replicas_of(&lab)[0].clone();
+    let _held: Vec<_> = (0..).map_while(|_| replica.try_acquire(now)).collect();
+    let (result, _) = lab.call(&[]);
+    assert_eq!(result.err().map(|e| e.kind()), Some("overloaded"));
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Closed));
+}
+
+#[test]
+fn no_retry_to_a_replica_at_its_limit() {
+    let patterns = Patterns {
+        retries: Some(budget_of(10.0)),
+        ..limited()
+    };
+    let lab = lab(patterns, 2);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    // The second replica is full; the first has room for one more.
+    let _full: Vec<_> = (0..).map_while(|_| set[1].try_acquire(now)).collect();
+    let _three: Vec<_> = (0..3).filter_map(|_| set[0].try_acquire(now)).collect();
+    // The one attempt answers 503 (A gave the work up): the first replica's limit drops
+    // below its four in flight, and no replica has room for a retry.
+    let (result, report) = lab.call(&[answers(503, 5)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 1);
+    assert_eq!(lab.sent()[0].replica, set[0].address);
+    let snapshot = lab.snapshot();
+    assert_eq!(snapshot.retries, 0);
+    let limit_refusals = snapshot.refusals.iter().find(|(r, _)| r.label() == "limit");
+    assert_eq!(limit_refusals.map(|(_, n)| *n), Some(1));
+    assert_eq!(
+        snapshot.budget_available,
+        Some(10.0),
+        "the budget is not asked"
+    );
+}
+
+#[test]
+fn no_retry_while_the_breaker_is_not_closed() {
+    let patterns = Patterns {
+        breaker: Some(touchy_breaker()),
+        ..with_retries()
+    };
+    let lab = lab(patterns, 3);
+    lab.script
+        .replies
+        .lock()
+        .expect("replies")
+        .push_back(answers(503, 100));
+    let deadline = Deadline::after(DEADLINE);
+    let mut slow = pin!(lab.cluster.call("/echo", &[], deadline));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        slow.as_mut().poll(&mut cx).is_pending(),
+        "its attempt is out"
+    );
+    // Meanwhile another call fails three times: the breaker opens.
+    let (result, _) = lab.call(&[answers(503, 1), answers(503, 1), answers(503, 1)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(lab.snapshot().breaker, Some(BreakerState::Open));
+    // The first call's attempt fails: with the breaker open, it is not retried.
+    let (result, report) = drive(&lab.clock, slow);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, 1);
+    let snapshot = lab.snapshot();
+    let by_breaker = snapshot
+        .refusals
+        .iter()
+        .find(|(r, _)| r.label() == "breaker");
+    assert_eq!(by_breaker.map(|(_, n)| *n), Some(1));
+}
+
+#[test]
+fn naive_retries_ignore_the_budget() {
+    let patterns = Patterns {
+        naive_retries: true,
+        ..plain()
+    };
+    let lab = lab(patterns, 3);
+    let (result, report) = lab.call(&[answers(503, 1), answers(503, 1), answers(503, 1)]);
+    assert_eq!(status_of(&result), Some(503));
+    assert_eq!(report.attempt, super::MAX_ATTEMPTS);
+    let snapshot = lab.snapshot();
+    assert_eq!((snapshot.retries, snapshot.budget_refusals), (2, 0));
+}
+
+#[test]
+fn an_avoided_replica_is_probed_every_probe_every_choices() {
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    // The third replica answered slowly once; the others have answered fast.
+    for (replica, latency) in set.iter().zip([ms(1), ms(1), ms(300)]) {
+        replica.begin(now);
+        replica.end(super::AttemptEnd::Succeeded, latency, now, None);
+    }
+    let every = crate::upstream::balance::PROBE_EVERY as usize;
+    for _ in 0..every {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let slow = set[2].address;
+    assert!(
+        lab.sent().iter().all(|s| s.replica != slow),
+        "power of two choices never takes the costliest of three"
+    );
+    let (result, _) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(lab.sent()[every].replica, slow, "the probe");
+}
+
+#[test]
+fn a_replica_back_from_an_ejection_starts_from_its_peers_estimate() {
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(OutlierConfig::default()),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for replica in &set[..2] {
+        replica.begin(now);
+        replica.end(super::AttemptEnd::Succeeded, ms(2), now, None);
+    }
+    let config = OutlierConfig::default();
+    for _ in 0..config.consecutive_failures {
+        set[2].begin(now);
+        set[2].end(
+            super::AttemptEnd::Failed,
+            super::FAILURE_PENALTY,
+            now,
+            Some((&config, true)),
+        );
+    }
+    assert!(set[2].is_ejected(now));
+    lab.clock.advance(config.base_ejection);
+    let (result, _) = lab.call(&[answers(200, 2)]);
+    assert_eq!(status_of(&result), Some(200));
+    // Whichever replica that call took, the one back from its ejection no longer carries its
+    // 100 ms of penalty: it costs what its peers do, and ramps up from a tenth of a share.
+    let back = lab.replica(set[2].address);
+    assert!(back.latency <= ms(2), "{:?}", back.latency);
+    assert!(set[2].share(lab.clock.now()) < 0.2);
+}
+
+#[test]
+fn the_first_success_after_failures_starts_from_the_peers_estimate() {
+    let lab = lab(with_retries(), 2);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    set[1].begin(now);
+    set[1].end(super::AttemptEnd::Succeeded, ms(2), now, None);
+    // Round robin: the first call's attempt goes to the first replica, and is refused.
+    let (result, _) = lab.call(&[fails(Outcome::Refused, 1), answers(200, 2)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert!(lab.replica(set[0].address).latency > ms(99), "the penalty");
+    // The next call answers from it in 1 ms: it starts from its peer's 2 ms, not from its
+    // penalty, and the faster answer moves it from there.
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.replica, Some(set[0].address));
+    let latency = lab.replica(set[0].address).latency;
+    assert!(latency <= ms(2) && latency >= ms(1), "{latency:?}");
+}
+
+#[test]
+fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
+    let config = OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..OutlierConfig::default()
+    };
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for _ in 0..config.consecutive_failures {
+        set[2].begin(now);
+        set[2].end(
+            super::AttemptEnd::Failed,
+            super::FAILURE_PENALTY,
+            now,
+            Some((&config, true)),
+        );
+    }
+    assert!(set[2].is_ejected(now));
+    let every = crate::upstream::balance::PROBE_EVERY as usize;
+    for _ in 0..every {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let ejected = set[2].address;
+    assert!(lab.sent().iter().all(|s| s.replica != ejected));
+    // The probe, long before the 30 s are up: it answers, and the ejection is over.
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.replica, Some(ejected), "the probe");
+    assert!(!set[2].is_ejected(lab.clock.now()));
+    assert!(set[2].share(lab.clock.now()) < 0.2, "it ramps up again");
+}
+
+#[test]
+fn metrics_show_each_replicas_limit_and_the_refusals_by_reason() {
+    let mut text = String::new();
+    crate::services::metrics::render_cluster(&mut text, &lab(plain(), 1).snapshot());
+    assert!(
+        !text.contains("echo_lab_upstream_replica_limit"),
+        "no limit series while the pattern is off"
+    );
+    let lab = lab(limited(), 2);
+    let mut text = String::new();
+    crate::services::metrics::render_cluster(&mut text, &lab.snapshot());
+    for replica in replicas_of(&lab).iter() {
+        let line = format!(
+            "echo_lab_upstream_replica_limit{{replica=\"{}\"}} 4.00\n",
+            replica.address
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    for reason in ["budget", "limit", "breaker"] {
+        let line = format!("echo_lab_upstream_budget_refusals_total{{reason=\"{reason}\"}} 0\n");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+}
+
 #[test]
 fn an_ejected_replica_gets_no_attempt_while_others_are_in_rotation() {
     let patterns = Patterns {
