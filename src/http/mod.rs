@@ -56,7 +56,7 @@ pub use deadline::Deadline;
 #[cfg(test)]
 mod tests {
     /// The modules in reading order, each with its source.
-    const CHAIN: [(&str, &str); 17] = [
+    const CHAIN: [(&str, &str); 18] = [
         ("limits", include_str!("limits.rs")),
         ("error", include_str!("error.rs")),
         ("deadline", include_str!("deadline.rs")),
@@ -71,6 +71,7 @@ mod tests {
         ("write", include_str!("write.rs")),
         ("stream", include_str!("stream.rs")),
         ("server", include_str!("server/mod.rs")),
+        ("server", include_str!("server/handler.rs")),
         ("server", include_str!("server/connection.rs")),
         ("server", include_str!("server/streaming.rs")),
         ("client", include_str!("client.rs")),

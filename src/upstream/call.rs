@@ -13,24 +13,24 @@
 //! Prior art: Envoy's router filter, which likewise keeps one request's upstream attempts,
 //! hedge and per-try timeout together, while the cluster's policies live beside it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use futures_lite::future;
 
 use super::balance::{by_share, overdue, pick_two};
 use super::breaker::Admission;
 use super::cluster::{Cluster, InFlight, Refusal};
 use super::deadline;
+use super::exchange::{Clock, Exchanged, Get, Sending, Sleep};
 use super::limit::{self, Token};
+use super::lock::lock;
+use super::outcome::{CallError, CallReport};
 use super::outlier::may_eject;
+use super::patterns::Balance;
 use super::replicas::{AttemptEnd, Replica};
-use super::{Balance, CallError, CallReport, lock};
 use crate::http::Deadline;
 use crate::http::client::{ClientError, ClientResponse};
 use crate::http::wire_trace;
@@ -55,69 +55,18 @@ const PROPAGATION_SLACK: Duration = Duration::from_millis(10);
 /// dead replica the fastest of all and send it ever more calls.
 const FAILURE_PENALTY: Duration = Duration::from_millis(100);
 
-/// What an attempt's exchange resolves to: the response, or how it failed.
-pub type Exchanged = Result<ClientResponse, ClientError>;
-
-/// An exchange under way.
-pub type Sending = Pin<Box<dyn Future<Output = Exchanged> + Send>>;
-
-/// A wait until an instant.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The request of one attempt: `GET target` with these header fields, before `deadline`.
-#[derive(Debug, Clone)]
-pub struct Get {
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub deadline: Deadline,
-}
-
-/// How an attempt reaches a replica.
-pub trait Exchange: Send + Sync {
-    /// Sends `get` to `replica` and reads its whole response, all before `get.deadline`.
-    fn send(&self, replica: Arc<Replica>, get: Get) -> Sending;
-}
-
-/// What time it is, and how to wait for a time: every instant a call uses comes from here.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Instant;
-    /// A future that is ready once `at` has come.
-    fn sleep_until(&self, at: Instant) -> Sleep;
-}
-
-/// The exchange B uses: the replica's own HTTP client with its pool.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientExchange;
-
-impl Exchange for ClientExchange {
-    fn send(&self, replica: Arc<Replica>, get: Get) -> Sending {
-        Box::pin(async move {
-            let headers: Vec<(&str, &str)> = get
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            replica
-                .client
-                .get(&get.target, &headers, get.deadline)
-                .await
-        })
-    }
-}
-
-/// The clock B uses: `Instant::now()` and `async_io`'s timers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep_until(&self, at: Instant) -> Sleep {
-        Box::pin(async move {
-            Timer::at(at).await;
-        })
+/// The door to a call, on the cluster every call shares (here, beside the story it starts,
+/// so that `cluster.rs` needs nothing of `Call`).
+impl Cluster {
+    /// Sends `GET target` to A and returns the response to pass on: the story of one call,
+    /// told in `call.rs` by `Call::run`.
+    pub async fn call(
+        &self,
+        target: &str,
+        headers: &[(&str, &str)],
+        deadline: Deadline,
+    ) -> (Result<ClientResponse, CallError>, CallReport) {
+        Call::new(self, target, headers, deadline).run().await
     }
 }
 

@@ -16,12 +16,14 @@ use super::balance::median;
 use super::breaker::{Admission, Breaker, BreakerState};
 use super::budget::{BudgetConfig, RetryBudget};
 use super::bulkhead::{Bulkhead, Permit};
-use super::call::{Call, ClientExchange, Clock, Exchange, SystemClock};
+use super::exchange::{ClientExchange, Clock, Exchange, SystemClock};
 use super::hedge::Hedge;
+use super::lock::lock;
+use super::outcome::CallError;
+use super::patterns::Patterns;
 use super::replicas::{Replica, ReplicaSnapshot, Replicas};
-use super::{CallError, CallReport, Patterns, lock};
 use crate::http::Deadline;
-use crate::http::client::{ClientError, ClientResponse, Phase};
+use crate::http::client::{ClientError, Phase};
 
 /// A's replicas and the policy for calling them, shared by every call B makes.
 pub struct Cluster {
@@ -165,17 +167,6 @@ impl Cluster {
     /// Looks A's names up again every `interval` while B runs (see `replicas.rs`).
     pub fn keep_resolving(&self, interval: Duration) {
         self.replicas.keep_resolving(interval);
-    }
-
-    /// Sends `GET target` to A and returns the response to pass on: the story of one call,
-    /// told in `call.rs` by `Call::run`.
-    pub async fn call(
-        &self,
-        target: &str,
-        headers: &[(&str, &str)],
-        deadline: Deadline,
-    ) -> (Result<ClientResponse, CallError>, CallReport) {
-        Call::new(self, target, headers, deadline).run().await
     }
 
     /// A slot in the bulkhead (none to take when it is off), or `Overloaded`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::{DEFAULT_DECAY, PeakEwma, slow_start_share};
 use super::limit::{AdaptiveLimit, Outcome, Token};
-use super::lock;
+use super::lock::lock;
 use super::outlier::{Outlier, OutlierConfig};
 use crate::http::client::{Client, Upstream};
 use crate::http::limits::ClientLimits;

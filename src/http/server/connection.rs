@@ -23,14 +23,15 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use futures_lite::{AsyncWriteExt, FutureExt};
-use smol::channel::Receiver;
+use smol::channel::{Receiver, Sender};
 
+use super::handler::{Handler, Outcome};
 use super::streaming::{AfterStream, Streamer};
-use super::{Handler, OpenGuard, Outcome};
 use crate::http::body::{BodyFraming, read_body, request_framing};
 use crate::http::conn::BufferedStream;
 use crate::http::error::RequestError;
@@ -437,6 +438,28 @@ impl IdleTimer {
             // It fired for an earlier idle period; this one ends later.
             self.timer.set_at(idle_until);
         }
+    }
+}
+
+/// Counts a connection as open for as long as it lives: the connection holds it.
+pub(super) struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    _alive: Sender<()>,
+}
+
+impl OpenGuard {
+    pub(super) fn new(open: Arc<AtomicUsize>, alive: Sender<()>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard {
+            open,
+            _alive: alive,
+        }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

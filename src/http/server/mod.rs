@@ -12,6 +12,7 @@
 //! ```
 
 mod connection;
+mod handler;
 mod memory;
 mod streaming;
 
@@ -30,61 +31,11 @@ use smol::Executor;
 use smol::channel::{self, Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::error::RequestError;
 use super::limits::{ACCEPT_ERROR_PAUSE, LISTEN_BACKLOG, Limits, SHUTDOWN_GRACE};
-use super::message::{Request, Response, Version};
-use super::stream::StreamingResponse;
+use super::message::{Response, Version};
 use super::write::write_response;
-use connection::Connection;
-
-/// What a handler makes of one request.
-///
-/// Neither `Clone` nor `PartialEq`: a stream's body is one end of a channel, which cannot be
-/// copied or compared.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Send this response.
-    Respond(Response),
-    /// Send this head now, then the body as its producer makes it (see `stream.rs`).
-    Stream(StreamingResponse),
-    /// Close the connection without a byte of answer, as a server that crashed would. Only
-    /// for fault injection; the server logs nothing more for it.
-    HangUp,
-}
-
-impl From<Response> for Outcome {
-    fn from(response: Response) -> Self {
-        Outcome::Respond(response)
-    }
-}
-
-impl From<StreamingResponse> for Outcome {
-    fn from(response: StreamingResponse) -> Self {
-        Outcome::Stream(response)
-    }
-}
-
-/// What a service plugs into the server: a function from request to outcome, and the form
-/// of the answers the server gives on its own.
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request. Never fails: every outcome, errors included, is a response, or
-    /// a deliberate hang-up.
-    fn handle(&self, request: Request) -> impl Future<Output = Outcome> + Send;
-
-    /// Told about a request that could not be read, and the status it was answered with
-    /// (`None`: the peer was gone). The default logs it.
-    fn rejected(&self, peer: SocketAddr, error: &RequestError, status: Option<u16>) {
-        log::warn!("peer={peer} status={status:?} error=\"{error}\"");
-    }
-
-    /// The answer the server gives without asking `handle`: a request it could not read
-    /// (`status` from `RequestError::status`), or a connection over the cap (503). `text`
-    /// says what was wrong. The HTTP layer has no body format of its own, so the default is
-    /// that text as `text/plain`; a service answers in the format of its other errors.
-    fn error_response(&self, status: u16, text: &str) -> Response {
-        Response::new(status, "text/plain; charset=utf-8", format!("{text}\n"))
-    }
-}
+use connection::{Connection, OpenGuard};
+pub use handler::{Handler, Outcome};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -304,28 +255,6 @@ impl<H: Handler> Server<H> {
     }
 }
 
-/// Counts a connection as open for as long as it lives: the connection holds it.
-struct OpenGuard {
-    open: Arc<AtomicUsize>,
-    _alive: Sender<()>,
-}
-
-impl OpenGuard {
-    fn new(open: Arc<AtomicUsize>, alive: Sender<()>) -> Self {
-        open.fetch_add(1, Ordering::SeqCst);
-        OpenGuard {
-            open,
-            _alive: alive,
-        }
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Over the connection cap: one non-blocking attempt to say so, then close. No task is
 /// spawned, so a flood costs us nothing but the accept.
 fn refuse(stream: Option<TcpStream>, peer: SocketAddr, response: &Response) {
@@ -346,6 +275,7 @@ pub(super) mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::http::message::Request;
 
     /// A handler with a bug: it panics on every request.
     struct Panics;

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::{Clock, Exchange, Get, Sending, Sleep};
 use crate::http::Deadline;
 use crate::http::client::{ClientError, ClientResponse, Phase, Upstream};
 use crate::http::limits::ClientLimits;
@@ -23,6 +22,7 @@ use crate::http::message::{Headers, ResponseHead, Version, reason_phrase};
 use crate::upstream::breaker::{BreakerConfig, BreakerState};
 use crate::upstream::budget::BudgetConfig;
 use crate::upstream::deadline;
+use crate::upstream::exchange::{Clock, Exchange, Get, Sending, Sleep};
 use crate::upstream::hedge::HedgeDelay;
 use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::replicas::{Replica, ReplicaSnapshot, Replicas};
