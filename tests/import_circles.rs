@@ -1,13 +1,13 @@
 //! No import circles: within each crate (the library, and each binary with modules of its own),
 //! no two modules use each other, directly or through others. A circle means neither module
 //! can be read, tested or moved without the other; the layers in `src/http/mod.rs` and the
-//! one-way arrows of `docs`' design map depend on there being none.
+//! one-way flow README.md's "Reading the code" describes depend on there being none.
 //!
 //! The check reads the sources: every path a module names outside its tests (`use` trees,
 //! `crate::…`, `super::…`, `self::…`, and paths that start with one of its child modules),
 //! resolved to the file that defines the module. The crate root (`lib.rs`, `main.rs`) is left
-//! out: it declares every module and starts them. A circle already known is listed in
-//! `KNOWN_CIRCLES` with the reason it is there; a new one fails the test.
+//! out: it declares every module and starts them. Any circle fails the test, with the paths
+//! that make it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,10 +15,6 @@ use std::path::{Path, PathBuf};
 
 /// A module, as its path from the crate root (`["upstream", "replicas"]`; `[]` is the root).
 type Module = Vec<String>;
-
-/// Circles that exist today, each as its modules sorted. Remove a line when its circle is
-/// broken; the test never fails because a listed circle is gone.
-const KNOWN_CIRCLES: &[&[&str]] = &[];
 
 /// Every `.rs` file under `dir`, recursively.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -308,9 +304,6 @@ fn no_two_modules_use_each_other() {
                 .iter()
                 .map(|m| format!("{name}: {}", m.join("::")))
                 .collect();
-            if KNOWN_CIRCLES.iter().any(|known| *known == names) {
-                continue;
-            }
             let edges: Vec<String> = circle
                 .iter()
                 .map(|m| {
