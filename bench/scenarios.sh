@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The resilience scenarios of issue 9: each row breaks A's replicas one way, runs our own load
-# generator through B (open loop), and measures what the issue's table asks for. Each variant of
+# The resilience scenarios of docs/patterns.md: each row breaks A's replicas one way, runs our own load
+# generator through B (open loop), and measures what that table's target column asks for. Each variant of
 # B (patterns off; only the pattern the row is about; --resilient; and nginx/HAProxy as B when
 # installed) gets fresh A replicas, so A's counters start at zero. Prints a markdown table and
 # saves it in bench/results/.
@@ -27,7 +27,7 @@ PEERS_DIR=${PEERS_DIR:-/work/shared/bench/resilience-peers}
 REPLICAS=3
 # open loop needs workers >= rate x worst latency (300/s x 1 s) with room to spare
 CONNS=512
-# B's deadline for the whole call, as in the issue's table
+# B's deadline for the whole call, as in the scenario table
 B_TIMEOUT_MS=1000
 UP_TIMEOUT=10
 

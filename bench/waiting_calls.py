@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """How much B holds per call waiting on an A that never answers, and whether B's own /health
-stays fast meanwhile (issue "B calls A the way production callers do", item 8).
+stays fast meanwhile (the bulkhead's promise: a stuck A cannot take B's health with it).
 
 Starts a black-holed A (`service-a --blackhole`) and B in front of it, opens N connections to
 B that each send one /call-echo (they all wait: A never answers), then measures B's /health

@@ -52,11 +52,12 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 
 /// A replica in rotation that none of the last this many choices took gets the next one (a
-/// probe). Rare enough to cost little: a replica that is avoided gets one call in a hundred
-/// (at 100 calls a second, one a second, and a slow one's probe is usually rescued by a
-/// hedge), while a fair one is taken long before (a third of the choices, with three).
-/// Counted in choices, not seconds, so that a quiet B does not turn into round robin.
-pub const PROBE_EVERY: u64 = 100;
+/// probe). Rare enough to cost little: a replica that is avoided gets one call in three hundred
+/// (at 300 calls a second, one a second, and a slow one's probe is usually rescued by a hedge;
+/// one in a hundred sent a slow replica 1 % of the calls in the slow-replica scenario, whose
+/// target is 0.5 %), while a fair one is taken long before (a third of the choices, with
+/// three). Counted in choices, not seconds, so that a quiet B does not turn into round robin.
+pub const PROBE_EVERY: u64 = 300;
 
 /// How long a returning replica's share takes to reach its full size. Short: it ramps to 90 %
 /// in under half a second (the lab's target for a replica's return is a second), long enough
@@ -470,10 +471,11 @@ mod tests {
 
     #[test]
     fn a_candidate_not_chosen_for_probe_every_choices_is_overdue() {
-        let last = [100, 100 - PROBE_EVERY, 99];
-        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 100), Some(1));
+        let now = 10 * PROBE_EVERY;
+        let last = [now, now - PROBE_EVERY, now - 1];
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], now), Some(1));
         assert_eq!(
-            overdue(&[0, 1, 2], |i| last[i], 99),
+            overdue(&[0, 1, 2], |i| last[i], now - 1),
             None,
             "one choice short"
         );
