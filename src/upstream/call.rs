@@ -304,9 +304,17 @@ impl<'a> Call<'a> {
         self.admission == Admission::Probe
     }
 
-    /// Starts the hedge timer, when hedging is on and this call is not a probe.
+    /// Starts the hedge timer, when hedging is on and this call is not a probe: neither the
+    /// breaker's nor one of an ejected replica. The latter asks "is it back?", and a hedge
+    /// that answered first would cancel the answer: under load, a restarted replica's first
+    /// answer (a new connection) lost to the hedge on every probe, and it never came back.
     fn arm_hedge_timer(&mut self) {
-        if self.is_probe() {
+        let now = self.cluster.clock.now();
+        let probes_an_ejected = self
+            .running
+            .first()
+            .is_some_and(|a| a.replica.is_ejected(now));
+        if self.is_probe() || probes_an_ejected {
             return;
         }
         if let Some(delay) = self.cluster.hedge_delay() {

@@ -941,3 +941,46 @@ fn an_ejected_replica_gets_no_attempt_while_others_are_in_rotation() {
     let later: Vec<SocketAddr> = lab.sent()[2..].iter().map(|s| s.replica).collect();
     assert!(!later.contains(&ejected), "{ejected} was chosen: {later:?}");
 }
+
+#[test]
+fn the_probe_of_an_ejected_replica_is_not_hedged() {
+    let config = OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..OutlierConfig::default()
+    };
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        hedge: Some(HedgeDelay::Fixed(ms(5))),
+        retries: Some(BudgetConfig::default()),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for _ in 0..config.consecutive_failures {
+        set[2].begin(now);
+        set[2].end(
+            super::AttemptEnd::Failed,
+            super::FAILURE_PENALTY,
+            now,
+            Some((&config, true)),
+        );
+    }
+    let every = crate::upstream::balance::PROBE_EVERY as usize;
+    for _ in 0..every {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let sent_before = lab.sent().len();
+    // The probe answers after 50 ms, ten times the hedge delay: no hedge cuts it short.
+    let (result, report) = lab.call(&[answers(200, 50)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(
+        report.replica,
+        Some(set[2].address),
+        "the probe's own answer"
+    );
+    assert_eq!(lab.sent().len(), sent_before + 1, "one attempt, no hedge");
+    assert!(!set[2].is_ejected(lab.clock.now()));
+}
