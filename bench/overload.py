@@ -296,7 +296,8 @@ def recovery(goodput, rate, after):
 
 
 def metastable(args):
-    configs = b_configs(["B plain", "B --resilient", "B --retries naive", "nginx", "HAProxy"], 1)
+    configs = b_configs(["B plain", "B --resilient", "B --resilient --adaptive-limit", "B --retries naive",
+                         "nginx", "HAProxy"], 1)
     rows = []
     for label, kind, extra in configs:
         for util in [float(x) for x in args.utils.split(",")]:

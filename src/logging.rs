@@ -4,8 +4,8 @@
 //!
 //! Both write a line with one `write` on stdout and take no lock of ours or of `Stdout`: a
 //! request line is logged on every request from every executor thread, and behind a shared
-//! lock the threads queue up for each other's system call (measured in
-//! `bench/what-made-it-faster.md`: about one futex call per request, gone with the lock).
+//! lock the threads queue up for each other's system call (measured in bench/README.md, "What
+//! made it faster, and why": about one futex call per request, gone with the lock).
 //!
 //! Two kinds of line exist, and both formats show each of them:
 //!
@@ -350,7 +350,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
 ///
 /// Every request's log line starts with one, so the part up to the second is made once per
 /// second and thread and kept: made with `write!` each time it was a tenth of A's CPU time
-/// per request (callgrind, `bench/what-made-it-faster.md`).
+/// per request (callgrind, bench/README.md, "What made it faster, and why").
 fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     thread_local! {
         /// The last second written, and its text up to the seconds.

@@ -129,9 +129,10 @@ impl<S: AsyncRead + Unpin> BufferedStream<S> {
 
 impl BufferedStream<Async<TcpStream>> {
     /// Reads once, now, without waiting: `Ok(None)` when nothing has arrived (the socket
-    /// would block, or a signal cut the read short). A kept-alive connection tries this before it waits for the next request,
-    /// because a wait costs more than a read that finds nothing: the reactor re-arms the
-    /// socket's interest (one `epoll_ctl`) and must wake the task again.
+    /// would block, or a signal cut the read short). A kept-alive connection tries this
+    /// before it waits for the next request, because a wait costs more than a read that finds
+    /// nothing: the reactor re-arms the socket's interest (one `epoll_ctl`) and must wake the
+    /// task again.
     pub fn try_fill(&mut self) -> io::Result<Option<usize>> {
         self.make_room();
         let end = self.end;
