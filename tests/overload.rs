@@ -16,64 +16,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Service, get, hang_up, read_request_head, timed_get};
-
-/// One call through B, as the driver saw it.
-#[derive(Debug, Clone)]
-struct Outcome {
-    status: u16,
-    /// B's `error_kind`, or `"client"` when the driver itself got no answer.
-    kind: Option<String>,
-    latency: Duration,
-    /// When it was sent, from the start of the drive.
-    sent: Duration,
-}
-
-/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (each request on
-/// its own thread at its own time), and returns every outcome in the order they were sent.
-fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
-    let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
-    let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
-    for i in 0..total {
-        let sent = Duration::from_secs_f64(f64::from(i) / f64::from(rate));
-        thread::sleep((start + sent).saturating_duration_since(Instant::now()));
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
-                Ok((reply, latency)) => Outcome {
-                    status: reply.status,
-                    kind: reply.json()["error_kind"].as_str().map(str::to_owned),
-                    latency,
-                    sent,
-                },
-                Err(_) => Outcome {
-                    status: 0,
-                    kind: Some("client".into()),
-                    latency: Duration::from_secs(3),
-                    sent,
-                },
-            };
-            let _ = tx.send((i, outcome));
-        });
-    }
-    drop(tx);
-    let mut all: Vec<(u32, Outcome)> = rx.iter().collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, o)| o).collect()
-}
-
-/// A value from a Prometheus text exposition: the sum of every series of `name` whose labels
-/// contain `labels`.
-fn metric(service: SocketAddr, name: &str, labels: &str) -> f64 {
-    let text = get(service, "/metrics").text();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use common::{
+    CallOutcome as Outcome, FakeUpstream, Service, drive, get, hang_up, metric, read_request_head,
+    timed_get,
+};
 
 /// The `q` quantile of the latencies of `outcomes`.
 fn quantile(outcomes: &[&Outcome], q: f64) -> Duration {

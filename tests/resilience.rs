@@ -7,56 +7,12 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Service, get, metric, timed_get};
-use echo_lab::load::schedule::Schedule;
-
-/// One call through B, as the driver saw it.
-#[derive(Debug, Clone)]
-struct Outcome {
-    status: u16,
-    /// B's `error_kind`, or `"client"` when the driver itself got no answer.
-    kind: Option<String>,
-    latency: Duration,
-}
-
-/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (the library's
-/// `Schedule`; each request on its own thread at its own time, so a slow answer never delays
-/// the next request), and
-/// returns every outcome in the order they were sent.
-fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<Outcome> {
-    let (tx, rx) = mpsc::channel();
-    let schedule = Schedule::new(Instant::now(), f64::from(rate));
-    let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
-    for i in 0..total {
-        let due = schedule.due(u64::from(i)).expect("a rate above zero");
-        thread::sleep(due.saturating_duration_since(Instant::now()));
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
-                Ok((reply, latency)) => Outcome {
-                    status: reply.status,
-                    kind: reply.json()["error_kind"].as_str().map(str::to_owned),
-                    latency,
-                },
-                Err(_) => Outcome {
-                    status: 0,
-                    kind: Some("client".into()),
-                    latency: Duration::from_secs(3),
-                },
-            };
-            let _ = tx.send((i, outcome));
-        });
-    }
-    drop(tx);
-    let mut all: Vec<(u32, Outcome)> = rx.iter().collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, o)| o).collect()
-}
+use common::{CallOutcome as Outcome, FakeUpstream, Service, drive, get, metric, timed_get};
 
 fn ok_share(outcomes: &[Outcome]) -> f64 {
     let ok = outcomes.iter().filter(|o| o.status == 200).count();

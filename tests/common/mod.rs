@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use echo_lab::child::{ChildService, Lines, listening_address};
 use echo_lab::load::prometheus::{Exposition, selector};
+use echo_lab::load::schedule::Schedule;
 
 /// How long any single socket read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -417,6 +418,54 @@ pub fn parse_replies(raw: &[u8], head_only: bool) -> (Vec<Reply>, usize) {
 /// included: `name{k="v"}`), or 0 when absent. Read by `echo_lab::load::prometheus`.
 pub fn sample(metrics: &str, name: &str) -> f64 {
     Exposition::parse(metrics).series(name).unwrap_or(0.0)
+}
+
+/// One call through B, as the driver saw it.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    pub status: u16,
+    /// B's `error_kind`, or `"client"` when the driver itself got no answer.
+    pub kind: Option<String>,
+    pub latency: Duration,
+    /// When it was due, from the start of the drive.
+    pub sent: Duration,
+}
+
+/// Sends `/call-echo` to B at `rate` per second for `duration`, open loop (the library's
+/// `Schedule`; each request on its own thread at its own time, so a slow answer never delays
+/// the next request), and returns every outcome in the order they were sent.
+pub fn drive(b: SocketAddr, rate: u32, duration: Duration) -> Vec<CallOutcome> {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let schedule = Schedule::new(start, f64::from(rate));
+    let total = (duration.as_secs_f64() * f64::from(rate)) as u32;
+    for i in 0..total {
+        let due = schedule.due(u64::from(i)).expect("a rate above zero");
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let sent = due - start;
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let outcome = match timed_get(b, "/call-echo?msg=hi", Duration::from_secs(3)) {
+                Ok((reply, latency)) => CallOutcome {
+                    status: reply.status,
+                    kind: reply.json()["error_kind"].as_str().map(str::to_owned),
+                    latency,
+                    sent,
+                },
+                Err(_) => CallOutcome {
+                    status: 0,
+                    kind: Some("client".into()),
+                    latency: Duration::from_secs(3),
+                    sent,
+                },
+            };
+            let _ = tx.send((i, outcome));
+        });
+    }
+    drop(tx);
+    let mut all: Vec<(u32, CallOutcome)> = rx.iter().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
 }
 
 /// The sum of every series of `name` in `service`'s `/metrics` whose labels include `labels`

@@ -133,7 +133,7 @@ fn show_metrics(b_plus: &Service, names: &[&str]) -> Result<(), String> {
 }
 
 /// Passes with `text` as the verdict when `ok`, else fails with it.
-fn check(ok: bool, text: String) -> Result<(), String> {
+pub fn check(ok: bool, text: String) -> Result<(), String> {
     if ok {
         verdict(&text);
         Ok(())

@@ -33,9 +33,9 @@ use echo_lab::http::limits::ClientLimits;
 use echo_lab::load::schedule::Schedule;
 
 use crate::caller::metric;
-use crate::chapters::Chapter;
+use crate::chapters::{Chapter, check};
+use crate::say;
 use crate::service::{Service, Show, a_args};
-use crate::{say, verdict};
 
 pub const CAPACITY_CHAPTERS: [Chapter; 3] = [
     Chapter {
@@ -246,16 +246,6 @@ fn set_work_ms(addr: SocketAddr, work_ms: u32) -> Result<(), String> {
     match response.head.status {
         200 => Ok(()),
         status => Err(format!("POST /control to {addr} answered {status}")),
-    }
-}
-
-/// Passes with `text` as the verdict when `ok`, else fails with it.
-fn check(ok: bool, text: String) -> Result<(), String> {
-    if ok {
-        verdict(&text);
-        Ok(())
-    } else {
-        Err(text)
     }
 }
 

@@ -657,6 +657,28 @@ fn replicas_of(lab: &Lab) -> Arc<[Arc<Replica>]> {
     lab.cluster.replicas.current()
 }
 
+/// Fails `replica` as many times in a row as `config` needs to eject it.
+fn eject(replica: &Replica, config: &OutlierConfig, now: Instant) {
+    for _ in 0..config.consecutive_failures {
+        replica.begin(now);
+        replica.end(
+            super::AttemptEnd::Failed,
+            super::FAILURE_PENALTY,
+            now,
+            Some((config, true)),
+        );
+    }
+}
+
+/// Makes `PROBE_EVERY` good calls, so that the next choice is a probe of whichever replica
+/// none of them took.
+fn calls_until_a_probe_is_due(lab: &Lab) {
+    for _ in 0..crate::upstream::balance::PROBE_EVERY {
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+}
+
 #[test]
 fn a_full_limit_answers_overloaded_at_once_and_sends_nothing() {
     let lab = lab(limited(), 1);
@@ -786,11 +808,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
         replica.begin(now);
         replica.end(super::AttemptEnd::Succeeded, latency, now, None);
     }
-    let every = crate::upstream::balance::PROBE_EVERY as usize;
-    for _ in 0..every {
-        let (result, _) = lab.call(&[answers(200, 1)]);
-        assert_eq!(status_of(&result), Some(200));
-    }
+    calls_until_a_probe_is_due(&lab);
     let slow = set[2].address;
     assert!(
         lab.sent().iter().all(|s| s.replica != slow),
@@ -798,6 +816,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
     );
     let (result, _) = lab.call(&[answers(200, 1)]);
     assert_eq!(status_of(&result), Some(200));
+    let every = crate::upstream::balance::PROBE_EVERY as usize;
     assert_eq!(lab.sent()[every].replica, slow, "the probe");
 }
 
@@ -816,15 +835,7 @@ fn a_replica_back_from_an_ejection_starts_from_its_peers_estimate() {
         replica.end(super::AttemptEnd::Succeeded, ms(2), now, None);
     }
     let config = OutlierConfig::default();
-    for _ in 0..config.consecutive_failures {
-        set[2].begin(now);
-        set[2].end(
-            super::AttemptEnd::Failed,
-            super::FAILURE_PENALTY,
-            now,
-            Some((&config, true)),
-        );
-    }
+    eject(&set[2], &config, now);
     assert!(set[2].is_ejected(now));
     lab.clock.advance(config.base_ejection);
     let (result, _) = lab.call(&[answers(200, 2)]);
@@ -870,21 +881,9 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
     let lab = lab(patterns, 3);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
-    for _ in 0..config.consecutive_failures {
-        set[2].begin(now);
-        set[2].end(
-            super::AttemptEnd::Failed,
-            super::FAILURE_PENALTY,
-            now,
-            Some((&config, true)),
-        );
-    }
+    eject(&set[2], &config, now);
     assert!(set[2].is_ejected(now));
-    let every = crate::upstream::balance::PROBE_EVERY as usize;
-    for _ in 0..every {
-        let (result, _) = lab.call(&[answers(200, 1)]);
-        assert_eq!(status_of(&result), Some(200));
-    }
+    calls_until_a_probe_is_due(&lab);
     let ejected = set[2].address;
     assert!(lab.sent().iter().all(|s| s.replica != ejected));
     // The probe, long before the 30 s are up: it answers, and the ejection is over.
@@ -958,20 +957,8 @@ fn the_probe_of_an_ejected_replica_is_not_hedged() {
     let lab = lab(patterns, 3);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
-    for _ in 0..config.consecutive_failures {
-        set[2].begin(now);
-        set[2].end(
-            super::AttemptEnd::Failed,
-            super::FAILURE_PENALTY,
-            now,
-            Some((&config, true)),
-        );
-    }
-    let every = crate::upstream::balance::PROBE_EVERY as usize;
-    for _ in 0..every {
-        let (result, _) = lab.call(&[answers(200, 1)]);
-        assert_eq!(status_of(&result), Some(200));
-    }
+    eject(&set[2], &config, now);
+    calls_until_a_probe_is_due(&lab);
     let sent_before = lab.sent().len();
     // The probe answers after 50 ms, ten times the hedge delay: no hedge cuts it short.
     let (result, report) = lab.call(&[answers(200, 50)]);
