@@ -41,6 +41,14 @@
 //! estimate says at least [`QUEUE_MIN`] of an attempt waits. One sample slowed by the machine
 //! is noise; a queue shows in every sample.
 //!
+//! **A replica that answers nothing is failing, not overloaded.** Timeouts and `503`s lower
+//! the limit only while the replica still answers: that is a queue overflowing. A replica
+//! that has dropped attempts and answered none for a window (a black hole, a partition, a
+//! crash mid-flight) is *silent*: the limit steps aside and lets its attempts through, so that
+//! the breaker and ejection, which exist for failure, see the timeouts and act; otherwise the
+//! limit would fall to one, refuse nearly every call as `overloaded`, and the breaker would
+//! never see enough failures to open. The limit is kept as it was for when it answers again.
+//!
 //! It is a plain value: `try_acquire` / `release` take the time as an argument, and the unit
 //! tests drive a simulated replica (workers, a FIFO queue) with a hand-held clock.
 
@@ -160,6 +168,10 @@ pub struct AdaptiveLimit {
     /// The queue estimate of recent answers with company (attempts waiting rather than being
     /// worked on), smoothed like the limit.
     queue: f64,
+    /// When the replica last answered, and when it last dropped an attempt: together they
+    /// say whether it is silent (see [`AdaptiveLimit::silent`]).
+    last_answer: Option<Instant>,
+    last_drop: Option<Instant>,
 }
 
 impl AdaptiveLimit {
@@ -172,6 +184,8 @@ impl AdaptiveLimit {
             last_no_load: None,
             last_sample: None,
             queue: 0.0,
+            last_answer: None,
+            last_drop: None,
         }
     }
 
@@ -212,8 +226,15 @@ impl AdaptiveLimit {
     ) {
         match outcome {
             Outcome::Ignored => return,
-            Outcome::Dropped => self.limit *= DROP_DECREASE,
+            Outcome::Dropped => {
+                // A queue overflowing, if the replica still answers; a failure otherwise.
+                if self.answered_within_window(now) {
+                    self.limit *= DROP_DECREASE;
+                }
+                self.last_drop = Some(now);
+            }
             Outcome::Answered => {
+                self.last_answer = Some(now);
                 if in_flight <= 1 {
                     let window = self.window();
                     self.no_load.observe(latency, now);
@@ -229,7 +250,9 @@ impl AdaptiveLimit {
     /// The attempts admitted at once now: the limit's integer part, or 1 while a new no-load
     /// latency is being measured.
     pub fn admitted(&self, now: Instant) -> usize {
-        if self.measuring(now) {
+        if self.silent(now) {
+            usize::MAX // the limit steps aside: failure is the breaker's and ejection's
+        } else if self.measuring(now) {
             1
         } else {
             self.limit as usize // `as` truncates; the limit is at least MIN_LIMIT = 1.
@@ -249,6 +272,21 @@ impl AdaptiveLimit {
     /// The no-load latency the gradient compares with, if one has been measured.
     pub fn no_load(&self) -> Option<Duration> {
         self.last_no_load
+    }
+
+    /// Whether the replica is silent: it dropped an attempt within the window and answered
+    /// none. It is failing rather than overloaded, and the limit lets its attempts through.
+    pub fn silent(&self, now: Instant) -> bool {
+        let window = self.window();
+        let dropped = self
+            .last_drop
+            .is_some_and(|at| now.saturating_duration_since(at) < window);
+        dropped && !self.answered_within_window(now)
+    }
+
+    fn answered_within_window(&self, now: Instant) -> bool {
+        self.last_answer
+            .is_some_and(|at| now.saturating_duration_since(at) < self.window())
     }
 
     /// Whether admission is pinned to one attempt: the replica has been busy (its last sample
@@ -566,8 +604,72 @@ mod tests {
     fn a_drop_cuts_the_limit_multiplicatively() {
         let t0 = Instant::now();
         let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(1), Outcome::Answered, 1, t0);
+        let before = limit.limit();
         limit.on_sample(ms(1), Outcome::Dropped, 4, t0);
-        assert!((limit.limit() - 3.6).abs() < 1e-9);
+        assert!((limit.limit() - before * DROP_DECREASE).abs() < 1e-9);
+        assert!(!limit.silent(t0), "it answers: a queue overflowing");
+    }
+
+    // ---- a replica that answers nothing ----
+
+    #[test]
+    fn a_replica_that_only_drops_is_silent_and_not_limited() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        let tokens: Vec<Token> = (0..4).map_while(|_| limit.try_acquire(t0)).collect();
+        assert!(
+            !limit.has_room(t0),
+            "the initial limit holds before any verdict"
+        );
+        let t1 = t0 + ms(333);
+        for token in tokens {
+            limit.release(token, Outcome::Dropped, t1);
+        }
+        assert!(limit.silent(t1));
+        assert_eq!(
+            limit.limit(),
+            INITIAL_LIMIT,
+            "drops without answers are no queue"
+        );
+        let many: Vec<Token> = (0..100).map_while(|_| limit.try_acquire(t1)).collect();
+        assert_eq!(
+            many.len(),
+            100,
+            "the breaker and ejection see every timeout"
+        );
+    }
+
+    #[test]
+    fn a_silent_replica_that_answers_again_has_its_limit_back() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        let learned = limit.limit();
+        // Answers stop; a window later its timeouts make it silent, the limit untouched.
+        let t1 = t0 + NO_LOAD_WINDOW;
+        for i in 0..10 {
+            limit.on_sample(ms(333), Outcome::Dropped, 4, t1 + ms(i));
+        }
+        assert!(limit.silent(t1 + ms(10)));
+        assert_eq!(limit.limit(), learned);
+        // It answers: the limit is enforced again.
+        limit.on_sample(ms(20), Outcome::Answered, 1, t1 + ms(20));
+        assert!(!limit.silent(t1 + ms(20)));
+        assert_eq!(limit.admitted(t1 + ms(20)), limit.limit() as usize);
+    }
+
+    #[test]
+    fn silence_needs_a_drop_within_the_window() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        assert!(!limit.silent(t0), "a new replica is not silent");
+        limit.on_sample(ms(333), Outcome::Dropped, 1, t0);
+        assert!(limit.silent(t0));
+        assert!(
+            !limit.silent(t0 + NO_LOAD_WINDOW),
+            "an old drop says nothing now"
+        );
     }
 
     #[test]

@@ -570,6 +570,8 @@ mod tests {
     fn the_adaptive_limit_is_per_replica_and_in_the_snapshot() {
         let replica = one_replica();
         let t0 = Instant::now();
+        let first = replica.try_acquire(t0).expect("room");
+        replica.release(first, Outcome::Answered, t0);
         let tokens: Vec<Token> = (0..100).map_while(|_| replica.try_acquire(t0)).collect();
         assert_eq!(tokens.len(), 4, "the initial limit");
         assert!(!replica.has_room(t0));

@@ -24,6 +24,7 @@ use crate::upstream::budget::BudgetConfig;
 use crate::upstream::deadline;
 use crate::upstream::exchange::{Clock, Exchange, Get, Sending, Sleep};
 use crate::upstream::hedge::HedgeDelay;
+use crate::upstream::limit;
 use crate::upstream::outlier::OutlierConfig;
 use crate::upstream::replicas::{Replica, ReplicaSnapshot, Replicas};
 use crate::upstream::{Balance, CallError, CallReport, Cluster, ClusterSnapshot, Patterns};
@@ -725,6 +726,11 @@ fn no_retry_to_a_replica_at_its_limit() {
     let lab = lab(patterns, 2);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
+    // Both have answered (a replica that only drops is silent, and not limited).
+    for replica in set.iter() {
+        let token = replica.try_acquire(now).expect("room");
+        replica.release(token, limit::Outcome::Answered, now);
+    }
     // The second replica is full; the first has room for one more.
     let _full: Vec<_> = (0..).map_while(|_| set[1].try_acquire(now)).collect();
     let _three: Vec<_> = (0..3).filter_map(|_| set[0].try_acquire(now)).collect();
