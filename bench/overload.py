@@ -160,9 +160,9 @@ def b_configs(which, with_knobs_for_workers):
     n = str(with_knobs_for_workers)
     every = {
         "B plain": ("ours", [], None),
+        "B --resilient --adaptive-limit=off": ("ours", ["--resilient", "--adaptive-limit=off"],
+                                               "--adaptive-limit=off"),
         "B --resilient": ("ours", ["--resilient"], None),
-        "B --resilient --adaptive-limit": ("ours", ["--resilient", "--adaptive-limit"],
-                                           "--adaptive-limit"),
         "B --retries naive": ("ours", ["--retries", "naive"], "naive"),
         "nginx": ("nginx", {}, None),
         f"nginx max_conns={n}": ("nginx", {"NGINX_MAX_CONNS": n}, None),
@@ -234,7 +234,7 @@ def timeline(url, rate, seconds, events=()):
 
 def sweep(args):
     loads = [float(x) for x in args.loads.split(",")]
-    configs = b_configs(["B plain", "B --resilient", "B --resilient --adaptive-limit", "nginx",
+    configs = b_configs(["B plain", "B --resilient --adaptive-limit=off", "B --resilient", "nginx",
                          "nginx max_conns={n}", "HAProxy", "HAProxy maxconn={n}"], 1)
     configs.append(("B plain + A codel-lifo", "ours", []))
     rows = []
@@ -296,7 +296,7 @@ def recovery(goodput, rate, after):
 
 
 def metastable(args):
-    configs = b_configs(["B plain", "B --resilient", "B --resilient --adaptive-limit", "B --retries naive",
+    configs = b_configs(["B plain", "B --resilient --adaptive-limit=off", "B --resilient", "B --retries naive",
                          "nginx", "HAProxy"], 1)
     rows = []
     for label, kind, extra in configs:
@@ -374,7 +374,7 @@ def rows(args):
     lines = ["| B | replica back: s to 90 % of fair share | overload 2x: goodput, 200s' p99 "
              "| metastable trigger: recovery |", "|---|---|---|---|"]
     # Row 1's replicas can take 400/s each (4 workers, 10 ms): 300/s is a quarter of that.
-    configs = b_configs(["B plain", "B --resilient", "B --resilient --adaptive-limit", "nginx",
+    configs = b_configs(["B plain", "B --resilient --adaptive-limit=off", "B --resilient", "nginx",
                          "nginx max_conns={n}", "HAProxy", "HAProxy maxconn={n}"], 1)
     for label, kind, extra in configs:
         knob4 = {k: "4" for k in extra} if isinstance(extra, dict) else extra

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Overload: three A replicas with a real capacity (--workers 1 --work-ms 20 each: 150 calls/s in
-# all) behind B plain, B --resilient, B --resilient --adaptive-limit (skipped, with a note, when
-# `service-b --help` does not list the flag), nginx and HAProxy (with and without their capacity
+# all) behind B plain, B --resilient --adaptive-limit=off (every pattern but the limit; skipped,
+# with a note, when `service-b --help` does not list it), B --resilient, nginx and HAProxy (with and without their capacity
 # knobs, NGINX_MAX_CONNS and HAPROXY_SERVER_MAXCONN, from the shared resilience peers), and B
 # plain over replicas defending themselves (--queue-policy codel-lifo). Open loop, our own
 # loadgen, offered load from 0.5x to 3x the capacity; per step goodput (200s within B's 1 s

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The three overload rows, for B plain, B --resilient (and --adaptive-limit when service-b lists
-# it), nginx and HAProxy as B, each with and without its capacity knob:
+# The three overload rows, for B plain, B --resilient with and without its adaptive limit
+# (--adaptive-limit=off), nginx and HAProxy as B, each with and without its capacity knob:
 #   replica back   3 replicas (4 workers x 10 ms each), 300 calls/s; 1 of 3 killed at 3 s, back
 #                  at 6 s: seconds until it gets >= 90 % of its fair share (a third) in 1 s
 #   overload 2x    3 replicas x 1 worker x 20 ms (150/s), 300 calls/s for 10 s: goodput as a

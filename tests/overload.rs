@@ -239,13 +239,13 @@ fn the_fake_replica_has_the_capacity_it_was_given() {
 }
 
 #[test]
-fn the_adaptive_limit_keeps_goodput_under_twice_the_capacity() {
+fn the_adaptive_limit_in_resilient_keeps_goodput_under_twice_the_capacity() {
     let _turn = take_turn();
     // Three replicas, one worker of 20 ms each: 150 calls a second. Offered 300.
     let work = Duration::from_millis(20);
     let replicas: Vec<CapacityReplica> = (0..3).map(|_| CapacityReplica::start(1, work)).collect();
     let refs: Vec<&CapacityReplica> = replicas.iter().collect();
-    let b = Service::b(&urls(&refs), &["--resilient", "--adaptive-limit"]);
+    let b = Service::b(&urls(&refs), &["--resilient"]);
     let seconds = 5.0;
     let outcomes = drive(b.addr, 300, Duration::from_secs_f64(seconds));
     // The first second learns; judge the rest.
@@ -432,10 +432,10 @@ fn overload(flags: &[&str]) -> f64 {
 #[ignore = "a measurement: 30 s at 300 calls a second"]
 fn row_overload() {
     let _turn = take_turn();
-    let resilient = overload(&["--resilient"]);
-    let limited = overload(&["--resilient", "--adaptive-limit"]);
+    let unlimited = overload(&["--resilient", "--adaptive-limit=off"]);
+    let limited = overload(&["--resilient"]);
     let plain = overload(&[]);
-    assert!(limited > resilient && limited > plain && limited >= 0.5);
+    assert!(limited > unlimited && limited > plain && limited >= 0.5);
 }
 
 /// The metastable trigger: three replicas of one 10 ms worker (100/s each), 200 calls a
@@ -486,9 +486,9 @@ fn trigger(flags: &[&str]) -> (f64, f64) {
 fn row_metastable_trigger() {
     let _turn = take_turn();
     let (_, naive_after) = trigger(&["--retries=naive"]);
-    let (_, _) = trigger(&["--resilient"]);
+    let (_, _) = trigger(&["--resilient", "--adaptive-limit=off"]);
     let (_, _) = trigger(&[]);
-    let (during, after) = trigger(&["--resilient", "--adaptive-limit"]);
+    let (during, after) = trigger(&["--resilient"]);
     assert!(during >= 0.5 && after >= 0.8 && after >= naive_after);
 }
 
@@ -540,7 +540,7 @@ fn restart(flags: &[&str]) -> Option<Duration> {
 #[ignore = "a measurement: 32 s at 300 calls a second"]
 fn row_replica_restart() {
     let _turn = take_turn();
-    let resilient = restart(&["--resilient"]);
-    let limited = restart(&["--resilient", "--adaptive-limit"]);
-    assert!(resilient.is_some() && limited.is_some());
+    let unlimited = restart(&["--resilient", "--adaptive-limit=off"]);
+    let limited = restart(&["--resilient"]);
+    assert!(unlimited.is_some() && limited.is_some());
 }

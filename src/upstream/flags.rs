@@ -122,13 +122,18 @@ pub fn flags() -> Vec<Flag> {
                  cap; {DEFAULT_MAX_IN_FLIGHT} with --resilient]"
             ),
         ),
-        Flag::switch(
-            "adaptive-limit",
-            "ADAPTIVE_LIMIT",
-            "learn how many calls each replica takes at once from its latency (a queue shows \
+        Flag {
+            // No default: given either way, it wins over --resilient (`patterns` below).
+            default: "".into(),
+            ..Flag::switch(
+                "adaptive-limit",
+                "ADAPTIVE_LIMIT",
+                "learn how many calls each replica takes at once from its latency (a queue shows \
              as latency over its no-load latency); past it, answer overloaded at once, and \
-             send no retry or hedge to a replica at its limit",
-        ),
+             send no retry or hedge to a replica at its limit [default: off; on with \
+             --resilient, --adaptive-limit=off to leave it out]",
+            )
+        },
     ]
 }
 
@@ -187,8 +192,10 @@ pub fn patterns(settings: &Settings, deadline: Duration) -> Result<Patterns, Con
     } else if settings.switch("retries")? {
         patterns.retries = Some(BudgetConfig::default());
     }
-    if settings.switch("adaptive-limit")? {
-        patterns.adaptive_limit = true;
+    // Given, it wins over --resilient either way: --resilient --adaptive-limit=off is every
+    // pattern but the limit (what the overload benchmarks compare it with).
+    if !settings.raw("adaptive-limit").is_empty() {
+        patterns.adaptive_limit = settings.switch("adaptive-limit")?;
     }
     match settings.raw("hedge") {
         "" => {}
@@ -327,6 +334,12 @@ mod tests {
         assert_eq!(all.attempt_timeout, Some(deadline.div_f64(share)));
         let cap = number_before(&help("max-in-flight"), " with --resilient");
         assert_eq!(all.max_in_flight.map(|n| n as f64), Some(cap));
+        let limit = help("adaptive-limit");
+        assert_eq!(
+            limit.contains("on with --resilient"),
+            all.adaptive_limit,
+            "{limit}"
+        );
     }
 
     #[test]
@@ -386,12 +399,27 @@ mod tests {
             let share = deadline / ATTEMPTS_PER_DEADLINE;
             assert_eq!(naive.attempt_timeout, Some(share));
         }
-        let limited = settings(&["--resilient", "--adaptive-limit"]).expect("parsed");
-        let limited = patterns(&limited, deadline).expect("valid");
-        assert!(limited.adaptive_limit && !limited.naive_retries);
+        let alone = settings(&["--adaptive-limit"]).expect("parsed");
+        let alone = patterns(&alone, deadline).expect("valid");
+        assert_eq!(
+            alone,
+            Patterns {
+                adaptive_limit: true,
+                ..Patterns::default()
+            }
+        );
         assert!(
-            !Patterns::all(deadline).adaptive_limit,
-            "not part of --resilient"
+            Patterns::all(deadline).adaptive_limit,
+            "part of --resilient"
+        );
+        let without = settings(&["--resilient", "--adaptive-limit=off"]).expect("parsed");
+        let without = patterns(&without, deadline).expect("valid");
+        assert_eq!(
+            without,
+            Patterns {
+                adaptive_limit: false,
+                ..Patterns::all(deadline)
+            }
         );
         let bad = settings(&["--retries", "sometimes"]).expect("parsed");
         assert!(patterns(&bad, deadline).is_err());

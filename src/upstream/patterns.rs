@@ -45,7 +45,8 @@ pub struct Patterns {
     /// The bulkhead: most calls to A in flight at once.
     pub max_in_flight: Option<usize>,
     /// Each replica's concurrency limit learned from its latency (`limit.rs`); past it, the
-    /// call is refused as `overloaded` at once.
+    /// call is refused as `overloaded` at once. A replica that answers nothing is not limited
+    /// (failure is the breaker's and ejection's), so the limit and the breaker do not compete.
     pub adaptive_limit: bool,
     /// Retry every retryable failure up to `MAX_ATTEMPTS`, without a budget, a limit or the
     /// breaker's say: what not to do, kept to show a retry storm (`--retries=naive`).
@@ -64,7 +65,7 @@ impl Patterns {
             attempt_timeout: Some(deadline / ATTEMPTS_PER_DEADLINE),
             propagate_deadline: true,
             max_in_flight: Some(DEFAULT_MAX_IN_FLIGHT),
-            adaptive_limit: false,
+            adaptive_limit: true,
             naive_retries: false,
         }
     }
