@@ -319,8 +319,8 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
         out,
         refusals,
         "counter",
-        "Retries or hedges not sent, by reason: budget (spent), limit (no replica with room \
-         under its adaptive limit), breaker (not closed).",
+        "Retries or hedges not sent, by reason: budget (spent), limit (no replica with a worker \
+         to spare under its adaptive limit), breaker (not closed).",
     );
     for (reason, n) in cluster.refusals {
         let _ = writeln!(out, "{refusals}{{reason=\"{}\"}} {n}", reason.label());

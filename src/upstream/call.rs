@@ -117,12 +117,20 @@ impl Verdict {
     }
 }
 
-/// Why an attempt was sent, for the wire trace.
+/// Why an attempt was sent: for the wire trace, and for the room it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
     First,
     Retry,
     Hedge,
+}
+
+impl Reason {
+    /// Whether the call adds this attempt of its own accord: it then needs spare room under
+    /// the replica's adaptive limit, not only room (`AdaptiveLimit::has_spare_room`).
+    fn is_extra(self) -> bool {
+        self != Reason::First
+    }
 }
 
 /// One attempt in flight on one replica.
@@ -326,7 +334,10 @@ impl<'a> Call<'a> {
     /// The hedge delay passed: a second attempt beside the first, if the rules allow one.
     fn hedge(&mut self) {
         let now = self.cluster.clock.now();
-        if self.room_for_another(now) && self.may_add_load(now) && self.launch(Reason::Hedge) {
+        if self.room_for_another(now)
+            && self.may_add_load(now, Reason::Hedge)
+            && self.launch(Reason::Hedge)
+        {
             self.cluster.stats.hedges.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -343,7 +354,7 @@ impl<'a> Call<'a> {
         let sent = (patterns.retries.is_some() || naive)
             && !self.is_probe()
             && self.room_for_another(now)
-            && (naive || self.may_add_load(now))
+            && (naive || self.may_add_load(now, Reason::Retry))
             && self.launch(Reason::Retry);
         if sent {
             self.cluster.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -352,15 +363,15 @@ impl<'a> Call<'a> {
     }
 
     /// Whether a retry or hedge adds only load A can take: the breaker is closed, a replica
-    /// the attempt may go to has room under its adaptive limit, and the budget has one (asked
-    /// last: asking spends). A refusal is counted by its reason.
-    fn may_add_load(&self, now: Instant) -> bool {
+    /// the attempt may go to has spare room under its adaptive limit (room, and no queue),
+    /// and the budget has one (asked last: asking spends). A refusal is counted by its reason.
+    fn may_add_load(&self, now: Instant, reason: Reason) -> bool {
         let cluster = self.cluster;
         if !cluster.breaker_closed(now) {
             cluster.count_refusal(Refusal::Breaker);
             return false;
         }
-        if self.candidates(now).is_none() {
+        if self.candidates(now, reason).is_none() {
             cluster.count_refusal(Refusal::Limit);
             return false;
         }
@@ -379,7 +390,7 @@ impl<'a> Call<'a> {
     fn launch(&mut self, reason: Reason) -> bool {
         let cluster = self.cluster;
         let now = cluster.clock.now();
-        let Some(chosen) = self.choose(now) else {
+        let Some(chosen) = self.choose(now, reason) else {
             return false;
         };
         let replica = self.set[chosen].clone();
@@ -438,8 +449,8 @@ impl<'a> Call<'a> {
     /// Round robin takes the next candidate in turn; peak EWMA welcomes replicas back from an
     /// ejection, lets a returning one in by its slow-start share, takes an avoided one as a
     /// probe, and otherwise the cheaper of two (`balance.rs`).
-    fn choose(&self, now: Instant) -> Option<usize> {
-        let candidates = self.candidates(now)?;
+    fn choose(&self, now: Instant, reason: Reason) -> Option<usize> {
+        let candidates = self.candidates(now, reason)?;
         match self.cluster.patterns.balance {
             Balance::RoundRobin => {
                 let turn = self.cluster.next.fetch_add(1, Ordering::Relaxed);
@@ -451,14 +462,22 @@ impl<'a> Call<'a> {
 
     /// The replicas the next attempt may go to, in order of preference: not tried yet and in
     /// rotation; in rotation; not tried yet; any (one replica: the same again). With
-    /// `--adaptive-limit`, only those with room under their limit; `None` if that is none.
-    fn candidates(&self, now: Instant) -> Option<Vec<usize>> {
+    /// `--adaptive-limit`, only those with room under their limit (spare room, for a hedge or
+    /// a retry); `None` if that is none.
+    fn candidates(&self, now: Instant, reason: Reason) -> Option<Vec<usize>> {
         let (set, tried) = (&self.set, &self.tried);
         let patterns = &self.cluster.patterns;
         let ejection = patterns.ejection.is_some();
         let in_rotation = |i: usize| !ejection || !set[i].is_ejected(now);
         let fresh = |i: usize| !tried.contains(&i);
-        let room = |i: usize| !patterns.adaptive_limit || set[i].has_room(now);
+        let room = |i: usize| {
+            !patterns.adaptive_limit
+                || if reason.is_extra() {
+                    set[i].has_spare_room(now)
+                } else {
+                    set[i].has_room(now)
+                }
+        };
         let tiers: [&dyn Fn(usize) -> bool; 4] = [
             &|i| fresh(i) && in_rotation(i),
             &in_rotation,

@@ -73,8 +73,8 @@ pub(super) struct ClusterStats {
 pub enum Refusal {
     /// The retry budget was spent.
     Budget,
-    /// No replica the call may still try has room under its adaptive limit: the attempt would
-    /// only wait in a queue inside A.
+    /// No replica the call may still try has a worker to spare under its adaptive limit
+    /// (`AdaptiveLimit::has_spare_room`): the attempt would only wait in a queue inside A.
     Limit,
     /// The breaker is not closed: A as a whole is failing or being probed, and extra attempts
     /// are what keeps a struggling service down.

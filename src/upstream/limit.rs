@@ -207,6 +207,21 @@ impl AdaptiveLimit {
         self.in_flight < self.admitted(now)
     }
 
+    /// Whether an attempt the caller adds of its own accord (a hedge, a retry) may go: the
+    /// replica has a worker to spare, not only a place in its queue (in flight, with this
+    /// one, at most the limit less its headroom of √limit), and its recent answers show no
+    /// queue. An extra attempt to a busy replica is work A does twice, or waits behind the
+    /// very work it was sent to rescue: when A's capacity fell to a third, hedges sent in
+    /// the second before the limit learned it cost a tenth of the goodput. A silent replica
+    /// is not limited.
+    pub fn has_spare_room(&self, now: Instant) -> bool {
+        if self.silent(now) {
+            return true;
+        }
+        let working = self.limit - self.limit.sqrt();
+        (self.in_flight + 1) as f64 <= working && self.queue < QUEUE_MIN && !self.measuring(now)
+    }
+
     /// The attempt of `token` ended at `now`: its slot is free, and the limit learns from it.
     pub fn release(&mut self, token: Token, outcome: Outcome, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -670,6 +685,47 @@ mod tests {
             !limit.silent(t0 + NO_LOAD_WINDOW),
             "an old drop says nothing now"
         );
+    }
+
+    // ---- room for a hedge or a retry ----
+
+    #[test]
+    fn an_extra_attempt_needs_a_worker_to_spare_not_a_place_in_the_queue() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        // A limit of 4 is 2 at work and a headroom of √4 = 2 queued.
+        assert!(limit.has_spare_room(t0));
+        let first = limit.try_acquire(t0).expect("room");
+        assert!(limit.has_spare_room(t0), "with it, two at work");
+        let second = limit.try_acquire(t0).expect("room");
+        assert!(!limit.has_spare_room(t0), "a third would queue");
+        assert!(limit.has_room(t0), "though a call's first attempt may");
+        limit.release(first, Outcome::Answered, t0 + ms(20));
+        limit.release(second, Outcome::Answered, t0 + ms(40));
+        assert!(limit.has_spare_room(t0 + ms(40)));
+    }
+
+    #[test]
+    fn no_extra_attempt_to_a_replica_whose_answers_show_a_queue() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        for i in 0..5 {
+            limit.on_sample(ms(80), Outcome::Answered, 4, t0 + ms(i));
+        }
+        assert_eq!(limit.in_flight(), 0);
+        assert!(limit.has_room(t0 + ms(5)), "{limit}");
+        assert!(!limit.has_spare_room(t0 + ms(5)), "queueing: {limit}");
+    }
+
+    #[test]
+    fn a_silent_replica_has_spare_room() {
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(333), Outcome::Dropped, 4, t0);
+        let _tokens: Vec<Token> = (0..10).filter_map(|_| limit.try_acquire(t0)).collect();
+        assert!(limit.has_spare_room(t0));
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl Replica {
         self.state().limit.has_room(now)
     }
 
+    /// Whether its adaptive limit has room for a hedge or a retry now: room, and no queue.
+    pub fn has_spare_room(&self, now: Instant) -> bool {
+        self.state().limit.has_spare_room(now)
+    }
+
     /// Gives back a slot under its adaptive limit, and teaches the limit how it went.
     pub fn release(&self, token: Token, outcome: Outcome, now: Instant) {
         self.state().limit.release(token, outcome, now);

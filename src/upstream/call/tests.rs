@@ -752,6 +752,61 @@ fn no_retry_to_a_replica_at_its_limit() {
 }
 
 #[test]
+fn a_hedge_goes_only_to_a_replica_with_a_worker_to_spare() {
+    let patterns = Patterns {
+        adaptive_limit: true,
+        ..with_retries_and_hedge()
+    };
+    let lab = lab(patterns, 2);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for replica in set.iter() {
+        let token = replica.try_acquire(now).expect("room");
+        replica.release(token, limit::Outcome::Answered, now);
+    }
+    // Each replica has two attempts of other calls in flight: room under the limit of 4 for
+    // the first attempt, but a hedge would be a third, past the limit less its headroom
+    // (4 - √4): it would wait in A's queue.
+    let _busy: Vec<_> = set
+        .iter()
+        .flat_map(|r| [r.try_acquire(now), r.try_acquire(now)])
+        .collect();
+    let (result, report) = lab.call(&[answers(200, 500)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(
+        report.attempt, 1,
+        "no hedge: it would queue behind work in A"
+    );
+    let snapshot = lab.snapshot();
+    assert_eq!(snapshot.hedges, 0);
+    let limit_refusals = snapshot.refusals.iter().find(|(r, _)| r.label() == "limit");
+    assert_eq!(limit_refusals.map(|(_, n)| *n), Some(1));
+    assert_eq!(
+        snapshot.budget_available,
+        Some(10.0),
+        "the budget is not asked"
+    );
+}
+
+#[test]
+fn a_hedge_goes_to_an_idle_replica_under_the_limit() {
+    let patterns = Patterns {
+        adaptive_limit: true,
+        ..with_retries_and_hedge()
+    };
+    let lab = lab(patterns, 2);
+    let now = lab.clock.now();
+    for replica in replicas_of(&lab).iter() {
+        let token = replica.try_acquire(now).expect("room");
+        replica.release(token, limit::Outcome::Answered, now);
+    }
+    let (result, report) = lab.call(&[answers(200, 500), answers(200, 10)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.attempt, 2, "the hedge won");
+    assert_eq!(lab.snapshot().hedges, 1);
+}
+
+#[test]
 fn no_retry_while_the_breaker_is_not_closed() {
     let patterns = Patterns {
         breaker: Some(touchy_breaker()),
