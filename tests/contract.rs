@@ -335,6 +335,8 @@ fn assert_help_lists_documented_flags(bin: &str, which: char) {
     let listed: Vec<&str> = text
         .split_whitespace()
         .filter(|w| w.starts_with("--") && w.len() > 2)
+        // `--flag=value` names `--flag`.
+        .map(|w| w.split('=').next().unwrap_or(w))
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
         .filter(|w| *w != "--help" && *w != "--version")
         .collect();
