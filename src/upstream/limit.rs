@@ -262,8 +262,8 @@ impl AdaptiveLimit {
         self.last_sample = Some((now, in_flight));
     }
 
-    /// The attempts admitted at once now: the limit's integer part, or 1 while a new no-load
-    /// latency is being measured.
+    /// The attempts admitted at once now: the limit's integer part, 1 while a new no-load
+    /// latency is being measured, or any number while the replica is silent.
     pub fn admitted(&self, now: Instant) -> usize {
         if self.silent(now) {
             usize::MAX // the limit steps aside: failure is the breaker's and ejection's
