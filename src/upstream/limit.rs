@@ -707,6 +707,21 @@ mod tests {
     }
 
     #[test]
+    fn at_the_floor_no_worker_is_spare() {
+        // A limit of one is one at work and no headroom: a hedge would be its second.
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        for _ in 0..20 {
+            limit.on_sample(ms(20), Outcome::Dropped, 1, t0);
+        }
+        assert_eq!(limit.limit(), MIN_LIMIT);
+        assert_eq!(limit.in_flight(), 0);
+        assert!(limit.has_room(t0), "{limit}");
+        assert!(!limit.has_spare_room(t0), "{limit}");
+    }
+
+    #[test]
     fn no_extra_attempt_to_a_replica_whose_answers_show_a_queue() {
         let t0 = Instant::now();
         let mut limit = AdaptiveLimit::new();
