@@ -432,6 +432,8 @@ impl NoLoadSamples {
 
 #[cfg(test)]
 mod tests {
+    // An equivalent mutant (cargo mutants): `self.queue <= QUEUE_MIN` for `<` in
+    // `has_spare_room`; the smoothed estimate is a float that never lands on the constant.
     use super::*;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
