@@ -283,8 +283,13 @@ def run(driver, lab, out, docs):
     say(f"ok: A3 killed from the page: {shown}, {state}")
 
     # The list is redrawn twice a second; paused, its ids stay put for the keyboard.
+    # Follow a call that reached A (answered 200): one B refused at once (circuit_open,
+    # overloaded) has a path of one line, B's, and says nothing of the page's tracing.
+    answered = "//ol[@id='logs']/li[contains(., 'status=200')]//button[contains(@class, 'id')]"
+    wait_for("a 200 in the log", 10, lambda: driver.find_elements(By.XPATH, answered))
     driver.find_element(By.ID, "logs-pause").click()
-    button = driver.find_element(By.CSS_SELECTOR, "#logs button.id")
+    button = wait_for("a 200 in the paused log", 5, lambda: next(iter(
+        driver.find_elements(By.XPATH, answered)), None))
     request_id = button.text
     button.send_keys(Keys.ENTER)
     wait_for("the request's path", 5, lambda: (
