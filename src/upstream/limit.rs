@@ -253,6 +253,7 @@ impl AdaptiveLimit {
                 if in_flight <= 1 {
                     let window = self.window();
                     self.no_load.observe(latency, now);
+                    self.start_over_if_slower_alone(now, window);
                     self.last_no_load = self.no_load.median(now, window);
                 }
                 self.follow_gradient(latency, in_flight, now);
@@ -260,6 +261,29 @@ impl AdaptiveLimit {
         }
         self.limit = self.limit.clamp(MIN_LIMIT, MAX_LIMIT);
         self.last_sample = Some((now, in_flight));
+    }
+
+    /// When the latest [`RECENT_ALONE`] attempts alone were all slower than the no-load
+    /// latency by more than the [`TOLERANCE`], the replica itself became slower (a new
+    /// deployment, a slower disk, a chaos tail): what the limit learned about its queue was
+    /// measured against a latency that is gone, and it read the slowness as a queue. It starts
+    /// over: the old no-load samples are forgotten, the queue estimate is cleared, and the
+    /// limit is at least [`INITIAL_LIMIT`] again, as for a replica met for the first time.
+    /// Without this, a replica whose answers went from 20 ms to 300 ms, with no queue at all,
+    /// had most calls refused for five seconds (the unit test below).
+    fn start_over_if_slower_alone(&mut self, now: Instant, window: Duration) {
+        let Some(remembered) = self.last_no_load else {
+            return;
+        };
+        let alone = self.no_load.latest_count(RECENT_ALONE, now, window);
+        let Some(floor) = self.no_load.latest_floor(RECENT_ALONE, now, window) else {
+            return;
+        };
+        if alone == RECENT_ALONE && floor.as_secs_f64() > remembered.as_secs_f64() * TOLERANCE {
+            self.no_load.keep_latest(RECENT_ALONE);
+            self.queue = 0.0;
+            self.limit = self.limit.max(INITIAL_LIMIT);
+        }
     }
 
     /// The attempts admitted at once now: the limit's integer part, 1 while a new no-load
@@ -403,6 +427,22 @@ impl NoLoadSamples {
             self.samples.pop_front();
         }
         self.samples.push_back((now, sample));
+    }
+
+    /// How many of the latest `count` samples are younger than `window`.
+    fn latest_count(&self, count: usize, now: Instant, window: Duration) -> usize {
+        self.samples
+            .iter()
+            .rev()
+            .take(count)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < window)
+            .count()
+    }
+
+    /// Forgets all but the latest `count` samples.
+    fn keep_latest(&mut self, count: usize) {
+        let old = self.samples.len().saturating_sub(count);
+        self.samples.drain(..old);
     }
 
     /// The fastest of the latest `count` samples younger than `window`, `None` for none.
@@ -1099,5 +1139,27 @@ mod tests {
         assert_eq!(sim.limit.no_load(), Some(ms(15)));
         sim.run(ms(20), Duration::from_secs(1));
         assert_eq!(sim.refused, 0);
+    }
+
+    #[test]
+    fn a_replica_fifteen_times_slower_without_a_queue_is_believed_within_seconds() {
+        // No queue ever (100 workers), 17 calls a second (the lab's 50 over three replicas);
+        // every answer takes 20 ms, then 300 ms: five in flight, all at work.
+        let mut sim = Sim::new(100, ms(20));
+        sim.run(ms(60), Duration::from_secs(3));
+        assert_eq!(sim.refused, 0);
+        sim.work = ms(300);
+        // At first the slowness reads as a queue: samples with company against a no-load
+        // of 20 ms. Three attempts alone at 300 ms say the replica itself is slower.
+        sim.run(ms(60), Duration::from_millis(2500));
+        assert_eq!(sim.limit.no_load(), Some(ms(300)), "{}", sim.limit);
+        assert!(sim.admitted_now() >= 5, "{}", sim.limit);
+        sim.run(ms(60), Duration::from_secs(2));
+        assert!(
+            sim.refused <= 1,
+            "refused {} of {}",
+            sim.refused,
+            sim.answered
+        );
     }
 }
