@@ -36,6 +36,11 @@
 //! in-flight 1 has a no-load latency of 300 ms, its samples match it, and its limit grows
 //! like anyone's.
 //!
+//! **A replica that became slower starts over.** When the latest three attempts alone were
+//! all slower than the no-load latency beyond the tolerance, the replica itself changed (a
+//! slower deployment, a chaos tail); what the limit learned was measured against a latency
+//! that is gone, so it forgets it and starts again from [`INITIAL_LIMIT`].
+//!
 //! **A queue is believed when it persists.** Each sample's queue estimate,
 //! `in_flight × (1 − gradient)`, is smoothed; the limit moves down only while the smoothed
 //! estimate says at least [`QUEUE_MIN`] of an attempt waits. One sample slowed by the machine
