@@ -66,6 +66,22 @@ impl Flag {
         }
     }
 
+    /// A switch without a default: its value is empty unless it was given, so that given
+    /// either way (`--name=off` too) it can override a preset such as B's `--resilient`.
+    pub const fn switch_without_default(
+        name: &'static str,
+        env: &'static str,
+        help: &'static str,
+    ) -> Flag {
+        Flag {
+            name,
+            env,
+            default: Cow::Borrowed(""),
+            help: Cow::Borrowed(help),
+            switch: true,
+        }
+    }
+
     /// A switch whose help is made from constants.
     pub fn switch_from(name: &'static str, env: &'static str, help: String) -> Flag {
         Flag {

@@ -122,18 +122,15 @@ pub fn flags() -> Vec<Flag> {
                  cap; {DEFAULT_MAX_IN_FLIGHT} with --resilient]"
             ),
         ),
-        Flag {
-            // No default: given either way, it wins over --resilient (`patterns` below).
-            default: "".into(),
-            ..Flag::switch(
-                "adaptive-limit",
-                "ADAPTIVE_LIMIT",
-                "learn how many calls each replica takes at once from its latency (a queue shows \
+        // Given either way, it wins over --resilient (`patterns` below).
+        Flag::switch_without_default(
+            "adaptive-limit",
+            "ADAPTIVE_LIMIT",
+            "learn how many calls each replica takes at once from its latency (a queue shows \
              as latency over its no-load latency); past it, answer overloaded at once, and \
              send no retry or hedge to a replica at its limit [default: off; on with \
              --resilient, --adaptive-limit=off to leave it out]",
-            )
-        },
+        ),
     ]
 }
 

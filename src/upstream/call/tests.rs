@@ -658,6 +658,21 @@ fn replicas_of(lab: &Lab) -> Arc<[Arc<Replica>]> {
     lab.cluster.replicas.current()
 }
 
+/// Each replica answers once, alone in flight: a replica that has only dropped attempts is
+/// silent, and its limit steps aside (`limit.rs`).
+fn each_answers_once(set: &[Arc<Replica>], now: Instant) {
+    for replica in set {
+        let token = replica.try_acquire(now).expect("room");
+        replica.release(token, limit::Outcome::Answered, now);
+    }
+}
+
+/// How many retries or hedges were not sent for `reason` (`limit`, `breaker`, `budget`).
+fn refused_for(snapshot: &ClusterSnapshot, reason: &str) -> Option<u64> {
+    let found = snapshot.refusals.iter().find(|(r, _)| r.label() == reason);
+    found.map(|(_, n)| *n)
+}
+
 /// Fails `replica` as many times in a row as `config` needs to eject it.
 fn eject(replica: &Replica, config: &OutlierConfig, now: Instant) {
     for _ in 0..config.consecutive_failures {
@@ -726,11 +741,7 @@ fn no_retry_to_a_replica_at_its_limit() {
     let lab = lab(patterns, 2);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
-    // Both have answered (a replica that only drops is silent, and not limited).
-    for replica in set.iter() {
-        let token = replica.try_acquire(now).expect("room");
-        replica.release(token, limit::Outcome::Answered, now);
-    }
+    each_answers_once(&set, now);
     // The second replica is full; the first has room for one more.
     let _full: Vec<_> = (0..).map_while(|_| set[1].try_acquire(now)).collect();
     let _three: Vec<_> = (0..3).filter_map(|_| set[0].try_acquire(now)).collect();
@@ -742,8 +753,7 @@ fn no_retry_to_a_replica_at_its_limit() {
     assert_eq!(lab.sent()[0].replica, set[0].address);
     let snapshot = lab.snapshot();
     assert_eq!(snapshot.retries, 0);
-    let limit_refusals = snapshot.refusals.iter().find(|(r, _)| r.label() == "limit");
-    assert_eq!(limit_refusals.map(|(_, n)| *n), Some(1));
+    assert_eq!(refused_for(&snapshot, "limit"), Some(1));
     assert_eq!(
         snapshot.budget_available,
         Some(10.0),
@@ -760,10 +770,7 @@ fn a_hedge_goes_only_to_a_replica_with_a_worker_to_spare() {
     let lab = lab(patterns, 2);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
-    for replica in set.iter() {
-        let token = replica.try_acquire(now).expect("room");
-        replica.release(token, limit::Outcome::Answered, now);
-    }
+    each_answers_once(&set, now);
     // Each replica has two attempts of other calls in flight: room under the limit of 4 for
     // the first attempt, but a hedge would be a third, past the limit less its headroom
     // (4 - √4): it would wait in A's queue.
@@ -779,8 +786,7 @@ fn a_hedge_goes_only_to_a_replica_with_a_worker_to_spare() {
     );
     let snapshot = lab.snapshot();
     assert_eq!(snapshot.hedges, 0);
-    let limit_refusals = snapshot.refusals.iter().find(|(r, _)| r.label() == "limit");
-    assert_eq!(limit_refusals.map(|(_, n)| *n), Some(1));
+    assert_eq!(refused_for(&snapshot, "limit"), Some(1));
     assert_eq!(
         snapshot.budget_available,
         Some(10.0),
@@ -796,10 +802,7 @@ fn a_hedge_goes_to_an_idle_replica_under_the_limit() {
     };
     let lab = lab(patterns, 2);
     let now = lab.clock.now();
-    for replica in replicas_of(&lab).iter() {
-        let token = replica.try_acquire(now).expect("room");
-        replica.release(token, limit::Outcome::Answered, now);
-    }
+    each_answers_once(&replicas_of(&lab), now);
     let (result, report) = lab.call(&[answers(200, 500), answers(200, 10)]);
     assert_eq!(status_of(&result), Some(200));
     assert_eq!(report.attempt, 2, "the hedge won");
@@ -834,11 +837,7 @@ fn no_retry_while_the_breaker_is_not_closed() {
     assert_eq!(status_of(&result), Some(503));
     assert_eq!(report.attempt, 1);
     let snapshot = lab.snapshot();
-    let by_breaker = snapshot
-        .refusals
-        .iter()
-        .find(|(r, _)| r.label() == "breaker");
-    assert_eq!(by_breaker.map(|(_, n)| *n), Some(1));
+    assert_eq!(refused_for(&snapshot, "breaker"), Some(1));
 }
 
 #[test]
