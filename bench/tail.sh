@@ -48,28 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "[tail $(date +%T)] $*" >&2; }
+# free_port, wait_up, load_impl
+# shellcheck source=bench/impls.sh
+source "$ROOT/bench/impls.sh"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_up() { # PORT
-    local i
-    for i in $(seq 100); do
-        curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$1/health" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "error: nothing answers /health on port $1" >&2
-    exit 1
-}
-load_impl() { # IMPL or project=DIR
-    unset -f start_a start_b impl_prepare
-    case $1 in
-        project=*) PROJECT_BIN_DIR=${1#project=} ;;
-        project) PROJECT_BIN_DIR=$OUR_BIN_DIR ;;
-    esac
-    # shellcheck source=/dev/null
-    source "$SHARED_BENCH/impls/${1%%=*}.sh"
-}
 
 declare -A ECHO CALL
 for impl in "${IMPLS[@]}"; do
