@@ -36,8 +36,7 @@
 //!   robin does the same for an endpoint without data, which gets the mean weight.
 //! * *It is probed.* A replica in rotation that no choice has taken for [`PROBE_EVERY`]
 //!   choices is taken by the next one ([`overdue`]), so a replica that was slow is sampled now
-//!   and then and its estimate can fall; an ejected one, every [`EJECTED_PROBE_EVERY`]
-//!   choices, so that one restarted during its ejection is found within a second.
+//!   and then and its estimate can fall.
 //! * *Its share ramps up.* For [`SLOW_START_WINDOW`] after it returns it is a candidate only
 //!   part of the time, from [`SLOW_START_MIN_SHARE`] up to always ([`slow_start_share`]), so a
 //!   replica that restarted cold (empty caches, a fresh runtime) is not handed a third of the
@@ -53,20 +52,14 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 
 /// A replica in rotation that none of the last this many choices took gets the next one (a
-/// probe). Rare enough to cost little: a replica that is avoided gets one call in 250 (at 300
-/// calls a second, about one a second, and a slow one's probe is usually rescued by a hedge),
-/// while a fair one is taken long before (a third of the choices, with three). Counted in
-/// choices, not seconds, so that a quiet B does not turn into round robin. One in a hundred
-/// sent a slow replica 1.0 % of the calls (the scenario's target is 0.5 %).
-pub const PROBE_EVERY: u64 = 250;
-
-/// An ejected replica is probed more often: it is the one that may have restarted, and a
-/// restarted replica is to have its traffic back within a second. One in a hundred is about
-/// three probes a second at 300 calls a second, each a refused connection while it is dead
-/// (retried on another replica, no error). One in three hundred found replicas ejected under
-/// overload so late that the others were overloaded more, and B (then without its adaptive
-/// limit) stayed down after a short trigger (bench/README.md's overload section).
-pub const EJECTED_PROBE_EVERY: u64 = 100;
+/// probe). Rare enough to cost little: a replica that is avoided gets one call in a hundred
+/// (at 100 calls a second, one a second, and a slow one's probe is usually rescued by a
+/// hedge), while a fair one is taken long before (a third of the choices, with three).
+/// Counted in choices, not seconds, so that a quiet B does not turn into round robin. One in
+/// three hundred halved the slow replica's share of calls, but found replicas ejected under
+/// overload so late that the others were overloaded more, and B stayed down after a short
+/// trigger (bench/README.md's overload section): the trigger matters more.
+pub const PROBE_EVERY: u64 = 100;
 
 /// How long a returning replica's share takes to reach its full size. Short: it ramps to 90 %
 /// in under half a second (the lab's target for a replica's return is a second), long enough
@@ -221,18 +214,16 @@ pub fn median(mut values: Vec<Duration>) -> Option<Duration> {
 }
 
 /// The probe: among `candidates`, the one whose last choice (`last_chosen`, a number of
-/// choices) is the oldest, if that was `every` or more choices before `choices`, the count of
-/// choices made so far ([`PROBE_EVERY`], [`EJECTED_PROBE_EVERY`]). `None` when every candidate
-/// was chosen recently.
+/// choices) is the oldest, if that was [`PROBE_EVERY`] or more choices before `choices`, the
+/// count of choices made so far. `None` when every candidate was chosen recently.
 pub fn overdue(
     candidates: &[usize],
     last_chosen: impl Fn(usize) -> u64,
     choices: u64,
-    every: u64,
 ) -> Option<usize> {
     let oldest = candidates.iter().copied().min_by_key(|&i| last_chosen(i))?;
     let since = choices.saturating_sub(last_chosen(oldest));
-    (since >= every).then_some(oldest)
+    (since >= PROBE_EVERY).then_some(oldest)
 }
 
 /// A returning replica's share, `since` its return: from [`SLOW_START_MIN_SHARE`] up to 1,
@@ -484,9 +475,9 @@ mod tests {
     fn a_candidate_not_chosen_for_probe_every_choices_is_overdue() {
         let now = 10 * PROBE_EVERY;
         let last = [now, now - PROBE_EVERY, now - 1];
-        assert_eq!(overdue(&[0, 1, 2], |i| last[i], now, PROBE_EVERY), Some(1));
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], now), Some(1));
         assert_eq!(
-            overdue(&[0, 1, 2], |i| last[i], now - 1, PROBE_EVERY),
+            overdue(&[0, 1, 2], |i| last[i], now - 1),
             None,
             "one choice short"
         );
@@ -495,19 +486,19 @@ mod tests {
     #[test]
     fn the_oldest_of_several_overdue_goes_first() {
         let last = [10, 3, 7];
-        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 1000, PROBE_EVERY), Some(1));
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 1000), Some(1));
     }
 
     #[test]
     fn no_probe_among_no_candidates_or_recent_ones() {
-        assert_eq!(overdue(&[], |_| 0, 1000, PROBE_EVERY), None);
-        assert_eq!(overdue(&[4], |_| 990, 1000, PROBE_EVERY), None);
+        assert_eq!(overdue(&[], |_| 0, 1000), None);
+        assert_eq!(overdue(&[4], |_| 990, 1000), None);
     }
 
     #[test]
     fn a_choice_counter_behind_the_stamp_is_not_overdue() {
         // Choices counted concurrently may stamp a replica past the count a caller read.
-        assert_eq!(overdue(&[0], |_| 1000, 10, PROBE_EVERY), None);
+        assert_eq!(overdue(&[0], |_| 1000, 10), None);
     }
 
     // ---- slow start ----

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use super::balance::{EJECTED_PROBE_EVERY, PROBE_EVERY, by_share, overdue, pick_two};
+use super::balance::{by_share, overdue, pick_two};
 use super::breaker::Admission;
 use super::cluster::{Cluster, InFlight, Refusal};
 use super::deadline;
@@ -506,30 +506,28 @@ impl<'a> Call<'a> {
         }
         let candidates = by_share(candidates, |i| set[i].share(now), random::unit);
         let choices = self.cluster.stats.choices.load(Ordering::Relaxed);
-        let last_chosen = |i: usize| set[i].last_chosen();
-        let ejected = self.ejected_to_probe(&candidates, now);
-        overdue(&ejected, last_chosen, choices, EJECTED_PROBE_EVERY)
-            .or_else(|| overdue(&candidates, last_chosen, choices, PROBE_EVERY))
+        let probed = self.probe_candidates(&candidates, now);
+        overdue(&probed, |i| set[i].last_chosen(), choices)
             .or_else(|| pick_two(&candidates, |i| set[i].cost(now), random::unit))
     }
 
-    /// The ejected replicas this call has not tried (with room under their limit): probed
-    /// more often than an avoided one, so that one restarted during its ejection is found
+    /// Who may be probed: the candidates, and the ejected replicas this call has not tried
+    /// (with room under their limit), so that one restarted during its ejection is found
     /// within a probe (`outlier.rs`).
-    fn ejected_to_probe(&self, candidates: &[usize], now: Instant) -> Vec<usize> {
-        if self.cluster.patterns.ejection.is_none() {
-            return Vec::new();
-        }
-        let limited = self.cluster.patterns.adaptive_limit;
-        (0..self.set.len())
-            .filter(|&i| {
+    fn probe_candidates(&self, candidates: &[usize], now: Instant) -> Vec<usize> {
+        let mut probed = candidates.to_vec();
+        if self.cluster.patterns.ejection.is_some() {
+            let limited = self.cluster.patterns.adaptive_limit;
+            let ejected = (0..self.set.len()).filter(|&i| {
                 let replica = &self.set[i];
                 !self.tried.contains(&i)
-                    && !candidates.contains(&i)
+                    && !probed.contains(&i)
                     && replica.is_ejected(now)
                     && (!limited || replica.has_room(now))
-            })
-            .collect()
+            });
+            probed.extend(ejected.collect::<Vec<_>>());
+        }
+        probed
     }
 
     /// Counts the choice of replica `i`, for the probe's rule (`balance::overdue`).

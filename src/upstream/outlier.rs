@@ -28,7 +28,7 @@
 //! ejection.
 //!
 //! While ejected, a replica gets no traffic but a rare probe from the balancer (one attempt in
-//! `balance::EJECTED_PROBE_EVERY` choices): a probe that succeeds ends the ejection at once
+//! `balance::PROBE_EVERY` choices): a probe that succeeds ends the ejection at once
 //! ([`Outlier::record_probe_success`]), so that a replica restarted during a long ejection is
 //! back within a probe rather than when its doubled time runs out. A probe that fails changes
 //! nothing: it was ejected for exactly that. (Active health checking, as in HAProxy's `check`

@@ -686,10 +686,10 @@ fn eject(replica: &Replica, config: &OutlierConfig, now: Instant) {
     }
 }
 
-/// Makes `every` good calls, so that the next choice is a probe of whichever replica none of
-/// them took: `PROBE_EVERY` for one in rotation, `EJECTED_PROBE_EVERY` for an ejected one.
-fn calls_until_a_probe_is_due(lab: &Lab, every: u64) {
-    for _ in 0..every {
+/// Makes `PROBE_EVERY` good calls, so that the next choice is a probe of whichever replica
+/// none of them took.
+fn calls_until_a_probe_is_due(lab: &Lab) {
+    for _ in 0..crate::upstream::balance::PROBE_EVERY {
         let (result, _) = lab.call(&[answers(200, 1)]);
         assert_eq!(status_of(&result), Some(200));
     }
@@ -868,7 +868,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
         replica.begin(now);
         replica.end(super::AttemptEnd::Succeeded, latency, now, None);
     }
-    calls_until_a_probe_is_due(&lab, crate::upstream::balance::PROBE_EVERY);
+    calls_until_a_probe_is_due(&lab);
     let slow = set[2].address;
     assert!(
         lab.sent().iter().all(|s| s.replica != slow),
@@ -943,7 +943,7 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
     let set = replicas_of(&lab);
     eject(&set[2], &config, now);
     assert!(set[2].is_ejected(now));
-    calls_until_a_probe_is_due(&lab, crate::upstream::balance::EJECTED_PROBE_EVERY);
+    calls_until_a_probe_is_due(&lab);
     let ejected = set[2].address;
     assert!(lab.sent().iter().all(|s| s.replica != ejected));
     // The probe, long before the 30 s are up: it answers, and the ejection is over.
@@ -1018,7 +1018,7 @@ fn the_probe_of_an_ejected_replica_is_not_hedged() {
     let now = lab.clock.now();
     let set = replicas_of(&lab);
     eject(&set[2], &config, now);
-    calls_until_a_probe_is_due(&lab, crate::upstream::balance::EJECTED_PROBE_EVERY);
+    calls_until_a_probe_is_due(&lab);
     let sent_before = lab.sent().len();
     // The probe answers after 50 ms, ten times the hedge delay: no hedge cuts it short.
     let (result, report) = lab.call(&[answers(200, 50)]);
