@@ -313,16 +313,17 @@ impl<'a> Call<'a> {
     }
 
     /// Starts the hedge timer, when hedging is on and this call is not a probe: neither the
-    /// breaker's nor one of an ejected replica. The latter asks "is it back?", and a hedge
-    /// that answered first would cancel the answer: under load, a restarted replica's first
-    /// answer (a new connection) lost to the hedge on every probe, and it never came back.
+    /// breaker's nor one of a replica that is ejected or whose latest attempt failed. The
+    /// latter asks "is it back?", and a hedge that answered first would cancel the answer:
+    /// under load, a restarted replica's first answer (a new connection) lost to the hedge on
+    /// every probe, and it never came back.
     fn arm_hedge_timer(&mut self) {
         let now = self.cluster.clock.now();
-        let probes_an_ejected = self
+        let asks_if_back = self
             .running
             .first()
-            .is_some_and(|a| a.replica.is_ejected(now));
-        if self.is_probe() || probes_an_ejected {
+            .is_some_and(|a| a.replica.is_ejected(now) || a.replica.is_failing());
+        if self.is_probe() || asks_if_back {
             return;
         }
         if let Some(delay) = self.cluster.hedge_delay() {
