@@ -376,7 +376,10 @@ def rows(args):
     # Row 1's replicas can take 400/s each (4 workers, 10 ms): 300/s is a quarter of that.
     configs = b_configs(["B plain", "B --resilient --adaptive-limit=off", "B --resilient", "nginx",
                          "nginx max_conns={n}", "HAProxy", "HAProxy maxconn={n}"], 1)
+    only = [o.strip() for o in args.only.split(";") if o.strip()]
     for label, kind, extra in configs:
+        if only and label not in only:
+            continue
         knob4 = {k: "4" for k in extra} if isinstance(extra, dict) else extra
         fair, _ = replica_return(kind, knob4, ["--workers", "4", "--work-ms", "10"])
         with tempfile.TemporaryDirectory() as work:
@@ -441,6 +444,8 @@ def main():
     p.add_argument("--out", default="metastable.csv")
     p = sub.add_parser("rows")
     p.add_argument("--out", default="")
+    p.add_argument("--only", default="",
+                   help="the B variants to run, by label, ';'-separated (default: all)")
     p = sub.add_parser("table")
     p.add_argument("csv")
     args = parser.parse_args()

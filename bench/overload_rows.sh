@@ -7,11 +7,11 @@
 #                  fraction of the capacity, and the 200s' p99
 #   metastable     3 replicas at 100/s each, 200 calls/s; capacity cut to a third (work-ms 10 ->
 #                  30 through /control) from 3 s to 6 s: does goodput come back, and when
-# usage: bench/overload_rows.sh [OUT.md]   (env as bench/overload.sh)
+# usage: bench/overload_rows.sh [OUT.md] [--only "B --resilient;nginx"]   (env as bench/overload.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 echo "== cargo build --release" >&2
 cargo build --release --bins
 ulimit -n 65536 2>/dev/null || true
-python3 bench/overload.py rows --out "${1:-}"
+python3 bench/overload.py rows --out "${1:-}" "${@:2}"

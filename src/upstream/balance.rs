@@ -36,7 +36,10 @@
 //!   robin does the same for an endpoint without data, which gets the mean weight.
 //! * *It is probed.* A replica in rotation that no choice has taken for [`PROBE_EVERY`]
 //!   choices is taken by the next one ([`overdue`]), so a replica that was slow is sampled now
-//!   and then and its estimate can fall.
+//!   and then; one that may have restarted (ejected, or its latest attempt failed) every
+//!   [`FAILING_PROBE_EVERY`] choices, so that it is found within a second. The probe's
+//!   answer replaces the estimate ([`PeakEwma::probe`]): time alone takes seconds to wear
+//!   down an old peak, and an avoided replica gets no other samples.
 //! * *Its share ramps up.* For [`SLOW_START_WINDOW`] after it returns it is a candidate only
 //!   part of the time, from [`SLOW_START_MIN_SHARE`] up to always ([`slow_start_share`]), so a
 //!   replica that restarted cold (empty caches, a fresh runtime) is not handed a third of the
@@ -52,14 +55,21 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 
 /// A replica in rotation that none of the last this many choices took gets the next one (a
-/// probe). Rare enough to cost little: a replica that is avoided gets one call in a hundred
-/// (at 100 calls a second, one a second, and a slow one's probe is usually rescued by a
-/// hedge), while a fair one is taken long before (a third of the choices, with three).
-/// Counted in choices, not seconds, so that a quiet B does not turn into round robin. One in
-/// three hundred halved the slow replica's share of calls, but found replicas ejected under
-/// overload so late that the others were overloaded more, and B stayed down after a short
-/// trigger (bench/README.md's overload section): the trigger matters more.
-pub const PROBE_EVERY: u64 = 100;
+/// probe). Rare enough to cost little: a replica that is avoided gets one call in 250 (at 300
+/// calls a second, about one a second, and a slow one's probe is usually rescued by a hedge),
+/// while a fair one is taken long before (a third of the choices, with three). Counted in
+/// choices, not seconds, so that a quiet B does not turn into round robin. One in a hundred
+/// sent a slow replica 1.0 % of the calls (the scenario's target is 0.5 %).
+pub const PROBE_EVERY: u64 = 250;
+
+/// A replica that is ejected, or whose latest attempt failed, is probed more often: it is the
+/// one that may have restarted, and a restarted replica is to have its traffic back within a
+/// second; a probe of one that is still down costs a refused connection, not a slow answer. One in a hundred is about
+/// three probes a second at 300 calls a second, each a refused connection while it is dead
+/// (retried on another replica, no error). One in three hundred found replicas ejected under
+/// overload so late that the others were overloaded more, and B (then without its adaptive
+/// limit) stayed down after a short trigger (bench/README.md's overload section).
+pub const FAILING_PROBE_EVERY: u64 = 100;
 
 /// How long a returning replica's share takes to reach its full size. Short: it ramps to 90 %
 /// in under half a second (the lab's target for a replica's return is a second), long enough
@@ -87,6 +97,8 @@ pub struct PeakEwma {
     stamp: Instant,
     /// Whether any answer has come back yet.
     answered: bool,
+    /// A probe is out: the next measured sample replaces the estimate (see [`PeakEwma::probe`]).
+    probed: bool,
     outstanding: usize,
 }
 
@@ -100,6 +112,7 @@ impl PeakEwma {
             estimate_ns: 0.0,
             stamp: now,
             answered: false,
+            probed: false,
             outstanding: 0,
         }
     }
@@ -111,9 +124,34 @@ impl PeakEwma {
     }
 
     /// A request came back after `rtt` (success or failure: a timeout is a very slow answer).
+    /// After a probe, this first measurement replaces the estimate.
     pub fn finish(&mut self, rtt: Duration, now: Instant) {
         self.outstanding = self.outstanding.saturating_sub(1);
-        self.observe(rtt.as_nanos() as f64, now);
+        if std::mem::take(&mut self.probed) {
+            self.estimate_ns = rtt.as_nanos() as f64;
+            self.stamp = self.stamp.max(now);
+            self.answered = true;
+        } else {
+            self.observe(rtt.as_nanos() as f64, now);
+        }
+    }
+
+    /// A request was given up after `elapsed` (another attempt answered first): the replica
+    /// was at least that slow, which the estimate may learn, but it is no measurement, and a
+    /// probe's question stays open.
+    pub fn give_up(&mut self, elapsed: Duration, now: Instant) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.observe(elapsed.as_nanos() as f64, now);
+    }
+
+    /// The balancer sends this replica a probe ([`overdue`]) because it has avoided it for a
+    /// while: its estimate is old, built from answers that may no longer be true (a peak from
+    /// a cold start, a slowness that has passed). The probe's answer replaces it. Otherwise a
+    /// lower sample moves the estimate only by the weight time gives it, and a replica chosen
+    /// once a second by probes keeps an old peak for several seconds after it became as fast
+    /// as its peers: P2C never takes it, so it never gets the samples that would show it.
+    pub fn probe(&mut self) {
+        self.probed = true;
     }
 
     /// The cost of sending this replica one more request: estimate (ns) × (outstanding + 1).
@@ -214,16 +252,18 @@ pub fn median(mut values: Vec<Duration>) -> Option<Duration> {
 }
 
 /// The probe: among `candidates`, the one whose last choice (`last_chosen`, a number of
-/// choices) is the oldest, if that was [`PROBE_EVERY`] or more choices before `choices`, the
-/// count of choices made so far. `None` when every candidate was chosen recently.
+/// choices) is the oldest, if that was `every` or more choices before `choices`, the count of
+/// choices made so far ([`PROBE_EVERY`], [`FAILING_PROBE_EVERY`]). `None` when every candidate
+/// was chosen recently.
 pub fn overdue(
     candidates: &[usize],
     last_chosen: impl Fn(usize) -> u64,
     choices: u64,
+    every: u64,
 ) -> Option<usize> {
     let oldest = candidates.iter().copied().min_by_key(|&i| last_chosen(i))?;
     let since = choices.saturating_sub(last_chosen(oldest));
-    (since >= PROBE_EVERY).then_some(oldest)
+    (since >= every).then_some(oldest)
 }
 
 /// A returning replica's share, `since` its return: from [`SLOW_START_MIN_SHARE`] up to 1,
@@ -332,6 +372,38 @@ mod tests {
         ewma.finish(ms(1), t0);
         ewma.finish(ms(300), t0 + ms(1));
         assert_eq!(ewma.latency(t0 + ms(1)), ms(300));
+    }
+
+    #[test]
+    fn a_probes_answer_replaces_an_old_peak() {
+        // A cold start's 8 ms peak, then avoided for a second; the probe answers in 3 ms.
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(8), t0);
+        let probe_at = t0 + Duration::from_secs(1);
+        ewma.probe();
+        ewma.start(probe_at);
+        ewma.finish(ms(3), probe_at);
+        assert_eq!(ewma.latency(probe_at), ms(3));
+        // Only the probe's own answer: the next one is a sample like any other.
+        ewma.finish(ms(1), probe_at);
+        assert_eq!(ewma.latency(probe_at), ms(3));
+    }
+
+    #[test]
+    fn a_given_up_probe_leaves_the_question_open() {
+        let t0 = Instant::now();
+        let mut ewma = PeakEwma::new(TAU, t0);
+        ewma.finish(ms(300), t0);
+        ewma.probe();
+        ewma.start(t0);
+        // Cancelled after 5 ms (a hedge answered first): the replica was at least that slow,
+        // which says little; the estimate keeps its 300 ms.
+        ewma.give_up(ms(5), t0);
+        assert_eq!(ewma.latency(t0), ms(300));
+        assert_eq!(ewma.outstanding(), 0);
+        ewma.finish(ms(4), t0);
+        assert_eq!(ewma.latency(t0), ms(4), "the next measurement answers it");
     }
 
     #[test]
@@ -475,9 +547,9 @@ mod tests {
     fn a_candidate_not_chosen_for_probe_every_choices_is_overdue() {
         let now = 10 * PROBE_EVERY;
         let last = [now, now - PROBE_EVERY, now - 1];
-        assert_eq!(overdue(&[0, 1, 2], |i| last[i], now), Some(1));
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], now, PROBE_EVERY), Some(1));
         assert_eq!(
-            overdue(&[0, 1, 2], |i| last[i], now - 1),
+            overdue(&[0, 1, 2], |i| last[i], now - 1, PROBE_EVERY),
             None,
             "one choice short"
         );
@@ -486,19 +558,19 @@ mod tests {
     #[test]
     fn the_oldest_of_several_overdue_goes_first() {
         let last = [10, 3, 7];
-        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 1000), Some(1));
+        assert_eq!(overdue(&[0, 1, 2], |i| last[i], 1000, PROBE_EVERY), Some(1));
     }
 
     #[test]
     fn no_probe_among_no_candidates_or_recent_ones() {
-        assert_eq!(overdue(&[], |_| 0, 1000), None);
-        assert_eq!(overdue(&[4], |_| 990, 1000), None);
+        assert_eq!(overdue(&[], |_| 0, 1000, PROBE_EVERY), None);
+        assert_eq!(overdue(&[4], |_| 990, 1000, PROBE_EVERY), None);
     }
 
     #[test]
     fn a_choice_counter_behind_the_stamp_is_not_overdue() {
         // Choices counted concurrently may stamp a replica past the count a caller read.
-        assert_eq!(overdue(&[0], |_| 1000, 10), None);
+        assert_eq!(overdue(&[0], |_| 1000, 10, PROBE_EVERY), None);
     }
 
     // ---- slow start ----

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use super::balance::{by_share, overdue, pick_two};
+use super::balance::{FAILING_PROBE_EVERY, PROBE_EVERY, by_share, overdue, pick_two};
 use super::breaker::Admission;
 use super::cluster::{Cluster, InFlight, Refusal};
 use super::deadline;
@@ -507,28 +507,35 @@ impl<'a> Call<'a> {
         }
         let candidates = by_share(candidates, |i| set[i].share(now), random::unit);
         let choices = self.cluster.stats.choices.load(Ordering::Relaxed);
-        let probed = self.probe_candidates(&candidates, now);
-        overdue(&probed, |i| set[i].last_chosen(), choices)
-            .or_else(|| pick_two(&candidates, |i| set[i].cost(now), random::unit))
+        let last_chosen = |i: usize| set[i].last_chosen();
+        let failing = self.failing_to_probe(now);
+        let probe = overdue(&failing, last_chosen, choices, FAILING_PROBE_EVERY)
+            .or_else(|| overdue(&candidates, last_chosen, choices, PROBE_EVERY));
+        if let Some(i) = probe {
+            set[i].probe();
+            return Some(i);
+        }
+        pick_two(&candidates, |i| set[i].cost(now), random::unit)
     }
 
-    /// Who may be probed: the candidates, and the ejected replicas this call has not tried
-    /// (with room under their limit), so that one restarted during its ejection is found
-    /// within a probe (`outlier.rs`).
-    fn probe_candidates(&self, candidates: &[usize], now: Instant) -> Vec<usize> {
-        let mut probed = candidates.to_vec();
-        if self.cluster.patterns.ejection.is_some() {
-            let limited = self.cluster.patterns.adaptive_limit;
-            let ejected = (0..self.set.len()).filter(|&i| {
+    /// The replicas that may have come back, which this call has not tried (with room under
+    /// their limit): the ejected ones, and those whose latest attempt failed (an ejection that
+    /// ran out while the replica was still down leaves it in rotation, failing, and in slow
+    /// start not always a candidate). They are probed more often than one that is merely
+    /// slow, so that one restarted is found within a probe (`outlier.rs`).
+    fn failing_to_probe(&self, now: Instant) -> Vec<usize> {
+        if self.cluster.patterns.ejection.is_none() {
+            return Vec::new();
+        }
+        let limited = self.cluster.patterns.adaptive_limit;
+        (0..self.set.len())
+            .filter(|&i| {
                 let replica = &self.set[i];
                 !self.tried.contains(&i)
-                    && !probed.contains(&i)
-                    && replica.is_ejected(now)
+                    && (replica.is_ejected(now) || replica.is_failing())
                     && (!limited || replica.has_room(now))
-            });
-            probed.extend(ejected.collect::<Vec<_>>());
-        }
-        probed
+            })
+            .collect()
     }
 
     /// Counts the choice of replica `i`, for the probe's rule (`balance::overdue`).

@@ -28,8 +28,8 @@
 //! ejection.
 //!
 //! While ejected, a replica gets no traffic but a rare probe from the balancer (one attempt in
-//! `balance::PROBE_EVERY` choices): a probe that succeeds ends the ejection at once
-//! ([`Outlier::record_probe_success`]), so that a replica restarted during a long ejection is
+//! `balance::FAILING_PROBE_EVERY` choices, as for one whose latest attempt failed): a probe
+//! that succeeds ends the ejection at once ([`Outlier::record_probe_success`]), so that a replica restarted during a long ejection is
 //! back within a probe rather than when its doubled time runs out. A probe that fails changes
 //! nothing: it was ejected for exactly that. (Active health checking, as in HAProxy's `check`
 //! or Envoy's health checker, does the same job with requests of its own.)

@@ -171,6 +171,12 @@ impl Replica {
         back_since.map_or(1.0, |since| slow_start_share(now - since))
     }
 
+    /// The balancer probes this replica: the probe's answer replaces its estimate
+    /// ([`PeakEwma::probe`]).
+    pub fn probe(&self) {
+        self.state().load.probe();
+    }
+
     /// Choice number `choice` took this replica.
     pub fn chosen(&self, choice: u64) {
         self.last_chosen.fetch_max(choice, Ordering::Relaxed);
@@ -224,7 +230,10 @@ impl Replica {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
-        state.load.finish(latency, now);
+        match end {
+            AttemptEnd::Cancelled => state.load.give_up(latency, now),
+            _ => state.load.finish(latency, now),
+        }
         match end {
             AttemptEnd::Succeeded => state.failing = false,
             AttemptEnd::Failed => state.failing = true,

@@ -686,10 +686,11 @@ fn eject(replica: &Replica, config: &OutlierConfig, now: Instant) {
     }
 }
 
-/// Makes `PROBE_EVERY` good calls, so that the next choice is a probe of whichever replica
-/// none of them took.
-fn calls_until_a_probe_is_due(lab: &Lab) {
-    for _ in 0..crate::upstream::balance::PROBE_EVERY {
+/// Makes `every` good calls, so that the next choice is a probe of whichever replica none of
+/// them took: `PROBE_EVERY` for one in rotation that answers, `FAILING_PROBE_EVERY` for one
+/// that is ejected or failing.
+fn calls_until_a_probe_is_due(lab: &Lab, every: u64) {
+    for _ in 0..every {
         let (result, _) = lab.call(&[answers(200, 1)]);
         assert_eq!(status_of(&result), Some(200));
     }
@@ -868,7 +869,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
         replica.begin(now);
         replica.end(super::AttemptEnd::Succeeded, latency, now, None);
     }
-    calls_until_a_probe_is_due(&lab);
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::PROBE_EVERY);
     let slow = set[2].address;
     assert!(
         lab.sent().iter().all(|s| s.replica != slow),
@@ -943,7 +944,7 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
     let set = replicas_of(&lab);
     eject(&set[2], &config, now);
     assert!(set[2].is_ejected(now));
-    calls_until_a_probe_is_due(&lab);
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::FAILING_PROBE_EVERY);
     let ejected = set[2].address;
     assert!(lab.sent().iter().all(|s| s.replica != ejected));
     // The probe, long before the 30 s are up: it answers, and the ejection is over.
@@ -952,6 +953,34 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
     assert_eq!(report.replica, Some(ejected), "the probe");
     assert!(!set[2].is_ejected(lab.clock.now()));
     assert!(set[2].share(lab.clock.now()) < 0.2, "it ramps up again");
+}
+
+#[test]
+fn a_replica_whose_ejection_ran_out_while_it_was_down_is_probed_as_often_as_an_ejected_one() {
+    let config = OutlierConfig::default();
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let set = replicas_of(&lab);
+    // The third replica failed until it was ejected, its ejection ran out, and its first
+    // attempt back failed too: it is in rotation, failing, and may restart at any moment.
+    eject(&set[2], &config, lab.clock.now());
+    lab.clock.advance(config.base_ejection);
+    let now = lab.clock.now();
+    assert!(set[2].rejoin_if_back(Some(ms(1)), now));
+    set[2].begin(now);
+    set[2].end(super::AttemptEnd::Failed, ms(100), now, None);
+    assert!(!set[2].is_ejected(now) && set[2].is_failing());
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::FAILING_PROBE_EVERY);
+    let failing = set[2].address;
+    assert!(lab.sent().iter().all(|s| s.replica != failing));
+    // Not the 250 choices of a replica that answers slowly (the test above): 100.
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.replica, Some(failing), "the probe");
 }
 
 #[test]
@@ -1018,7 +1047,7 @@ fn the_probe_of_an_ejected_replica_is_not_hedged() {
     let now = lab.clock.now();
     let set = replicas_of(&lab);
     eject(&set[2], &config, now);
-    calls_until_a_probe_is_due(&lab);
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::FAILING_PROBE_EVERY);
     let sent_before = lab.sent().len();
     // The probe answers after 50 ms, ten times the hedge delay: no hedge cuts it short.
     let (result, report) = lab.call(&[answers(200, 50)]);
