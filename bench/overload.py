@@ -238,7 +238,10 @@ def sweep(args):
                          "nginx max_conns={n}", "HAProxy", "HAProxy maxconn={n}"], 1)
     configs.append(("B plain + A codel-lifo", "ours", []))
     rows = []
+    only = [o.strip() for o in args.only.split(";") if o.strip()]
     for label, kind, extra in configs:
+        if only and label not in only:
+            continue
         a_args = SWEEP_A + (["--queue-policy", "codel-lifo"] if "codel" in label else [])
         for load in loads:
             rate = round(load * SWEEP_CAPACITY)
@@ -438,6 +441,8 @@ def main():
     p.add_argument("-d", type=int, default=5, help="seconds per step")
     p.add_argument("--loads", default="0.5,1,1.5,2,2.5,3")
     p.add_argument("--out", default="overload.csv")
+    p.add_argument("--only", default="",
+                   help="the B variants to run, by label, ';'-separated (default: all)")
     p = sub.add_parser("metastable")
     p.add_argument("--triggers", default="1,3,5")
     p.add_argument("--utils", default="0.67,0.8")
