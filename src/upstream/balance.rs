@@ -38,7 +38,7 @@
 //!   choices is taken by the next one ([`overdue`]), so a replica that was slow is sampled now
 //!   and then; one that may have restarted (ejected, or its latest attempt failed) every
 //!   [`FAILING_PROBE_EVERY`] choices, so that it is found within a second. The probe's
-//!   answer replaces the estimate ([`PeakEwma::probe`]): time alone takes seconds to wear
+//!   answer replaces the estimate ([`PeakEwma::mark_probe`]): time alone takes seconds to wear
 //!   down an old peak, and an avoided replica gets no other samples.
 //! * *Its share ramps up.* For [`SLOW_START_WINDOW`] after it returns it is a candidate only
 //!   part of the time, from [`SLOW_START_MIN_SHARE`] up to always ([`slow_start_share`]), so a
@@ -64,9 +64,9 @@ pub const PROBE_EVERY: u64 = 250;
 
 /// A replica that is ejected, or whose latest attempt failed, is probed more often: it is the
 /// one that may have restarted, and a restarted replica is to have its traffic back within a
-/// second; a probe of one that is still down costs a refused connection, not a slow answer. One in a hundred is about
-/// three probes a second at 300 calls a second, each a refused connection while it is dead
-/// (retried on another replica, no error). One in three hundred found replicas ejected under
+/// second; a probe of one that is still down costs a refused connection, not a slow answer.
+/// One in a hundred is about three probes a second at 300 calls a second, each a refused
+/// connection while it is dead (retried on another replica, no error). One in three hundred found replicas ejected under
 /// overload so late that the others were overloaded more, and B (then without its adaptive
 /// limit) stayed down after a short trigger (bench/README.md's overload section).
 pub const FAILING_PROBE_EVERY: u64 = 100;
@@ -97,7 +97,7 @@ pub struct PeakEwma {
     stamp: Instant,
     /// Whether any answer has come back yet.
     answered: bool,
-    /// A probe is out: the next measured sample replaces the estimate (see [`PeakEwma::probe`]).
+    /// A probe is out: the next measured sample replaces the estimate (see [`PeakEwma::mark_probe`]).
     probed: bool,
     outstanding: usize,
 }
@@ -150,7 +150,7 @@ impl PeakEwma {
     /// lower sample moves the estimate only by the weight time gives it, and a replica chosen
     /// once a second by probes keeps an old peak for several seconds after it became as fast
     /// as its peers: P2C never takes it, so it never gets the samples that would show it.
-    pub fn probe(&mut self) {
+    pub fn mark_probe(&mut self) {
         self.probed = true;
     }
 
@@ -381,7 +381,7 @@ mod tests {
         let mut ewma = PeakEwma::new(TAU, t0);
         ewma.finish(ms(8), t0);
         let probe_at = t0 + Duration::from_secs(1);
-        ewma.probe();
+        ewma.mark_probe();
         ewma.start(probe_at);
         ewma.finish(ms(3), probe_at);
         assert_eq!(ewma.latency(probe_at), ms(3));
@@ -395,7 +395,7 @@ mod tests {
         let t0 = Instant::now();
         let mut ewma = PeakEwma::new(TAU, t0);
         ewma.finish(ms(300), t0);
-        ewma.probe();
+        ewma.mark_probe();
         ewma.start(t0);
         // Cancelled after 5 ms (a hedge answered first): the replica was at least that slow,
         // which says little; the estimate keeps its 300 ms.

@@ -512,7 +512,7 @@ impl<'a> Call<'a> {
         let probe = overdue(&failing, last_chosen, choices, FAILING_PROBE_EVERY)
             .or_else(|| overdue(&candidates, last_chosen, choices, PROBE_EVERY));
         if let Some(i) = probe {
-            set[i].probe();
+            set[i].mark_probe();
             return Some(i);
         }
         pick_two(&candidates, |i| set[i].cost(now), random::unit)
@@ -524,9 +524,6 @@ impl<'a> Call<'a> {
     /// start not always a candidate). They are probed more often than one that is merely
     /// slow, so that one restarted is found within a probe (`outlier.rs`).
     fn failing_to_probe(&self, now: Instant) -> Vec<usize> {
-        if self.cluster.patterns.ejection.is_none() {
-            return Vec::new();
-        }
         let limited = self.cluster.patterns.adaptive_limit;
         (0..self.set.len())
             .filter(|&i| {

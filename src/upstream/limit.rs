@@ -125,8 +125,8 @@ pub const TOLERANCE: f64 = 1.5;
 /// The least tolerance: a tenth over the no-load latency is noise on any machine. A fixed 1.5
 /// read two in flight on one worker, the second waiting 12 ms of 20, as no queue (the sample
 /// 34 ms, under 1.5 × 21): the limit grew from 2 to 4 in five such samples, and the 200s'
-/// p99 at 2x overload was 55-59 ms. With the no-load samples' spread (about 1.1 there) it
-/// stays at 2 and the p99 is 43-45 ms (`bench/README.md`, overload).
+/// p99 at 2x overload was 59-70 ms. With the no-load samples' spread (about 1.1 there) it
+/// stays at 2 and the p99 is 41-45 ms (`bench/README.md`, overload).
 pub const MIN_TOLERANCE: f64 = 1.1;
 
 /// The smoothed queue estimate (attempts waiting rather than worked on, past the tolerance) at
@@ -492,30 +492,29 @@ impl NoLoadSamples {
     }
 
     /// How far apart the samples younger than `window` are: the slowest over the median (1
-    /// for one sample or none).
+    /// for none).
     fn spread(&self, now: Instant, window: Duration) -> f64 {
-        let (Some(median), Some(slowest)) = (
-            self.median(now, window),
-            self.samples
-                .iter()
-                .filter(|(at, _)| now.saturating_duration_since(*at) < window)
-                .map(|(_, sample)| *sample)
-                .max(),
-        ) else {
-            return 1.0;
-        };
-        slowest.as_secs_f64() / median.as_secs_f64().max(f64::MIN_POSITIVE)
+        let slowest = self.younger_than(window, now).max();
+        match (slowest, self.median(now, window)) {
+            (Some(slowest), Some(median)) => {
+                slowest.as_secs_f64() / median.as_secs_f64().max(f64::MIN_POSITIVE)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// The samples younger than `window`, oldest first.
+    fn younger_than(&self, window: Duration, now: Instant) -> impl Iterator<Item = Duration> {
+        self.samples
+            .iter()
+            .filter(move |(at, _)| now.saturating_duration_since(*at) < window)
+            .map(|(_, sample)| *sample)
     }
 
     /// The median of the samples younger than `window` (the lower middle one of an even
     /// count), `None` for none.
     fn median(&self, now: Instant, window: Duration) -> Option<Duration> {
-        let mut recent: Vec<Duration> = self
-            .samples
-            .iter()
-            .filter(|(at, _)| now.saturating_duration_since(*at) < window)
-            .map(|(_, sample)| *sample)
-            .collect();
+        let mut recent: Vec<Duration> = self.younger_than(window, now).collect();
         recent.sort_unstable();
         recent.get(recent.len().checked_sub(1)? / 2).copied()
     }

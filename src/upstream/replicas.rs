@@ -171,10 +171,10 @@ impl Replica {
         back_since.map_or(1.0, |since| slow_start_share(now - since))
     }
 
-    /// The balancer probes this replica: the probe's answer replaces its estimate
-    /// ([`PeakEwma::probe`]).
-    pub fn probe(&self) {
-        self.state().load.probe();
+    /// The balancer sends this replica a probe: the probe's answer replaces its estimate
+    /// ([`PeakEwma::mark_probe`]).
+    pub fn mark_probe(&self) {
+        self.state().load.mark_probe();
     }
 
     /// Choice number `choice` took this replica.
@@ -231,13 +231,12 @@ impl Replica {
         counter.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         match end {
+            AttemptEnd::Succeeded | AttemptEnd::Failed => {
+                state.load.finish(latency, now);
+                state.failing = end == AttemptEnd::Failed;
+            }
+            // Given up: a lower bound on its latency, not a measurement of it.
             AttemptEnd::Cancelled => state.load.give_up(latency, now),
-            _ => state.load.finish(latency, now),
-        }
-        match end {
-            AttemptEnd::Succeeded => state.failing = false,
-            AttemptEnd::Failed => state.failing = true,
-            AttemptEnd::Cancelled => {}
         }
         let ejected = match (end, ejection) {
             (AttemptEnd::Succeeded, Some(_)) => {
