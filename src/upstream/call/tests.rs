@@ -983,6 +983,45 @@ fn a_replica_whose_ejection_ran_out_while_it_was_down_is_probed_as_often_as_an_e
     assert_eq!(report.replica, Some(failing), "the probe");
 }
 
+/// With ejection, peak EWMA and the adaptive limit as `limit` says: the third replica
+/// ejected and holding `held` attempts of other calls, then the calls until its probe is due.
+/// Whether the next call's attempt went to it.
+fn probes_the_ejected_one(limit: bool, held: usize) -> bool {
+    let config = OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..OutlierConfig::default()
+    };
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        adaptive_limit: limit,
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    eject(&set[2], &config, now);
+    let _held: Vec<_> = (0..held).filter_map(|_| set[2].try_acquire(now)).collect();
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::FAILING_PROBE_EVERY);
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    report.replica == Some(set[2].address)
+}
+
+#[test]
+fn an_ejected_replica_is_probed_only_with_room_under_its_limit() {
+    assert!(probes_the_ejected_one(true, 0), "room: probed");
+    let full = crate::upstream::limit::INITIAL_LIMIT as usize;
+    assert!(
+        !probes_the_ejected_one(true, full),
+        "at its limit: not probed"
+    );
+    assert!(
+        probes_the_ejected_one(false, full),
+        "without the limit, its slots mean nothing"
+    );
+}
+
 #[test]
 fn metrics_show_each_replicas_limit_and_the_refusals_by_reason() {
     let mut text = String::new();
