@@ -37,7 +37,8 @@
 //! * *It is probed.* A replica in rotation that no choice has taken for [`PROBE_EVERY`]
 //!   choices is taken by the next one ([`overdue`]), so a replica that was slow is sampled now
 //!   and then; one that may have restarted (ejected, or its latest attempt failed) every
-//!   [`FAILING_PROBE_EVERY`] choices, so that it is found within a second. The probe's
+//!   [`FAILING_PROBE_EVERY`] choices or [`FAILING_PROBE_INTERVAL`], whichever comes first,
+//!   so that it is found within a second at any rate of calls. The probe's
 //!   answer replaces the estimate ([`PeakEwma::mark_probe`]): time alone takes seconds to wear
 //!   down an old peak, and an avoided replica gets no other samples.
 //! * *Its share ramps up.* For [`SLOW_START_WINDOW`] after it returns it is a candidate only
@@ -70,6 +71,12 @@ pub const PROBE_EVERY: u64 = 250;
 /// overload so late that the others were overloaded more, and B (then without its adaptive
 /// limit) stayed down after a short trigger (bench/README.md's overload section).
 pub const FAILING_PROBE_EVERY: u64 = 100;
+
+/// A replica that is ejected, or whose latest attempt failed, is probed at least this often,
+/// however few the choices: at a quiet B (ten calls a second), a hundred choices take ten
+/// seconds, and a restarted replica is to have its traffic back within one. At 300 calls a
+/// second the count comes first (a third of a second) and this never does.
+pub const FAILING_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a returning replica's share takes to reach its full size. Short: it ramps to 90 %
 /// in under half a second (the lab's target for a replica's return is a second), long enough
@@ -264,6 +271,23 @@ pub fn overdue(
     let oldest = candidates.iter().copied().min_by_key(|&i| last_chosen(i))?;
     let since = choices.saturating_sub(last_chosen(oldest));
     (since >= every).then_some(oldest)
+}
+
+/// The probe by time: among `candidates` chosen before, the one chosen longest ago
+/// (`chosen_at`), if that was `interval` or more before `now` ([`FAILING_PROBE_INTERVAL`]).
+/// `None` when every candidate was chosen recently. One never chosen is left to the count
+/// ([`overdue`]): a replica fails or is ejected only after a choice took it.
+pub fn probe_due_by_time(
+    candidates: &[usize],
+    chosen_at: impl Fn(usize) -> Option<Instant>,
+    now: Instant,
+    interval: Duration,
+) -> Option<usize> {
+    let (oldest, at) = candidates
+        .iter()
+        .filter_map(|&i| Some((i, chosen_at(i)?)))
+        .min_by_key(|&(_, at)| at)?;
+    (now.saturating_duration_since(at) >= interval).then_some(oldest)
 }
 
 /// A returning replica's share, `since` its return: from [`SLOW_START_MIN_SHARE`] up to 1,
@@ -571,6 +595,20 @@ mod tests {
     fn a_choice_counter_behind_the_stamp_is_not_overdue() {
         // Choices counted concurrently may stamp a replica past the count a caller read.
         assert_eq!(overdue(&[0], |_| 1000, 10, PROBE_EVERY), None);
+    }
+
+    #[test]
+    fn the_candidate_chosen_longest_ago_is_due_after_the_interval() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let at = [Some(t0 + ms(500)), Some(t0), Some(t0 + ms(900))];
+        let due = |now| probe_due_by_time(&[0, 1, 2], |i| at[i], now, second);
+        assert_eq!(due(t0 + ms(999)), None, "a millisecond short");
+        assert_eq!(due(t0 + second), Some(1));
+        let never = [None, Some(t0)];
+        let due = |now| probe_due_by_time(&[0, 1], |i| never[i], now, second);
+        assert_eq!(due(t0 + second), Some(1), "never chosen: left to the count");
+        assert_eq!(probe_due_by_time(&[0], |_| None, t0 + second, second), None);
     }
 
     // ---- slow start ----

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use super::balance::{FAILING_PROBE_EVERY, PROBE_EVERY, by_share, overdue, pick_two};
+use super::balance::{
+    FAILING_PROBE_EVERY, FAILING_PROBE_INTERVAL, PROBE_EVERY, by_share, overdue, pick_two,
+    probe_due_by_time,
+};
 use super::breaker::Admission;
 use super::cluster::{Cluster, InFlight, Refusal};
 use super::deadline;
@@ -404,7 +407,7 @@ impl<'a> Call<'a> {
             None
         };
         self.tried.push(chosen);
-        self.stamp_choice(chosen);
+        self.stamp_choice(chosen, now);
         let (attempt_deadline, attempt_ends) = match cluster.patterns.attempt_timeout {
             Some(limit) => (self.deadline.within(limit), self.ends.min(now + limit)),
             None => (self.deadline, self.ends),
@@ -509,7 +512,9 @@ impl<'a> Call<'a> {
         let choices = self.cluster.stats.choices.load(Ordering::Relaxed);
         let last_chosen = |i: usize| set[i].last_chosen();
         let failing = self.failing_to_probe(now);
+        let chosen_at = |i: usize| set[i].chosen_at();
         let probe = overdue(&failing, last_chosen, choices, FAILING_PROBE_EVERY)
+            .or_else(|| probe_due_by_time(&failing, chosen_at, now, FAILING_PROBE_INTERVAL))
             .or_else(|| overdue(&candidates, last_chosen, choices, PROBE_EVERY));
         if let Some(i) = probe {
             set[i].mark_probe();
@@ -535,10 +540,11 @@ impl<'a> Call<'a> {
             .collect()
     }
 
-    /// Counts the choice of replica `i`, for the probe's rule (`balance::overdue`).
-    fn stamp_choice(&self, i: usize) {
+    /// Counts the choice of replica `i` at `now`, for the probe's rules (`balance::overdue`,
+    /// `balance::probe_due_by_time`).
+    fn stamp_choice(&self, i: usize, now: Instant) {
         let choice = self.cluster.stats.choices.fetch_add(1, Ordering::Relaxed) + 1;
-        self.set[i].chosen(choice);
+        self.set[i].chosen(choice, now);
     }
 
     /// Teaches the replica's statistics, the ejection rule and the hedge delay what one

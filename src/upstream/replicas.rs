@@ -51,6 +51,8 @@ struct ReplicaState {
     /// Its latest attempt failed: its estimate holds a failure penalty, and its next success
     /// is a return (see `Replica::rejoin`).
     failing: bool,
+    /// When a choice last took it (see `balance::probe_due_by_time`).
+    chosen_at: Option<Instant>,
 }
 
 /// Counts for `/metrics`.
@@ -114,6 +116,7 @@ impl Replica {
                 outlier: Outlier::new(),
                 limit: AdaptiveLimit::new(),
                 failing: false,
+                chosen_at: None,
             }),
             stats: ReplicaStats::default(),
             last_chosen: AtomicU64::new(0),
@@ -177,9 +180,16 @@ impl Replica {
         self.state().load.mark_probe();
     }
 
-    /// Choice number `choice` took this replica.
-    pub fn chosen(&self, choice: u64) {
+    /// Choice number `choice` took this replica, at `now`.
+    pub fn chosen(&self, choice: u64, now: Instant) {
         self.last_chosen.fetch_max(choice, Ordering::Relaxed);
+        let mut state = self.state();
+        state.chosen_at = state.chosen_at.max(Some(now));
+    }
+
+    /// When a choice last took this replica (`None`: never).
+    pub fn chosen_at(&self) -> Option<Instant> {
+        self.state().chosen_at
     }
 
     /// The number of the latest choice that took this replica (0: none yet).
@@ -573,10 +583,13 @@ mod tests {
     #[test]
     fn choices_are_stamped_and_never_go_back() {
         let replica = one_replica();
-        assert_eq!(replica.last_chosen(), 0);
-        replica.chosen(7);
-        replica.chosen(5); // a concurrent choice that read the counter earlier
+        let t0 = Instant::now();
+        assert_eq!((replica.last_chosen(), replica.chosen_at()), (0, None));
+        replica.chosen(7, t0 + Duration::from_millis(2));
+        // A concurrent choice that read the counter and the clock earlier.
+        replica.chosen(5, t0 + Duration::from_millis(1));
         assert_eq!(replica.last_chosen(), 7);
+        assert_eq!(replica.chosen_at(), Some(t0 + Duration::from_millis(2)));
     }
 
     #[test]

@@ -1023,6 +1023,41 @@ fn an_ejected_replica_is_probed_only_with_room_under_its_limit() {
 }
 
 #[test]
+fn a_quiet_b_probes_an_ejected_replica_once_a_second() {
+    let config = OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..OutlierConfig::default()
+    };
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let set = replicas_of(&lab);
+    // The third replica was chosen, failed until it was ejected; then a call every 300 ms,
+    // far fewer than the hundred choices of the count.
+    set[2].chosen(1, lab.clock.now());
+    eject(&set[2], &config, lab.clock.now());
+    let ejected = set[2].address;
+    for _ in 0..3 {
+        lab.clock.advance(Duration::from_millis(300));
+        let (result, report) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+        assert_ne!(report.replica, Some(ejected), "under a second: not yet");
+    }
+    lab.clock.advance(Duration::from_millis(100));
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(
+        report.replica,
+        Some(ejected),
+        "a second after its last choice"
+    );
+    assert!(!set[2].is_ejected(lab.clock.now()), "it answered: back");
+}
+
+#[test]
 fn metrics_show_each_replicas_limit_and_the_refusals_by_reason() {
     let mut text = String::new();
     crate::services::metrics::render_cluster(&mut text, &lab(plain(), 1).snapshot());
