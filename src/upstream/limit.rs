@@ -522,8 +522,10 @@ impl NoLoadSamples {
 
 #[cfg(test)]
 mod tests {
-    // An equivalent mutant (cargo mutants): `self.queue <= QUEUE_MIN` for `<` in
-    // `has_spare_room`; the smoothed estimate is a float that never lands on the constant.
+    // Equivalent mutants (cargo mutants): `self.queue <= QUEUE_MIN` for `<` in
+    // `has_spare_room`, the smoothed estimate being a float that never lands on the constant;
+    // `target <= self.limit` for `<` in `follow_gradient`, where a target equal to the limit
+    // moves it by nothing at either step.
     use super::*;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -597,6 +599,21 @@ mod tests {
             limit.on_sample(ms(latency), Outcome::Answered, 1, t0);
         }
         assert_eq!(limit.limit(), INITIAL_LIMIT);
+    }
+
+    #[test]
+    fn an_attempt_alone_does_not_move_a_limit_a_queue_is_lowering() {
+        // A queue believed (four in flight on one worker), then an attempt alone: it says
+        // nothing of what the replica works on at once, and the limit stays where it was.
+        let t0 = Instant::now();
+        let mut limit = AdaptiveLimit::new();
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        limit.on_sample(ms(80), Outcome::Answered, 4, t0);
+        limit.on_sample(ms(80), Outcome::Answered, 4, t0);
+        let lowered = limit.limit();
+        assert!(lowered < INITIAL_LIMIT, "{lowered}");
+        limit.on_sample(ms(20), Outcome::Answered, 1, t0);
+        assert_eq!(limit.limit(), lowered);
     }
 
     #[test]

@@ -879,6 +879,8 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
     assert_eq!(status_of(&result), Some(200));
     let every = crate::upstream::balance::PROBE_EVERY as usize;
     assert_eq!(lab.sent()[every].replica, slow, "the probe");
+    // Its answer, 1 ms, replaces the old 300 ms rather than wearing it down.
+    assert_eq!(lab.replica(slow).latency, ms(1));
 }
 
 #[test]
