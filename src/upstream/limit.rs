@@ -523,7 +523,8 @@ impl NoLoadSamples {
 #[cfg(test)]
 mod tests {
     // Equivalent mutants (cargo mutants): `self.queue <= QUEUE_MIN` for `<` in
-    // `has_spare_room`, the smoothed estimate being a float that never lands on the constant;
+    // `has_spare_room` and in `follow_gradient`, the smoothed estimate being a float that
+    // never lands on the constant;
     // `target <= self.limit` for `<` in `follow_gradient`, where a target equal to the limit
     // moves it by nothing at either step.
     use super::*;
