@@ -325,7 +325,7 @@ impl<'a> Call<'a> {
         let asks_if_back = self
             .running
             .first()
-            .is_some_and(|a| a.replica.is_ejected(now) || a.replica.is_failing());
+            .is_some_and(|a| a.replica.may_be_back(now));
         if self.is_probe() || asks_if_back {
             return;
         }
@@ -534,7 +534,7 @@ impl<'a> Call<'a> {
             .filter(|&i| {
                 let replica = &self.set[i];
                 !self.tried.contains(&i)
-                    && (replica.is_ejected(now) || replica.is_failing())
+                    && replica.may_be_back(now)
                     && (!limited || replica.has_room(now))
             })
             .collect()

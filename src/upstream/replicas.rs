@@ -37,8 +37,6 @@ pub struct Replica {
     pub client: Client,
     state: Mutex<ReplicaState>,
     stats: ReplicaStats,
-    /// The number of the latest choice that took this replica (see `balance::overdue`).
-    last_chosen: AtomicU64,
 }
 
 /// The policies' view of one replica. Changed under one short lock per attempt.
@@ -51,7 +49,9 @@ struct ReplicaState {
     /// Its latest attempt failed: its estimate holds a failure penalty, and its next success
     /// is a return (see `Replica::rejoin`).
     failing: bool,
-    /// When a choice last took it (see `balance::probe_due_by_time`).
+    /// The number of the latest choice that took it (0: none yet), and when: the probes'
+    /// clocks (`balance::overdue`, `balance::probe_due_by_time`).
+    last_chosen: u64,
     chosen_at: Option<Instant>,
 }
 
@@ -116,10 +116,10 @@ impl Replica {
                 outlier: Outlier::new(),
                 limit: AdaptiveLimit::new(),
                 failing: false,
+                last_chosen: 0,
                 chosen_at: None,
             }),
             stats: ReplicaStats::default(),
-            last_chosen: AtomicU64::new(0),
         }
     }
 
@@ -174,6 +174,12 @@ impl Replica {
         back_since.map_or(1.0, |since| slow_start_share(now - since))
     }
 
+    /// Whether it may be back and is worth asking: ejected, or its latest attempt failed. A
+    /// replica that restarted looks like this until an attempt reaches it.
+    pub fn may_be_back(&self, now: Instant) -> bool {
+        self.is_ejected(now) || self.is_failing()
+    }
+
     /// The balancer sends this replica a probe: the probe's answer replaces its estimate
     /// ([`PeakEwma::mark_probe`]).
     pub fn mark_probe(&self) {
@@ -181,9 +187,10 @@ impl Replica {
     }
 
     /// Choice number `choice` took this replica, at `now`.
+    /// Concurrent calls may stamp out of order: neither ever goes back.
     pub fn chosen(&self, choice: u64, now: Instant) {
-        self.last_chosen.fetch_max(choice, Ordering::Relaxed);
         let mut state = self.state();
+        state.last_chosen = state.last_chosen.max(choice);
         state.chosen_at = state.chosen_at.max(Some(now));
     }
 
@@ -194,7 +201,7 @@ impl Replica {
 
     /// The number of the latest choice that took this replica (0: none yet).
     pub fn last_chosen(&self) -> u64 {
-        self.last_chosen.load(Ordering::Relaxed)
+        self.state().last_chosen
     }
 
     /// A slot under its adaptive limit, or `None` when it has as many in flight as the limit

@@ -653,6 +653,23 @@ fn limited() -> Patterns {
     }
 }
 
+/// An ejection that lasts 30 s, so that within a test only a probe can end it.
+fn long_ejection() -> OutlierConfig {
+    OutlierConfig {
+        base_ejection: Duration::from_secs(30),
+        ..OutlierConfig::default()
+    }
+}
+
+/// Peak EWMA with ejection by `config`: the balancer a replica's return is written for.
+fn returning(config: OutlierConfig) -> Patterns {
+    Patterns {
+        balance: Balance::PeakEwma,
+        ejection: Some(config),
+        ..Patterns::default()
+    }
+}
+
 /// The cluster's replicas, to hold their limits' slots or set their history by hand.
 fn replicas_of(lab: &Lab) -> Arc<[Arc<Replica>]> {
     lab.cluster.replicas.current()
@@ -885,12 +902,7 @@ fn an_avoided_replica_is_probed_every_probe_every_choices() {
 
 #[test]
 fn a_replica_back_from_an_ejection_starts_from_its_peers_estimate() {
-    let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(OutlierConfig::default()),
-        ..Patterns::default()
-    };
-    let lab = lab(patterns, 3);
+    let lab = lab(returning(OutlierConfig::default()), 3);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
     for replica in &set[..2] {
@@ -932,16 +944,8 @@ fn the_first_success_after_failures_starts_from_the_peers_estimate() {
 
 #[test]
 fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
-    let config = OutlierConfig {
-        base_ejection: Duration::from_secs(30),
-        ..OutlierConfig::default()
-    };
-    let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(config),
-        ..Patterns::default()
-    };
-    let lab = lab(patterns, 3);
+    let config = long_ejection();
+    let lab = lab(returning(config), 3);
     let now = lab.clock.now();
     let set = replicas_of(&lab);
     eject(&set[2], &config, now);
@@ -960,12 +964,7 @@ fn an_ejected_replica_is_probed_and_a_good_answer_brings_it_back() {
 #[test]
 fn a_replica_whose_ejection_ran_out_while_it_was_down_is_probed_as_often_as_an_ejected_one() {
     let config = OutlierConfig::default();
-    let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(config),
-        ..Patterns::default()
-    };
-    let lab = lab(patterns, 3);
+    let lab = lab(returning(config), 3);
     let set = replicas_of(&lab);
     // The third replica failed until it was ejected, its ejection ran out, and its first
     // attempt back failed too: it is in rotation, failing, and may restart at any moment.
@@ -989,15 +988,10 @@ fn a_replica_whose_ejection_ran_out_while_it_was_down_is_probed_as_often_as_an_e
 /// ejected and holding `held` attempts of other calls, then the calls until its probe is due.
 /// Whether the next call's attempt went to it.
 fn probes_the_ejected_one(limit: bool, held: usize) -> bool {
-    let config = OutlierConfig {
-        base_ejection: Duration::from_secs(30),
-        ..OutlierConfig::default()
-    };
+    let config = long_ejection();
     let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(config),
         adaptive_limit: limit,
-        ..Patterns::default()
+        ..returning(config)
     };
     let lab = lab(patterns, 3);
     let now = lab.clock.now();
@@ -1026,16 +1020,8 @@ fn an_ejected_replica_is_probed_only_with_room_under_its_limit() {
 
 #[test]
 fn a_quiet_b_probes_an_ejected_replica_once_a_second() {
-    let config = OutlierConfig {
-        base_ejection: Duration::from_secs(30),
-        ..OutlierConfig::default()
-    };
-    let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(config),
-        ..Patterns::default()
-    };
-    let lab = lab(patterns, 3);
+    let config = long_ejection();
+    let lab = lab(returning(config), 3);
     let set = replicas_of(&lab);
     // The third replica was chosen, failed until it was ejected; then a call every 300 ms,
     // far fewer than the hundred choices of the count.
@@ -1108,16 +1094,11 @@ fn an_ejected_replica_gets_no_attempt_while_others_are_in_rotation() {
 
 #[test]
 fn the_probe_of_an_ejected_replica_is_not_hedged() {
-    let config = OutlierConfig {
-        base_ejection: Duration::from_secs(30),
-        ..OutlierConfig::default()
-    };
+    let config = long_ejection();
     let patterns = Patterns {
-        balance: Balance::PeakEwma,
-        ejection: Some(config),
         hedge: Some(HedgeDelay::Fixed(ms(5))),
         retries: Some(BudgetConfig::default()),
-        ..Patterns::default()
+        ..returning(config)
     };
     let lab = lab(patterns, 3);
     let now = lab.clock.now();
