@@ -198,13 +198,14 @@ start_b_variant() {
     esac
 }
 
-# attempts: B's per-replica attempt counters now (nothing from a peer, which has none).
+# attempts: B's per-replica attempt and health-check counters now (nothing from a peer,
+# which has none).
 attempts() {
     curl -s --max-time 1 "http://$B_ADDR/metrics" |
-        grep '^echo_lab_upstream_replica_attempts_total' || true
+        grep -E '^echo_lab_upstream_replica_(attempts|health_checks)_total' || true
 }
 
-# sample_b: B's per-replica attempt counters once a second, timestamped, into $RUN/b-samples.
+# sample_b: those counters once a second, timestamped, into $RUN/b-samples.
 # Only our B has them; the peers' columns say n/a where a figure needs them.
 sample_b() {
     while :; do

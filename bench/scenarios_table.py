@@ -81,8 +81,9 @@ def a_load(run):
     return sum(answered for answered, _, _ in a_counts(run).values())
 
 
-def b_samples(run):
-    """[(seconds since the load started, {replica: attempts ended so far})]."""
+def b_samples(run, name="echo_lab_upstream_replica_attempts_total"):
+    """[(seconds since the load started, {replica: the counter `name` so far})]: attempts
+    ended, or health checks sent."""
     t0 = float(open(os.path.join(run, "t0")).read())
     samples = []
     try:
@@ -93,7 +94,9 @@ def b_samples(run):
         if line.startswith("t "):
             samples.append((float(line[2:]) - t0, {}))
         elif samples:
-            for name, labels, value in metrics_line(line):
+            for series, labels, value in metrics_line(line):
+                if series != name:
+                    continue
                 replica = labels.get("replica", "?")
                 samples[-1][1][replica] = samples[-1][1].get(replica, 0.0) + value
     return [(t, c) for t, c in samples if c]
@@ -133,6 +136,9 @@ def cell(scenario, variant, run, note):
                         f"by {last:.1f} s)"
             else:
                 text += f"; dialed it {dials[-1][1]:.0f}×, none after 1 s"
+            checks = b_samples(run, "echo_lab_upstream_replica_health_checks_total")
+            if checks and checks[-1][1].get(note):
+                text += f" ({checks[-1][1][note]:.0f} health checks)"
     elif scenario == "slow":
         slow = per_a.get(0, (0, 0, 0))[0]
         share = pct(slow, sum(a[0] for a in per_a.values()))

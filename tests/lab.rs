@@ -298,7 +298,15 @@ fn the_lab_serves_its_page_and_a_feed_of_events() {
         assert_eq!(r["process"], "running", "{r}");
         let state = r["state"].as_str().expect("a state");
         assert!(
-            ["in_rotation", "avoided", "ejected", "probation", "unknown"].contains(&state),
+            [
+                "in_rotation",
+                "avoided",
+                "ejected",
+                "unreachable",
+                "probation",
+                "unknown"
+            ]
+            .contains(&state),
             "{r}"
         );
         assert!(r["faults"].is_object(), "A's /control answers: {r}");
@@ -357,7 +365,7 @@ fn a_stopped_replica_leaves_rotation_and_bad_orders_are_refused() {
     let out = feed.until(CHANGE_WAIT, |e| {
         let a2 = replica(e, 2);
         a2["process"] == "exited"
-            && ["avoided", "ejected"].contains(&a2["state"].as_str().unwrap_or(""))
+            && ["avoided", "ejected", "unreachable"].contains(&a2["state"].as_str().unwrap_or(""))
     });
     assert_eq!(replica(&out, 1)["process"], "running", "{out}");
     assert_eq!(

@@ -55,19 +55,14 @@ fn default_b_with_three_replicas_takes_turns() {
 }
 
 #[test]
-fn dead_replica_costs_no_errors_and_is_not_dialed_once_ejected() {
+fn dead_replica_costs_no_errors_and_gets_no_call_once_it_refused_one() {
     let (a1, a2) = (Service::a(&[]), Service::a(&[]));
     let dead = Service::a(&[]);
     let dead_addr = dead.addr;
     let b = Service::b(&urls(&[&a1, &a2, &dead]), &["--eject", "--retries"]);
     drop(dead); // killed: its port now refuses connections
-    let dialed = |b: &Service| {
-        metric(
-            b.addr,
-            "echo_lab_upstream_replica_attempts_total",
-            &format!("replica=\"{dead_addr}\""),
-        )
-    };
+    let of_dead = format!("replica=\"{dead_addr}\"");
+    let dialed = |b: &Service| metric(b.addr, "echo_lab_upstream_replica_attempts_total", &of_dead);
     let first = drive(b.addr, 100, Duration::from_secs(1));
     let after_first_second = dialed(&b);
     let rest = drive(b.addr, 100, Duration::from_secs(2));
@@ -81,11 +76,24 @@ fn dead_replica_costs_no_errors_and_is_not_dialed_once_ejected() {
         "every call retried elsewhere: {errors:?}"
     );
     let later = dialed(&b) - after_first_second;
-    assert!(
-        later <= 3.0,
-        "after the first second the dead replica was dialed {later} times in 2 s (200 calls)"
+    assert_eq!(
+        later, 0.0,
+        "after the first second the dead replica got {later} calls in 2 s (200 calls)"
     );
-    assert!(b.wait_for_log("ejected", Duration::from_secs(1)).is_some());
+    assert!(
+        b.wait_for_log("refused the connection", Duration::from_secs(1))
+            .is_some()
+    );
+    let checks = metric(
+        b.addr,
+        "echo_lab_upstream_replica_health_checks_total",
+        &of_dead,
+    );
+    assert!(checks >= 4.0, "checked {checks} times in 3 s");
+    assert_eq!(
+        metric(b.addr, "echo_lab_upstream_replica_unreachable", &of_dead),
+        1.0
+    );
 }
 
 #[test]

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     };
     run::init_logging();
     service.cluster().keep_resolving(RESOLVE_INTERVAL);
+    service.cluster().keep_checking_health();
     let patterns = service.cluster().patterns();
     let notes = if patterns.any() {
         vec![("patterns_on", format!("calling A with {patterns}"))]

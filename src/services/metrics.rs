@@ -242,7 +242,7 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
             );
         }
     }
-    let gauges: [ReplicaSeries; 6] = [
+    let gauges: [ReplicaSeries; 8] = [
         (
             "echo_lab_upstream_replica_ejections_total",
             "counter",
@@ -254,6 +254,19 @@ pub fn render_cluster(out: &mut String, cluster: &ClusterSnapshot) {
             "gauge",
             "1 while a replica is out of rotation.",
             |r| f64::from(u8::from(r.ejected)),
+        ),
+        (
+            "echo_lab_upstream_replica_unreachable",
+            "gauge",
+            "1 while a replica's latest attempt could not connect: with ejection on, it gets no \
+             calls until it answers a health check.",
+            |r| f64::from(u8::from(r.unreachable)),
+        ),
+        (
+            "echo_lab_upstream_replica_health_checks_total",
+            "counter",
+            "Health checks (GET /health) sent to each replica while it was unreachable.",
+            |r| r.health_checks as f64,
         ),
         (
             "echo_lab_upstream_replica_probation",

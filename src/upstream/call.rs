@@ -33,7 +33,7 @@ use super::lock::lock;
 use super::outcome::{CallError, CallReport};
 use super::outlier::may_eject;
 use super::patterns::Balance;
-use super::replicas::{AttemptEnd, Replica};
+use super::replicas::{AttemptEnd, Replica, peers_median};
 use crate::http::Deadline;
 use crate::http::client::{ClientError, ClientResponse};
 use crate::http::wire_trace;
@@ -84,6 +84,16 @@ fn limit_outcome(result: &Exchanged) -> limit::Outcome {
         }
         Err(ClientError::Timeout { .. }) => limit::Outcome::Dropped,
         _ => limit::Outcome::Ignored,
+    }
+}
+
+/// How an attempt ended, as the replica's statistics see it: an answer; no connection at
+/// all (nothing listens there: `health_check.rs`); or another failure.
+fn attempt_end(result: &Exchanged) -> AttemptEnd {
+    match (Verdict::of(result), result) {
+        (Verdict::Answer, _) => AttemptEnd::Succeeded,
+        (_, Err(ClientError::Connect(_))) => AttemptEnd::Unreachable,
+        _ => AttemptEnd::Failed,
     }
 }
 
@@ -288,7 +298,7 @@ impl<'a> Call<'a> {
                 Event::Finished(i, result) => {
                     let mut attempt = self.running.swap_remove(i);
                     let verdict = Verdict::of(&result);
-                    self.record(&mut attempt, verdict, limit_outcome(&result));
+                    self.record(&mut attempt, &result);
                     if verdict != Verdict::Retryable {
                         if attempt.is_hedge && verdict == Verdict::Answer {
                             self.cluster
@@ -474,6 +484,11 @@ impl<'a> Call<'a> {
         let ejection = patterns.ejection.is_some();
         let in_rotation = |i: usize| !ejection || !set[i].is_ejected(now);
         let fresh = |i: usize| !tried.contains(&i);
+        // A replica nothing listens at gets no call while another may answer: the health
+        // checker finds out when it is back (`health_check.rs`).
+        let skip_unreachable =
+            self.cluster.checks_health() && set.iter().any(|r| !r.is_unreachable());
+        let reachable = |i: usize| !skip_unreachable || !set[i].is_unreachable();
         let room = |i: usize| {
             !patterns.adaptive_limit
                 || if reason.is_extra() {
@@ -491,7 +506,7 @@ impl<'a> Call<'a> {
         tiers
             .iter()
             .map(|keep| {
-                let keep = |&i: &usize| keep(i) && room(i);
+                let keep = |&i: &usize| keep(i) && reachable(i) && room(i);
                 (0..set.len()).filter(keep).collect::<Vec<_>>()
             })
             .find(|c| !c.is_empty())
@@ -501,7 +516,7 @@ impl<'a> Call<'a> {
     fn least_loaded(&self, candidates: &[usize], now: Instant) -> Option<usize> {
         let set = &self.set;
         if self.cluster.patterns.ejection.is_some() {
-            let peers = Cluster::peers_median(set, now);
+            let peers = peers_median(set, now);
             for &i in candidates {
                 if set[i].rejoin_if_back(peers, now) {
                     log::info!("service A replica {} is back in rotation", set[i].address);
@@ -530,11 +545,13 @@ impl<'a> Call<'a> {
     /// slow, so that one restarted is found within a probe (`outlier.rs`).
     fn failing_to_probe(&self, now: Instant) -> Vec<usize> {
         let limited = self.cluster.patterns.adaptive_limit;
+        let checked = self.cluster.checks_health();
         (0..self.set.len())
             .filter(|&i| {
                 let replica = &self.set[i];
                 !self.tried.contains(&i)
                     && replica.may_be_back(now)
+                    && !(checked && replica.is_unreachable())
                     && (!limited || replica.has_room(now))
             })
             .collect()
@@ -549,24 +566,35 @@ impl<'a> Call<'a> {
 
     /// Teaches the replica's statistics, the ejection rule and the hedge delay what one
     /// attempt did, and makes it the one the call's report names.
-    fn record(&mut self, attempt: &mut Attempt<'_>, verdict: Verdict, taught: limit::Outcome) {
+    fn record(&mut self, attempt: &mut Attempt<'_>, result: &Exchanged) {
         attempt.recorded = true;
         self.report.replica = Some(attempt.replica.address);
         self.report.attempt = attempt.number;
         let cluster = self.cluster;
         let now = cluster.clock.now();
         let elapsed = now - attempt.started;
-        let (end, latency) = match verdict {
-            Verdict::Answer => (AttemptEnd::Succeeded, elapsed),
-            _ => (AttemptEnd::Failed, elapsed.max(FAILURE_PENALTY)),
+        let end = attempt_end(result);
+        let latency = match end {
+            AttemptEnd::Succeeded => elapsed,
+            _ => elapsed.max(FAILURE_PENALTY),
         };
         if let Some(token) = attempt.token.take() {
-            attempt.replica.release(token, taught, now);
+            attempt.replica.release(token, limit_outcome(result), now);
+        }
+        if end == AttemptEnd::Unreachable
+            && cluster.checks_health()
+            && !attempt.replica.is_unreachable()
+        {
+            log::warn!(
+                "service A replica {} refused the connection: no calls until it answers a \
+                 health check",
+                attempt.replica.address
+            );
         }
         let set = &self.set;
         if end == AttemptEnd::Succeeded && attempt.replica.is_failing() {
             // Its first success after failures: it starts again from its peers' estimate.
-            attempt.replica.rejoin(Cluster::peers_median(set, now), now);
+            attempt.replica.rejoin(peers_median(set, now), now);
         }
         let ejected_now = || set.iter().filter(|r| r.is_ejected(now)).count();
         let ejection = cluster

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 
-use super::balance::median;
 use super::breaker::{Admission, Breaker, BreakerState};
 use super::budget::{BudgetConfig, RetryBudget};
 use super::bulkhead::{Bulkhead, Permit};
 use super::exchange::{ClientExchange, Clock, Exchange, SystemClock};
+use super::health_check;
 use super::hedge::Hedge;
 use super::lock::lock;
 use super::outcome::CallError;
@@ -169,6 +169,20 @@ impl Cluster {
         self.replicas.keep_resolving(interval);
     }
 
+    /// Whether replicas that nothing listens at are left out and health-checked
+    /// (`health_check.rs`): with ejection, whose job it is to take failing replicas out.
+    pub(super) fn checks_health(&self) -> bool {
+        self.patterns.ejection.is_some()
+    }
+
+    /// Checks unreachable replicas every `health_check::HEALTH_CHECK_INTERVAL` while B runs,
+    /// on a thread of its own; nothing to do (and no thread) when ejection is off.
+    pub fn keep_checking_health(&self) {
+        if self.checks_health() {
+            health_check::keep_checking(&self.replicas, self.exchange.clone(), self.clock.clone());
+        }
+    }
+
     /// A slot in the bulkhead (none to take when it is off), or `Overloaded`.
     pub(super) fn enter(&self) -> Result<Option<Permit<'_>>, CallError> {
         let Some(bulkhead) = &self.bulkhead else {
@@ -254,12 +268,6 @@ impl Cluster {
         self.breaker
             .as_ref()
             .is_none_or(|b| lock(b).state(now) == BreakerState::Closed)
-    }
-
-    /// The median load estimate of the replicas of `set` that are healthy now: where a
-    /// returning replica's estimate restarts (`balance.rs`, "a replica's return").
-    pub(super) fn peers_median(set: &[Arc<Replica>], now: Instant) -> Option<Duration> {
-        median(set.iter().filter_map(|r| r.healthy_latency(now)).collect())
     }
 
     /// The replicas, looked up now: for a call that found none (A's name does not exist yet

@@ -25,6 +25,7 @@
 //! | `replicas.rs` | the set of replicas, re-resolved | Envoy's `STRICT_DNS` clusters |
 //! | `balance.rs` | P2C over peak EWMA; a replica's return | Finagle, Linkerd; Envoy's slow start |
 //! | `outlier.rs` | eject after consecutive failures | Envoy's outlier detection |
+//! | `health_check.rs` | ask a replica nothing listens at whether it is back | HAProxy's `check`, Envoy's health checking |
 //! | `breaker.rs` | fail fast while A as a whole fails | Hystrix, resilience4j, Finagle's `FailFast` |
 //! | `budget.rs` | retries within a budget | Finagle's `RetryBudget`, Linkerd's retry budget |
 //! | `hedge.rs` | a second attempt for the slow tail | "The Tail at Scale", gRPC hedging |
@@ -47,6 +48,7 @@ pub mod cluster;
 pub mod deadline;
 pub mod exchange;
 pub mod flags;
+pub mod health_check;
 pub mod hedge;
 pub mod limit;
 mod lock;

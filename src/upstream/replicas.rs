@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::balance::{DEFAULT_DECAY, PeakEwma, slow_start_share};
+use super::balance::{DEFAULT_DECAY, PeakEwma, median, slow_start_share};
 use super::limit::{AdaptiveLimit, Outcome, Token};
 use super::lock::lock;
 use super::outlier::{Outlier, OutlierConfig};
@@ -49,6 +49,9 @@ struct ReplicaState {
     /// Its latest attempt failed: its estimate holds a failure penalty, and its next success
     /// is a return (see `Replica::rejoin`).
     failing: bool,
+    /// Its latest attempt could not even connect: nothing listens at its address. With
+    /// ejection on, it gets no call until it answers a health check (`health_check.rs`).
+    unreachable: bool,
     /// The number of the latest choice that took it (0: none yet), and when: the probes'
     /// clocks (`balance::overdue`, `balance::probe_due_by_time`).
     last_chosen: u64,
@@ -62,6 +65,7 @@ struct ReplicaStats {
     failed: AtomicU64,
     cancelled: AtomicU64,
     ejections: AtomicU64,
+    health_checks: AtomicU64,
 }
 
 /// How one attempt on a replica ended, as its statistics see it.
@@ -69,8 +73,11 @@ struct ReplicaStats {
 pub enum AttemptEnd {
     /// An answer that says the replica works (any status below 500).
     Succeeded,
-    /// Connect, timeout, closed, broken HTTP, or a 5xx.
+    /// Timeout, closed, broken HTTP, or a 5xx.
     Failed,
+    /// No connection: nothing listens at its address (refused), or no route to it. A failure,
+    /// and one that says the replica is not there at all.
+    Unreachable,
     /// Given up by B (the other attempt of a hedged pair won); says nothing of its health.
     Cancelled,
 }
@@ -84,6 +91,10 @@ pub struct ReplicaSnapshot {
     pub cancelled: u64,
     pub ejections: u64,
     pub ejected: bool,
+    /// Its latest attempt could not connect (see `Replica::is_unreachable`).
+    pub unreachable: bool,
+    /// Health checks sent to it while it was unreachable.
+    pub health_checks: u64,
     /// Back from an ejection, not yet trusted again (see `Outlier::is_on_probation`).
     pub on_probation: bool,
     pub outstanding: usize,
@@ -116,6 +127,7 @@ impl Replica {
                 outlier: Outlier::new(),
                 limit: AdaptiveLimit::new(),
                 failing: false,
+                unreachable: false,
                 last_chosen: 0,
                 chosen_at: None,
             }),
@@ -147,6 +159,37 @@ impl Replica {
     /// Whether its latest attempt failed (its next success will be a return).
     pub fn is_failing(&self) -> bool {
         self.state().failing
+    }
+
+    /// Whether its latest attempt could not connect: nothing listens at its address.
+    pub fn is_unreachable(&self) -> bool {
+        self.state().unreachable
+    }
+
+    /// A health check sent at `sent` found it answering again (`health_check.rs`): it is
+    /// reachable, its ejection if any is over (its slow start begins), and its estimate
+    /// restarts from `peers`, as at any return. False, and nothing changes, when an attempt
+    /// has reached it meanwhile.
+    pub fn answered_health_check(
+        &self,
+        sent: Instant,
+        peers: Option<Duration>,
+        now: Instant,
+    ) -> bool {
+        let mut state = self.state();
+        if !state.unreachable {
+            return false;
+        }
+        state.unreachable = false;
+        state.failing = false;
+        state.outlier.record_probe_success(sent, now);
+        state.load.rejoin(peers.unwrap_or(Duration::ZERO), now);
+        true
+    }
+
+    /// A health check is sent to it.
+    pub fn count_health_check(&self) {
+        self.stats.health_checks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The replica returns: its estimate restarts at `peers` (its healthy peers' median; none
@@ -242,15 +285,16 @@ impl Replica {
     ) -> bool {
         let counter = match end {
             AttemptEnd::Succeeded => &self.stats.succeeded,
-            AttemptEnd::Failed => &self.stats.failed,
+            AttemptEnd::Failed | AttemptEnd::Unreachable => &self.stats.failed,
             AttemptEnd::Cancelled => &self.stats.cancelled,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         match end {
-            AttemptEnd::Succeeded | AttemptEnd::Failed => {
+            AttemptEnd::Succeeded | AttemptEnd::Failed | AttemptEnd::Unreachable => {
                 state.load.finish(latency, now);
-                state.failing = end == AttemptEnd::Failed;
+                state.failing = end != AttemptEnd::Succeeded;
+                state.unreachable = end == AttemptEnd::Unreachable;
             }
             // Given up: a lower bound on its latency, not a measurement of it.
             AttemptEnd::Cancelled => state.load.give_up(latency, now),
@@ -267,7 +311,7 @@ impl Replica {
                 state.outlier.record_success(now);
                 false
             }
-            (AttemptEnd::Failed, Some((config, may_eject))) => {
+            (AttemptEnd::Failed | AttemptEnd::Unreachable, Some((config, may_eject))) => {
                 state.outlier.record_failure(now, config, may_eject)
             }
             _ => false,
@@ -287,6 +331,8 @@ impl Replica {
             cancelled: self.stats.cancelled.load(Ordering::Relaxed),
             ejections: self.stats.ejections.load(Ordering::Relaxed),
             ejected: state.outlier.is_ejected(now),
+            unreachable: state.unreachable,
+            health_checks: self.stats.health_checks.load(Ordering::Relaxed),
             on_probation: state.outlier.is_on_probation(now),
             outstanding: state.load.outstanding(),
             latency: state.load.latency(now),
@@ -294,6 +340,12 @@ impl Replica {
             limit: state.limit.limit(),
         }
     }
+}
+
+/// The median load estimate of the replicas of `set` that are healthy now: where a returning
+/// replica's estimate restarts (`balance.rs`, "a replica's return").
+pub fn peers_median(set: &[Arc<Replica>], now: Instant) -> Option<Duration> {
+    median(set.iter().filter_map(|r| r.healthy_latency(now)).collect())
 }
 
 /// The current set of replicas, and where it comes from.

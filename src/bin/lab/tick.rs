@@ -12,7 +12,8 @@
 //!                "total": {"200": 1234, "timeout": 3} },   and since the lab started
 //!   "replicas": [ { "n": 1, "name": "A1", "addr": "127.0.0.1:40001",
 //!                   "process": "running", "pid": 4242,      (or stopping, exited + detail)
-//!                   "state": "in_rotation",  (avoided, ejected, probation; unknown)
+//!                   "state": "in_rotation",  (avoided, ejected, unreachable,
+//!                                    probation; unknown)
 //!                   "attempts_per_s": 16.5, "failed_per_s": 0, "ejections": 0,
 //!                   "latency_ms": 1.1, "faults": {"delay_ms": 0, …} or null,
 //!                   "capacity": {"queue": 3, …} or null, "limit": 12.3 or null }, … ],
@@ -245,6 +246,7 @@ struct Replica {
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     ejected: bool,
+    unreachable: bool,
     probation: bool,
     attempts_per_s: f64,
     failed_per_s: f64,
@@ -261,6 +263,7 @@ impl Seen {
         let gauge = |name| m.get(name, &replica).unwrap_or(0.0);
         Seen {
             ejected: gauge("echo_lab_upstream_replica_ejected") == 1.0,
+            unreachable: gauge("echo_lab_upstream_replica_unreachable") == 1.0,
             probation: gauge("echo_lab_upstream_replica_probation") == 1.0,
             attempts_per_s: rates.of(&format!("{addr} attempts"), m.sum(attempts, &replica)),
             failed_per_s: rates.of(&format!("{addr} failed"), m.sum(attempts, &failed)),
@@ -270,13 +273,15 @@ impl Seen {
     }
 }
 
-/// What B makes of a replica now: `ejected`, `probation` (back from an ejection, its next
+/// What B makes of a replica now: `unreachable` (nothing listens there: B sends it no call,
+/// only health checks; ejected or not), `ejected`, `probation` (back from an ejection, its next
 /// attempt is its test), `avoided` (in rotation, but the balancer sends it almost nothing:
 /// see `AVOIDED_SHARE`), `in_rotation`; `unknown` when B's metrics could not be read.
 /// `total_per_s` is B's attempts a second on all replicas.
 fn b_state(seen: Option<&Seen>, total_per_s: f64) -> &'static str {
     match seen {
         None => "unknown",
+        Some(s) if s.unreachable => "unreachable",
         Some(s) if s.ejected => "ejected",
         Some(s) if s.probation => "probation",
         Some(s)
@@ -340,6 +345,7 @@ mod tests {
     fn seen(attempts_per_s: f64) -> Seen {
         Seen {
             ejected: false,
+            unreachable: false,
             probation: false,
             attempts_per_s,
             failed_per_s: 0.0,
@@ -349,8 +355,14 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_is_ejected_on_probation_avoided_or_in_rotation() {
+    fn a_replica_is_unreachable_ejected_on_probation_avoided_or_in_rotation() {
         assert_eq!(b_state(None, 50.0), "unknown");
+        let unreachable = Seen {
+            unreachable: true,
+            ejected: true,
+            ..seen(0.0)
+        };
+        assert_eq!(b_state(Some(&unreachable), 50.0), "unreachable");
         let ejected = Seen {
             ejected: true,
             ..seen(0.0)

@@ -242,6 +242,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 struct Sent {
     replica: SocketAddr,
+    target: String,
     /// When it was sent, on the virtual clock.
     at: Duration,
     headers: Vec<(String, String)>,
@@ -258,6 +259,7 @@ impl Exchange for Script {
     fn send(&self, replica: Arc<Replica>, get: Get) -> Sending {
         let sent = Sent {
             replica: replica.address,
+            target: get.target,
             at: self.clock.elapsed(),
             headers: get.headers,
         };
@@ -1116,4 +1118,173 @@ fn the_probe_of_an_ejected_replica_is_not_hedged() {
     );
     assert_eq!(lab.sent().len(), sent_before + 1, "one attempt, no hedge");
     assert!(!set[2].is_ejected(lab.clock.now()));
+}
+
+// ---- Health checks of a replica that nothing listens at ----
+
+/// Ejection (for 30 s) and retries over peak EWMA: health checks are on.
+fn checked() -> Patterns {
+    Patterns {
+        retries: Some(budget_of(100.0)),
+        ..returning(long_ejection())
+    }
+}
+
+/// `replica`'s latest attempt was refused: nothing listens at its address.
+fn refuse(replica: &Replica, now: Instant) {
+    replica.begin(now);
+    let ejection = Some((&long_ejection(), true));
+    replica.end(
+        super::AttemptEnd::Unreachable,
+        super::FAILURE_PENALTY,
+        now,
+        ejection,
+    );
+}
+
+/// One round of health checks on the lab's replicas, whose replies are `replies`.
+fn check_health(lab: &Lab, replies: &[Reply]) -> usize {
+    lab.script
+        .replies
+        .lock()
+        .expect("replies")
+        .extend(replies.iter().copied());
+    let set = replicas_of(lab);
+    let round = crate::upstream::health_check::check_unreachable(&set, &*lab.script, &lab.clock);
+    drive(&lab.clock, round)
+}
+
+#[test]
+fn a_refused_connection_makes_a_replica_unreachable_and_the_call_goes_elsewhere() {
+    let lab = lab(checked(), 3);
+    let (result, _) = lab.call(&[fails(Outcome::Refused, 1), answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200), "retried elsewhere");
+    let refused = lab.sent()[0].replica;
+    let snapshot = lab.replica(refused);
+    assert!(
+        snapshot.unreachable && !snapshot.ejected,
+        "one refusal: not ejected yet"
+    );
+    // A connection closed early is a failure, but something listens there.
+    let (result, _) = lab.call(&[fails(Outcome::Closed, 1), answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert!(!lab.replica(lab.sent()[2].replica).unreachable);
+}
+
+#[test]
+fn an_unreachable_replica_gets_no_call_not_even_a_probe() {
+    let lab = lab(checked(), 3);
+    let set = replicas_of(&lab);
+    refuse(&set[2], lab.clock.now());
+    // Twice the choices after which a failing replica is probed, and over a second.
+    let every = crate::upstream::balance::FAILING_PROBE_EVERY;
+    for _ in 0..2 * every {
+        lab.clock.advance(ms(10));
+        let (result, _) = lab.call(&[answers(200, 1)]);
+        assert_eq!(status_of(&result), Some(200));
+    }
+    let dead = set[2].address;
+    assert!(
+        lab.sent().iter().all(|s| s.replica != dead),
+        "a call went to {dead}"
+    );
+}
+
+#[test]
+fn without_ejection_an_unreachable_replica_is_probed_with_calls_as_before() {
+    let patterns = Patterns {
+        balance: Balance::PeakEwma,
+        ..Patterns::default()
+    };
+    let lab = lab(patterns, 3);
+    let set = replicas_of(&lab);
+    refuse(&set[2], lab.clock.now());
+    calls_until_a_probe_is_due(&lab, crate::upstream::balance::FAILING_PROBE_EVERY);
+    let (result, report) = lab.call(&[answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200));
+    assert_eq!(report.replica, Some(set[2].address), "the probe");
+}
+
+#[test]
+fn when_every_replica_is_unreachable_calls_still_try_them() {
+    let lab = lab(checked(), 2);
+    let set = replicas_of(&lab);
+    for replica in set.iter() {
+        refuse(replica, lab.clock.now());
+    }
+    let (result, report) = lab.call(&[fails(Outcome::Refused, 1), answers(200, 1)]);
+    assert_eq!(status_of(&result), Some(200), "the second one is back");
+    assert_eq!(report.attempt, 2);
+}
+
+#[test]
+fn a_health_check_asks_only_unreachable_replicas_for_health() {
+    let lab = lab(checked(), 3);
+    let set = replicas_of(&lab);
+    refuse(&set[1], lab.clock.now());
+    assert_eq!(check_health(&lab, &[fails(Outcome::Refused, 0)]), 0);
+    let sent = lab.sent();
+    assert_eq!(sent.len(), 1, "one check, to the one unreachable replica");
+    assert_eq!(
+        (sent[0].replica, sent[0].target.as_str()),
+        (set[1].address, "/health")
+    );
+    let snapshot = lab.replica(set[1].address);
+    assert!(snapshot.unreachable, "refused again: still unreachable");
+    assert_eq!(snapshot.health_checks, 1);
+    assert_eq!(lab.snapshot().replicas[0].health_checks, 0);
+}
+
+#[test]
+fn a_replica_that_answers_its_health_check_is_back_from_its_peers_estimate() {
+    let config = long_ejection();
+    let lab = lab(checked(), 3);
+    let now = lab.clock.now();
+    let set = replicas_of(&lab);
+    for replica in &set[..2] {
+        replica.begin(now);
+        replica.end(
+            super::AttemptEnd::Succeeded,
+            ms(2),
+            now,
+            Some((&config, true)),
+        );
+    }
+    // Refused five times in a row: ejected for 30 s.
+    for _ in 0..config.consecutive_failures {
+        refuse(&set[2], now);
+    }
+    assert!(set[2].is_ejected(now) && set[2].is_unreachable());
+    lab.clock.advance(ms(500));
+    assert_eq!(check_health(&lab, &[answers(200, 1)]), 1);
+    let now = lab.clock.now();
+    assert!(!set[2].is_unreachable() && !set[2].is_failing());
+    assert!(
+        !set[2].is_ejected(now),
+        "its ejection is over long before 30 s"
+    );
+    assert!(set[2].share(now) < 0.2, "it ramps up again (slow start)");
+    let peers = lab.replica(set[0].address).latency;
+    assert!(peers <= ms(2), "{peers:?}");
+    assert_eq!(
+        lab.replica(set[2].address).latency,
+        peers,
+        "its peers' estimate"
+    );
+    // The next round sends nothing: no replica is unreachable.
+    assert_eq!(check_health(&lab, &[]), 0);
+    assert_eq!(lab.sent().len(), 1);
+}
+
+#[test]
+fn a_health_check_that_answers_late_or_with_an_error_does_not_bring_a_replica_back() {
+    let lab = lab(checked(), 3);
+    let set = replicas_of(&lab);
+    refuse(&set[0], lab.clock.now());
+    let timeout = crate::upstream::health_check::HEALTH_CHECK_TIMEOUT;
+    let late = answers(200, timeout.as_millis() as u64 + 100);
+    assert_eq!(check_health(&lab, &[late]), 0);
+    assert_eq!(lab.clock.elapsed(), timeout, "given up at its timeout");
+    assert_eq!(check_health(&lab, &[answers(503, 1)]), 0);
+    assert!(set[0].is_unreachable());
 }
