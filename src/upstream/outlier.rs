@@ -31,8 +31,9 @@
 //! `balance::FAILING_PROBE_EVERY` choices, as for one whose latest attempt failed): a probe
 //! that succeeds ends the ejection at once ([`Outlier::record_probe_success`]), so that a replica restarted during a long ejection is
 //! back within a probe rather than when its doubled time runs out. A probe that fails changes
-//! nothing: it was ejected for exactly that. (Active health checking, as in HAProxy's `check`
-//! or Envoy's health checker, does the same job with requests of its own.)
+//! nothing: it was ejected for exactly that. A replica that refused a connection gets no
+//! probe: nothing listens there, and B's own health checks (`health_check.rs`, as HAProxy's
+//! `check` or Envoy's health checker) find it back without spending a call.
 //!
 //! Back in rotation, a replica is *returning*: the balancer restarts its load estimate from its
 //! peers' and ramps its share up (`balance.rs`, "a replica's return"). [`Outlier::take_return`]

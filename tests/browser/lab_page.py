@@ -223,7 +223,7 @@ def run(driver, lab, out, docs):
     clicked = time.monotonic()
     state = wait_for("A2 out of rotation", OUT_OF_ROTATION, lambda: (
         replica(driver, 2, "process") in ("stopping", "exited")
-        and replica(driver, 2, "state") in ("avoided", "ejected")
+        and replica(driver, 2, "state") in ("avoided", "ejected", "unreachable")
         and total_200(driver) > before
         and replica(driver, 2, "state")
     ))
@@ -276,7 +276,7 @@ def run(driver, lab, out, docs):
     driver.find_element(By.ID, "replica-3-kill").click()
     state = wait_for("A3 killed and out of rotation", OUT_OF_ROTATION, lambda: (
         replica(driver, 3, "process") == "exited"
-        and replica(driver, 3, "state") in ("avoided", "ejected")
+        and replica(driver, 3, "state") in ("avoided", "ejected", "unreachable")
         and replica(driver, 3, "state")
     ))
     shown = driver.find_element(By.ID, "replica-3-process").text
