@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::balance::{DEFAULT_DECAY, PeakEwma, median, slow_start_share};
+use super::balance::{DEFAULT_DECAY, PeakEwma, SLOW_START_WINDOW, median, slow_start_share};
 use super::limit::{AdaptiveLimit, Outcome, Token};
 use super::lock::lock;
 use super::outlier::{Outlier, OutlierConfig};
@@ -52,10 +52,27 @@ struct ReplicaState {
     /// Its latest attempt could not even connect: nothing listens at its address. With
     /// ejection on, it gets no call until it answers a health check (`health_check.rs`).
     unreachable: bool,
+    /// When a health check last found it back: its slow start runs from then, as after an
+    /// ejection (see `ReplicaState::back_since`).
+    checked_back_at: Option<Instant>,
     /// The number of the latest choice that took it (0: none yet), and when: the probes'
     /// clocks (`balance::overdue`, `balance::probe_due_by_time`).
     last_chosen: u64,
     chosen_at: Option<Instant>,
+}
+
+impl ReplicaState {
+    /// When it last came back, if it has: an ejection that ended, or a health check that
+    /// found it answering again. Its slow start runs from here.
+    fn back_since(&self, now: Instant) -> Option<Instant> {
+        self.outlier.back_since(now).max(self.checked_back_at)
+    }
+
+    /// Whether it is still ramping up after its return (`balance::SLOW_START_WINDOW`).
+    fn in_slow_start(&self, now: Instant) -> bool {
+        self.back_since(now)
+            .is_some_and(|since| now.saturating_duration_since(since) < SLOW_START_WINDOW)
+    }
 }
 
 /// Counts for `/metrics`.
@@ -128,6 +145,7 @@ impl Replica {
                 limit: AdaptiveLimit::new(),
                 failing: false,
                 unreachable: false,
+                checked_back_at: None,
                 last_chosen: 0,
                 chosen_at: None,
             }),
@@ -182,6 +200,7 @@ impl Replica {
         }
         state.unreachable = false;
         state.failing = false;
+        state.checked_back_at = Some(now);
         state.outlier.record_probe_success(sent, now);
         state.load.rejoin(peers.unwrap_or(Duration::ZERO), now);
         true
@@ -213,7 +232,7 @@ impl Replica {
 
     /// Its share of choices now: below 1 while it ramps up after an ejection (slow start).
     pub fn share(&self, now: Instant) -> f64 {
-        let back_since = self.state().outlier.back_since(now);
+        let back_since = self.state().back_since(now);
         back_since.map_or(1.0, |since| slow_start_share(now - since))
     }
 
@@ -292,6 +311,12 @@ impl Replica {
         let mut state = self.state();
         match end {
             AttemptEnd::Succeeded | AttemptEnd::Failed | AttemptEnd::Unreachable => {
+                if state.in_slow_start(now) {
+                    // A returning replica is cold (new connections, empty caches): while it
+                    // ramps up, its estimate is its latest answer, as a probe's is, so one
+                    // cold answer does not become a peak that keeps it avoided for seconds.
+                    state.load.mark_probe();
+                }
                 state.load.finish(latency, now);
                 state.failing = end != AttemptEnd::Succeeded;
                 state.unreachable = end == AttemptEnd::Unreachable;

@@ -1288,3 +1288,57 @@ fn a_health_check_that_answers_late_or_with_an_error_does_not_bring_a_replica_ba
     assert_eq!(check_health(&lab, &[answers(503, 1)]), 0);
     assert!(set[0].is_unreachable());
 }
+
+/// Refused once (not ejected), then found back by a health check: the lab's returning replica.
+fn checked_back(lab: &Lab) -> Arc<Replica> {
+    let set = replicas_of(lab);
+    let now = lab.clock.now();
+    for replica in &set[..2] {
+        replica.begin(now);
+        replica.end(super::AttemptEnd::Succeeded, ms(10), now, None);
+    }
+    refuse(&set[2], now);
+    assert!(!set[2].is_ejected(now), "one refusal does not eject");
+    assert_eq!(check_health(lab, &[answers(200, 1)]), 1);
+    set[2].clone()
+}
+
+#[test]
+fn a_replica_found_back_by_a_health_check_ramps_up_even_if_it_was_not_ejected() {
+    let lab = lab(checked(), 3);
+    let back = checked_back(&lab);
+    assert!(
+        back.share(lab.clock.now()) < 0.2,
+        "at first a tenth of a share"
+    );
+    lab.clock
+        .advance(crate::upstream::balance::SLOW_START_WINDOW);
+    assert_eq!(
+        back.share(lab.clock.now()),
+        1.0,
+        "a full share after its slow start"
+    );
+}
+
+#[test]
+fn while_it_ramps_up_a_returning_replicas_estimate_is_its_latest_answer() {
+    let lab = lab(checked(), 3);
+    let back = checked_back(&lab);
+    let answer = |latency: Duration| {
+        let now = lab.clock.now();
+        back.begin(now);
+        back.end(super::AttemptEnd::Succeeded, latency, now, None);
+        lab.replica(back.address).latency
+    };
+    // A cold answer, then a warm one: the cold one is not kept as a peak.
+    assert_eq!(answer(ms(30)), ms(30));
+    lab.clock.advance(ms(10));
+    assert_eq!(answer(ms(9)), ms(9));
+    // After the slow start, peak EWMA again: a slow answer is believed at once, and a fast
+    // one only moves the estimate part of the way.
+    lab.clock
+        .advance(crate::upstream::balance::SLOW_START_WINDOW);
+    assert_eq!(answer(ms(30)), ms(30));
+    lab.clock.advance(ms(10));
+    assert!(answer(ms(9)) > ms(29));
+}
