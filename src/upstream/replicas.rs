@@ -202,6 +202,8 @@ impl Replica {
         state.failing = false;
         state.checked_back_at = Some(now);
         state.outlier.record_probe_success(sent, now);
+        // Its return is told here, once: the balancer need not welcome it back again.
+        state.outlier.take_return(now);
         state.load.rejoin(peers.unwrap_or(Duration::ZERO), now);
         true
     }

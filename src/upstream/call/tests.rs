@@ -1263,6 +1263,10 @@ fn a_replica_that_answers_its_health_check_is_back_from_its_peers_estimate() {
         !set[2].is_ejected(now),
         "its ejection is over long before 30 s"
     );
+    assert!(
+        !set[2].rejoin_if_back(Some(ms(50)), now),
+        "its return was told once, by the health check"
+    );
     assert!(set[2].share(now) < 0.2, "it ramps up again (slow start)");
     let peers = lab.replica(set[0].address).latency;
     assert!(peers <= ms(2), "{peers:?}");
