@@ -61,6 +61,8 @@ pub async fn check_unreachable(
             headers: Vec::new(),
             deadline: Deadline::after(HEALTH_CHECK_TIMEOUT),
         };
+        // The client keeps the deadline too; the clock's own timer holds it over any exchange
+        // (and on the unit tests' hand-driven clock).
         let check = async { exchange.send(replica.clone(), get).await.ok() };
         let timeout = async {
             clock.sleep_until(sent + HEALTH_CHECK_TIMEOUT).await;
