@@ -65,12 +65,12 @@ pub const PROBE_EVERY: u64 = 250;
 
 /// A replica that is ejected, or whose latest attempt failed, is probed more often: it is the
 /// one that may have restarted, and a restarted replica is to have its traffic back within a
-/// second; a probe of one that is still down costs a refused connection, not a slow answer.
-/// One in a hundred is about three probes a second at 300 calls a second. (One that refused a
-/// connection, nothing listening there, is not probed with calls when ejection is on: B's
-/// health checks find it back, `health_check.rs`.) One in three hundred found replicas ejected under
-/// overload so late that the others were overloaded more, and B (then without its adaptive
-/// limit) stayed down after a short trigger (bench/README.md's overload section).
+/// second. One in a hundred is about three probes a second at 300 calls a second. One in
+/// three hundred found replicas ejected under overload so late that the others were
+/// overloaded more, and B (then without its adaptive limit) stayed down after a short trigger
+/// (bench/README.md's overload section). A replica that refused a connection, nothing
+/// listening there, is not probed with calls when ejection is on: B's health checks find it
+/// back (`health_check.rs`).
 pub const FAILING_PROBE_EVERY: u64 = 100;
 
 /// A replica that is ejected, or whose latest attempt failed, is probed at least this often,
@@ -105,7 +105,8 @@ pub struct PeakEwma {
     stamp: Instant,
     /// Whether any answer has come back yet.
     answered: bool,
-    /// A probe is out: the next measured sample replaces the estimate (see [`PeakEwma::mark_probe`]).
+    /// A probe is out: the next measured sample replaces the estimate
+    /// ([`PeakEwma::mark_probe`]).
     probed: bool,
     outstanding: usize,
 }

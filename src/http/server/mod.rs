@@ -122,9 +122,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
 /// How many tasks an executor thread runs before it looks for I/O events again. The
 /// executor's own `run` looks only every 200 tasks, or when it has none left: under load, a
 /// connection whose next request had arrived waited behind up to 200 tasks of others before
-/// its readiness was even seen, and that was A's p99 under `wrk -c64`, twice axum's (measured
-/// at 64: 0.9-1.2x axum's; `bench/README.md`, "Where the tail came from"). tokio's scheduler
-/// polls its I/O driver every 61 tasks (`event_interval`) for the same reason.
+/// its readiness was even seen, and that was A's p99 under `wrk -c64`, about twice axum's
+/// (at 64: 0.9-1.4x axum's; `bench/README.md`, "Where the closed-loop tail came from").
+/// tokio's scheduler polls its I/O driver every 61 tasks (`event_interval`) for the same
+/// reason.
 const TASKS_BETWEEN_IO_POLLS: usize = 64;
 
 /// Runs `ex`'s tasks on this thread until `done` completes. With no task to run, the thread
