@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::balance::{DEFAULT_DECAY, PeakEwma, SLOW_START_WINDOW, median, slow_start_share};
+use super::balance::{DEFAULT_DECAY, PeakEwma, SETTLE_WINDOW, median, slow_start_share};
 use super::limit::{AdaptiveLimit, Outcome, Token};
 use super::lock::lock;
 use super::outlier::{Outlier, OutlierConfig};
@@ -68,10 +68,10 @@ impl ReplicaState {
         self.outlier.back_since(now).max(self.checked_back_at)
     }
 
-    /// Whether it is still ramping up after its return (`balance::SLOW_START_WINDOW`).
-    fn in_slow_start(&self, now: Instant) -> bool {
+    /// Whether its estimate is still settling after its return (`balance::SETTLE_WINDOW`).
+    fn settling(&self, now: Instant) -> bool {
         self.back_since(now)
-            .is_some_and(|since| now.saturating_duration_since(since) < SLOW_START_WINDOW)
+            .is_some_and(|since| now.saturating_duration_since(since) < SETTLE_WINDOW)
     }
 }
 
@@ -313,9 +313,9 @@ impl Replica {
         let mut state = self.state();
         match end {
             AttemptEnd::Succeeded | AttemptEnd::Failed | AttemptEnd::Unreachable => {
-                if state.in_slow_start(now) {
+                if state.settling(now) {
                     // A returning replica is cold (new connections, empty caches): while it
-                    // ramps up, its estimate is its latest answer, as a probe's is, so one
+                    // settles, its estimate is its latest answer, as a probe's is, so one
                     // cold answer does not become a peak that keeps it avoided for seconds.
                     state.load.mark_probe();
                 }

@@ -1327,7 +1327,7 @@ fn a_replica_found_back_by_a_health_check_ramps_up_even_if_it_was_not_ejected() 
 }
 
 #[test]
-fn while_it_ramps_up_a_returning_replicas_estimate_is_its_latest_answer() {
+fn while_it_settles_a_returning_replicas_estimate_is_its_latest_answer() {
     let lab = lab(checked(), 3);
     let back = checked_back(&lab);
     let answer = |latency: Duration| {
@@ -1340,10 +1340,18 @@ fn while_it_ramps_up_a_returning_replicas_estimate_is_its_latest_answer() {
     assert_eq!(answer(ms(30)), ms(30));
     lab.clock.advance(ms(10));
     assert_eq!(answer(ms(9)), ms(9));
-    // From the end of its slow start, peak EWMA again: a slow answer is believed at once, and
-    // a fast one only moves the estimate part of the way (not at all in the same instant).
+    // Its share is full after its slow start, and its answers still replace its estimate: a
+    // slow one, then a fast one, is the fast one.
     lab.clock
-        .advance(crate::upstream::balance::SLOW_START_WINDOW - ms(10));
+        .advance(crate::upstream::balance::SLOW_START_WINDOW);
+    assert_eq!(back.share(lab.clock.now()), 1.0);
+    assert_eq!(answer(ms(30)), ms(30));
+    assert_eq!(answer(ms(9)), ms(9));
+    // From the end of its settling, peak EWMA again: a slow answer is believed at once, and a
+    // fast one only moves the estimate part of the way (not at all in the same instant).
+    lab.clock.advance(
+        crate::upstream::balance::SETTLE_WINDOW - crate::upstream::balance::SLOW_START_WINDOW,
+    );
     assert_eq!(answer(ms(30)), ms(30));
     assert_eq!(answer(ms(9)), ms(30));
 }
