@@ -1330,6 +1330,7 @@ fn a_replica_found_back_by_a_health_check_ramps_up_even_if_it_was_not_ejected() 
 fn while_it_settles_a_returning_replicas_estimate_is_its_latest_answer() {
     let lab = lab(checked(), 3);
     let back = checked_back(&lab);
+    let back_at = lab.clock.now();
     let answer = |latency: Duration| {
         let now = lab.clock.now();
         back.begin(now);
@@ -1349,9 +1350,8 @@ fn while_it_settles_a_returning_replicas_estimate_is_its_latest_answer() {
     assert_eq!(answer(ms(9)), ms(9));
     // From the end of its settling, peak EWMA again: a slow answer is believed at once, and a
     // fast one only moves the estimate part of the way (not at all in the same instant).
-    lab.clock.advance(
-        crate::upstream::balance::SETTLE_WINDOW - crate::upstream::balance::SLOW_START_WINDOW,
-    );
+    let settled_at = back_at + crate::upstream::balance::SETTLE_WINDOW;
+    lab.clock.advance(settled_at - lab.clock.now());
     assert_eq!(answer(ms(30)), ms(30));
     assert_eq!(answer(ms(9)), ms(30));
 }
