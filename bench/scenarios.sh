@@ -339,6 +339,8 @@ done
 
 OUT_DIR="$ROOT/bench/results"
 OUT="$OUT_DIR/scenarios-$(date -u +%Y-%m-%d).md"
+# A day's first run takes the date; a later one adds the time, so no run overwrites another.
+[ -e "$OUT" ] && OUT="$OUT_DIR/scenarios-$(date -u +%Y-%m-%d-%H%M).md"
 mkdir -p "$OUT_DIR"
 {
     echo "# Resilience scenarios, $(date -u +'%Y-%m-%d %H:%M UTC')"
