@@ -515,8 +515,8 @@ impl Client {
 /// other tasks, so the task lets them run once (a yield), then reads without waiting. Only if
 /// nothing has come yet does it wait for readability, which costs more than a read that finds
 /// nothing: async-io re-arms the socket's one-shot interest (`epoll_ctl`), and the task sleeps
-/// until a turn of the reactor wakes it. While it waits it holds no read buffer, as a server
-/// connection does not (a pool's worth of waiting calls would hold 4 KiB each).
+/// until a turn of the reactor wakes it. While it waits it holds no read buffer, like a server
+/// connection between requests (every call waiting for A would hold 4 KiB).
 async fn first_bytes(conn: &mut Stream) -> io::Result<usize> {
     future::yield_now().await;
     if let Some(n) = conn.try_fill()? {
@@ -754,8 +754,8 @@ mod tests {
         (BufferedStream::outbound(stream), a_side)
     }
 
-    /// Polls `future` once, with a waker that does nothing: no reactor runs, so whatever
-    /// needs a wait stays pending.
+    /// Polls `future` once and gives what it returned, if anything. Nothing waits in between,
+    /// so no turn of the reactor runs: a future that needs one stays pending.
     fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
         smol::block_on(future::poll_once(future))
     }
