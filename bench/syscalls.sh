@@ -9,14 +9,18 @@
 # then for A /echo and B /call-echo
 #   1. wrk -t1 -cCONNS -dSECONDS with no tracer: req/s, p99, and the CPU time (user + system,
 #      /proc/PID/stat) the measured service spent, per response;
-#   2. the same load with `strace -c -f` attached to the measured service (A for /echo, B for
-#      /call-echo): every system call of every thread, per response;
+#   2. the same load again with the kernel's syscall tracepoints counted (`perf stat`) on the
+#      measured service (A for /echo, B for /call-echo): every system call of every thread, per
+#      response. `TRACER=strace` counts with `strace -c -f` instead, which slows the service
+#      many times over and so changes what it counts (a read tried before a wait finds data
+#      far more often under strace); perf's counters do not;
 #   3. the measured service's peak RSS (VmHWM) after both loads.
-# The tracer slows the service many times over, so step 2 gives counts only, never speed.
+# Step 2 gives counts only, never speed.
 # Impls are the files of $SHARED_BENCH/impls (default /work/shared/bench); ours runs the
 # binaries in $PROJECT_BIN_DIR (default target/release: run `cargo build --release` first).
 # Environment passed through to our services, e.g. THREADS=1, tries a setting without a build.
-# Writes a markdown table to stdout; raw strace tables stay in $KEEP_DIR if it is set.
+# Writes a markdown table to stdout; the raw counts stay in $KEEP_DIR if it is set.
+# perf needs perf_event_paranoid ≤ -1 or root for the tracepoints (apt: linux-perf).
 set -euo pipefail
 
 SHARED_BENCH=${SHARED_BENCH:-/work/shared/bench}
@@ -27,7 +31,7 @@ DURATION=5
 CONNS=64
 ROUNDS=1
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "d:c:r:h" opt; do
     case $opt in
         d) DURATION=$OPTARG ;;
@@ -39,7 +43,8 @@ done
 shift $((OPTIND - 1))
 IMPLS=("$@")
 [ ${#IMPLS[@]} -gt 0 ] || IMPLS=(axum project)
-for tool in wrk strace curl python3; do
+TRACER=${TRACER:-perf}
+for tool in wrk "$TRACER" curl python3; do
     command -v "$tool" >/dev/null || { echo "error: $tool not found" >&2; exit 2; }
 done
 
@@ -87,8 +92,43 @@ print(f"{rps:.0f} {p99:.3f} {ticks / hz * 1e6 / max(n, 1):.1f}")
 EOF
 }
 
-# The same load under `strace -c -f`: the per-response count of each call, as "name=count ...".
+# The system calls perf counts by name; the rest are counted together as "other".
+COUNTED="recvfrom sendto read write writev epoll_ctl epoll_pwait epoll_wait futex timerfd_settime accept4 close"
+
+# The same load with the syscall tracepoints counted: "total|name count, ..." per response.
 traced_load() { # PID URL OUT
+    if [ "$TRACER" = strace ]; then strace_load "$@"; return; fi
+    local events=raw_syscalls:sys_enter name
+    for name in $COUNTED; do events+=",syscalls:sys_enter_$name"; done
+    perf stat -x, -e "$events" -p "$1" -o "$3.perf" &
+    local counter=$!
+    PIDS+=("$counter")
+    sleep 1
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" "$2" >"$3" 2>&1
+    kill -INT "$counter"
+    wait "$counter" 2>/dev/null || true
+    python3 - "$3.perf" "$(responses "$3")" <<'EOF'
+import sys
+n = int(sys.argv[2])
+total, calls = 0, {}
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    # "count,unit,event,..." (perf stat -x,); comments and uncounted events are skipped
+    if len(f) < 3 or not f[0].isdigit():
+        continue
+    if f[2] == "raw_syscalls:sys_enter":
+        total = int(f[0])
+    else:
+        calls[f[2].removeprefix("syscalls:sys_enter_")] = int(f[0])
+calls["other"] = total - sum(calls.values())
+top = sorted(calls.items(), key=lambda kv: -kv[1])
+detail = ", ".join(f"{k} {v / n:.2f}" for k, v in top if v / n >= 0.01)
+print(f"{total / n:.2f}|{detail}")
+EOF
+}
+
+# The same load under `strace -c -f`: the per-response count of each call.
+strace_load() { # PID URL OUT
     strace -c -f -o "$3.strace" -p "$1" 2>/dev/null &
     local tracer=$!
     PIDS+=("$tracer")
