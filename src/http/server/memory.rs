@@ -14,9 +14,10 @@
 //! * **Buffers released before the idle wait.** Step 2 gives back the read buffer and the
 //!   queue of owed answers when nothing is left in them (nginx does the same with its
 //!   `client_header_buffer`): 4 KiB held by each idle connection would be four times the
-//!   whole budget. The next read allocates again, one allocation per request that had to
-//!   wait. A request that is already here when the loop comes back to step 2 is read into the
-//!   buffer still held, without a wait and without that allocation.
+//!   whole budget. It gives them back before its yield too (the thread serves its other
+//!   connections first, `next_request_starts`): kept over it, 64 busy connections raised A's
+//!   peak RSS by 0.6 MiB. The next read allocates again, one allocation per request. A
+//!   request already buffered when the loop comes back (pipelined) is read without either.
 //! * **A task is as large as the largest state of its future**, waiting or not. So the big,
 //!   short-lived states are boxed, and cost memory only while they run, one small allocation
 //!   each: reading a request (step 3), the handler's answer (steps 4 and 5; B's handler holds
