@@ -157,9 +157,9 @@ impl<H: Handler> Connection<H> {
     /// thread's other tasks run (a yield); by then the request is often here, and one read
     /// without a wait takes it (a wait costs more than a read that finds nothing: the reactor
     /// re-arms the socket's interest, one `epoll_ctl`, and must wake the task again). Only
-    /// when it is not does the connection wait: first it gives back its buffers, since it may
-    /// stay idle a long time (nginx does the same; memory.rs), then it waits for readability,
-    /// the idle timeout or shutdown, whichever comes first.
+    /// when it is not does the connection wait, for readability, the idle timeout or shutdown,
+    /// whichever comes first. Over the yield and the wait, which may be long, it holds no
+    /// buffers (nginx does the same; memory.rs).
     async fn next_request_starts<F: Future>(
         &mut self,
         stop: &Receiver<()>,
@@ -175,7 +175,7 @@ impl<H: Handler> Connection<H> {
             Ok(None) => {}
             Err(_) => return false,
         }
-        self.release_buffers();
+        self.release_buffers(); // the read took a buffer again, and found nothing
         let idle_timer = &mut self.idle_timer;
         let idle = async {
             idle_timer.expired().await;
