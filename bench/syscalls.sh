@@ -31,7 +31,7 @@ DURATION=5
 CONNS=64
 ROUNDS=1
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "d:c:r:h" opt; do
     case $opt in
         d) DURATION=$OPTARG ;;

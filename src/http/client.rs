@@ -756,7 +756,7 @@ mod tests {
 
     /// Polls `future` once and gives what it returned, if anything. Nothing waits in between,
     /// so no turn of the reactor runs: a future that needs one stays pending.
-    fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    fn poll_without_waiting<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
         smol::block_on(future::poll_once(future))
     }
 
@@ -767,8 +767,11 @@ mod tests {
         io::Write::write_all(&mut a_side, answer).expect("A answers");
         // The bytes reach our socket's queue before `write_all` returns, on loopback.
         let mut read = Box::pin(first_bytes(&mut conn));
-        assert!(poll_once(&mut read).is_none(), "the first poll yields");
-        let n = poll_once(&mut read).expect("read without waiting on the reactor");
+        assert!(
+            poll_without_waiting(&mut read).is_none(),
+            "the first poll yields"
+        );
+        let n = poll_without_waiting(&mut read).expect("read without waiting on the reactor");
         assert_eq!(n.expect("no error"), answer.len());
         drop(read);
         assert_eq!(conn.buffered(), answer);
@@ -778,8 +781,14 @@ mod tests {
     fn while_it_waits_for_the_first_byte_a_connection_holds_no_read_buffer() {
         let (mut conn, mut a_side) = connection_to_a();
         let mut read = Box::pin(first_bytes(&mut conn));
-        assert!(poll_once(&mut read).is_none(), "the first poll yields");
-        assert!(poll_once(&mut read).is_none(), "nothing yet: it waits");
+        assert!(
+            poll_without_waiting(&mut read).is_none(),
+            "the first poll yields"
+        );
+        assert!(
+            poll_without_waiting(&mut read).is_none(),
+            "nothing yet: it waits"
+        );
         drop(read);
         assert_eq!(
             conn.buffer_capacity(),
