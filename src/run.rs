@@ -4,9 +4,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
@@ -60,8 +58,8 @@ pub fn fail_to_start(text: &str) -> ExitCode {
 }
 
 /// Starts logging at `RUST_LOG`'s level (default info), with UTC timestamps, on stdout, in the
-/// format `--log-format` chose (text unless told): one `write` per line, no lock (see
-/// `logging.rs`). Errors before logging starts (bad flags) go to stderr.
+/// format `--log-format` chose (text unless told); request lines leave in batches (see
+/// `logging/output.rs`). Errors before logging starts (bad flags) go to stderr.
 pub fn init_logging() {
     let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
@@ -69,55 +67,9 @@ pub fn init_logging() {
         .with_utc_timestamps();
     log::set_max_level(logger.max_level());
     let _ = match logging::format() {
-        LogFormat::Text => {
-            let logger = TextLogger { filter: logger };
-            log::set_boxed_logger(Box::new(OutputMayVanish::new(logger)))
-        }
-        LogFormat::Json => {
-            let logger = JsonLogger { filter: logger };
-            log::set_boxed_logger(Box::new(OutputMayVanish::new(logger)))
-        }
+        LogFormat::Text => log::set_boxed_logger(Box::new(TextLogger { filter: logger })),
+        LogFormat::Json => log::set_boxed_logger(Box::new(JsonLogger { filter: logger })),
     };
-}
-
-/// Our loggers panic, as `println!` would, when stdout has gone: its reader exited
-/// (`service-a | head`, a log collector that died). A log line is not worth a request, so the
-/// first such panic is caught here (the panic message still goes to stderr, once), and from
-/// then on log lines are dropped while the service keeps answering. (`TextLogger` and
-/// `JsonLogger` panic the same way, so one guard serves both formats.)
-struct OutputMayVanish<L> {
-    logger: L,
-    gone: AtomicBool,
-}
-
-impl<L> OutputMayVanish<L> {
-    fn new(logger: L) -> Self {
-        OutputMayVanish {
-            logger,
-            gone: AtomicBool::new(false),
-        }
-    }
-}
-
-impl<L: log::Log> log::Log for OutputMayVanish<L> {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        !self.gone.load(Ordering::Relaxed) && self.logger.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.gone.load(Ordering::Relaxed) {
-            return;
-        }
-        if catch_unwind(AssertUnwindSafe(|| self.logger.log(record))).is_err() {
-            self.gone.store(true, Ordering::Relaxed);
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: the log output (stdout) is gone; log lines are dropped from now on"
-            );
-        }
-    }
-
-    fn flush(&self) {}
 }
 
 /// The listening address and server configuration from the common flags.

@@ -2,10 +2,10 @@
 //! `json` (one JSON object per line, `JsonLogger`). simple_logger still parses `RUST_LOG` and
 //! filters for both; neither writes through it.
 //!
-//! Both write a line with one `write` on stdout and take no lock of ours or of `Stdout`: a
-//! request line is logged on every request from every executor thread, and behind a shared
-//! lock the threads queue up for each other's system call (measured in bench/README.md, "What
-//! made it faster, and why": about one futex call per request, gone with the lock).
+//! Both hand their whole line to [`output`], which writes request lines in batches and every
+//! other line at once, on stdout, without `Stdout`'s lock: a request line is logged on every
+//! request from every executor thread, and behind a lock held over a system call the threads
+//! queue up for each other (measured in bench/README.md, "What made it faster, and why").
 //!
 //! Two kinds of line exist, and both formats show each of them:
 //!
@@ -19,12 +19,15 @@
 //!   key-values, so text lines stay as they were; the JSON logger writes them as members,
 //!   followed by the text as `msg`.
 
+pub mod output;
+
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use output::Urgency;
 
 /// The key that marks a record whose message is a list of JSON members (see the module doc).
 pub const FIELDS_KEY: &str = "fields";
@@ -203,6 +206,16 @@ pub fn emit(level: log::Level, target: &str, list: &[Field<'_>]) {
     log::log!(target: target, level, fields = true; "{}", Fields::new(list));
 }
 
+/// Request lines (records with the key [`FIELDS_KEY`]) may wait for others to leave with them;
+/// every other line is written now (see [`output`]).
+fn urgency(record: &log::Record) -> Urgency {
+    let fields = record.key_values().get(log::kv::Key::from_str(FIELDS_KEY));
+    match fields {
+        Some(_) => Urgency::MayWait,
+        None => Urgency::Now,
+    }
+}
+
 /// Writes one line per record as text, on stdout, in simple_logger's layout:
 /// `2026-11-24T22:39:45.338Z INFO  [target] message`. The level filter is simple_logger's.
 pub struct TextLogger {
@@ -238,32 +251,13 @@ impl log::Log for TextLogger {
             return;
         }
         if let Ok(line) = TextLogger::line(record) {
-            // A failed write (stdout gone) panics on purpose, as `println!` would: `run`'s
-            // guard turns that into one line on stderr, then silence.
-            if let Err(e) = write_line(line.as_bytes()) {
-                panic!("failed printing to stdout: {e}");
-            }
+            output::STDOUT.line(line.as_bytes(), urgency(record));
         }
     }
 
-    fn flush(&self) {}
-}
-
-/// Writes `line` to stdout in one `write` (a loop only if the kernel takes part of it),
-/// without `Stdout`'s lock. Lines from two threads do not mix: a write of up to 4 KiB to a
-/// pipe is atomic (PIPE_BUF), and to a file each write takes its own range (Linux moves the
-/// offset under the file's lock).
-fn write_line(line: &[u8]) -> io::Result<()> {
-    let mut rest = line;
-    while !rest.is_empty() {
-        match rustix::io::write(rustix::stdio::stdout(), rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+    fn flush(&self) {
+        output::STDOUT.flush();
     }
-    Ok(())
 }
 
 /// Writes one line per record as a JSON object, on stdout. The level filter is simple_logger's,
@@ -307,16 +301,13 @@ impl log::Log for JsonLogger {
             return;
         }
         if let Ok(line) = JsonLogger::line(record) {
-            // One `write` per line, like text mode. A failed write (stdout gone) panics here
-            // on purpose, exactly like simple_logger's `println!`, so that `run`'s guard
-            // handles both formats the same way: one line on stderr, then silence.
-            if let Err(e) = write_line(line.as_bytes()) {
-                panic!("failed printing to stdout: {e}");
-            }
+            output::STDOUT.line(line.as_bytes(), urgency(record));
         }
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        output::STDOUT.flush();
+    }
 }
 
 /// Writes a record's key-values as JSON members: numbers and booleans as such, others as
@@ -490,6 +481,22 @@ mod tests {
             write_timestamp(&mut out, second + Duration::from_millis(ms)).expect("fmt");
             assert_eq!(out, expected);
         }
+    }
+
+    #[test]
+    fn request_lines_may_wait_and_other_lines_may_not() {
+        let request = log::Record::builder()
+            .level(log::Level::Warn)
+            .key_values(&[(FIELDS_KEY, true)])
+            .args(format_args!("service=B status=503"))
+            .build();
+        assert_eq!(urgency(&request), Urgency::MayWait);
+        let listening = log::Record::builder()
+            .level(log::Level::Info)
+            .key_values(&[("event", "listening")])
+            .args(format_args!("service=A listening on 127.0.0.1:8080"))
+            .build();
+        assert_eq!(urgency(&listening), Urgency::Now);
     }
 
     #[test]
