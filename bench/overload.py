@@ -374,8 +374,9 @@ def replica_return(kind, extra, a_args, rate=300, seconds=14):
 
 
 def rows(args):
-    lines = ["| B | replica back: s to 90 % of fair share | overload 2x: goodput, 200s' p99 "
-             "| metastable trigger: recovery |", "|---|---|---|---|"]
+    lines = ["| B | replica back: s to 90 % of fair share | overload 2x: goodput, 200s' p99; "
+             "503s and their p50; A's work wasted | metastable trigger: recovery |",
+             "|---|---|---|---|"]
     # Row 1's replicas can take 400/s each (4 workers, 10 ms): 300/s is a quarter of that.
     configs = b_configs(["B plain", "B --resilient --adaptive-limit=off", "B --resilient", "nginx",
                          "nginx max_conns={n}", "HAProxy", "HAProxy maxconn={n}"], 1)
@@ -391,16 +392,25 @@ def rows(args):
                 a = start_as(procs, SWEEP_A)
                 _, b = start_b(procs, kind, extra, [addr for _, addr in a])
                 s = loadgen(f"http://{b}/call-echo?msg=x", 300, 10)
+                worked = sum(echo_200s(addr) or 0 for _, addr in a)
             finally:
                 procs.stop_all()
-        good = s["status"].get("200", 0) / 10 / SWEEP_CAPACITY
+        ok = s["status"].get("200", 0)
+        good = ok / 10 / SWEEP_CAPACITY
+        # A's work wasted: what A answered that did not become a 200 within B's deadline
+        # (answered after B gave up, or the losing copy of a hedge).
+        wasted = max(0.0, 1 - ok / worked) if worked else 0.0
+        refused = s["status"].get("503", 0)
+        refusal = (f"{refused} refused, p50 {s['unavailable_latency_ms']['p50']:.1f} ms"
+                   if refused else "none refused")
         rate, goodput = metastable_run(kind, extra, 200 / META_CAPACITY, 3, tail=9)
         back = recovery(goodput, rate, 6)
         meta = ("stays down" if back is None else f"recovers {back} s after the trigger") + \
             f" (goodput/s: {' '.join(map(str, goodput))})"
         fair_text = "never within 8 s" if fair is None else f"{fair} s"
         line = (f"| {label} | {fair_text} | {good:.2f} of capacity, "
-                f"{s['ok_latency_ms']['p99']:.0f} ms | {meta} |")
+                f"{s['ok_latency_ms']['p99']:.0f} ms; {refusal}; A's work {wasted:.0%} wasted "
+                f"| {meta} |")
         log(line)
         lines.append(line)
     lines.append("")

@@ -291,6 +291,36 @@ fn failures_make_the_exit_status_non_zero_unless_allowed() {
 }
 
 #[test]
+fn the_503s_latency_is_reported_apart() {
+    // A server that answers 503 at once: the 503s are all the responses, and no 200.
+    let refusing = FakeUpstream::start(|stream| {
+        answer_each_with(
+            stream,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+        )
+    });
+    let url = format!("{}/x", refusing.url());
+    let summary = loadgen_json(&[&url, "-n", "20", "-c", "1", "--max-error-rate", "1"]);
+    let p99 = summary["latency_ms"]["p99"].as_f64().expect("p99");
+    assert!(p99 > 0.0, "{summary}");
+    assert_eq!(
+        summary["unavailable_latency_ms"]["p99"].as_f64(),
+        Some(p99),
+        "{summary}"
+    );
+    assert_eq!(summary["ok_latency_ms"]["p99"].as_f64(), Some(0.0));
+    // And none when every answer is a 200.
+    let a = Service::a(&[]);
+    let url = format!("{}/echo?msg=m", a.url());
+    let summary = loadgen_json(&[&url, "-n", "20", "-c", "1"]);
+    assert_eq!(
+        summary["unavailable_latency_ms"]["p50"].as_f64(),
+        Some(0.0),
+        "{summary}"
+    );
+}
+
+#[test]
 fn no_progress_line_when_stderr_is_not_a_terminal() {
     let a = Service::a(&[]);
     let url = format!("{}/echo?msg=quiet", a.url());

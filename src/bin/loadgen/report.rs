@@ -19,6 +19,9 @@ pub struct Tally {
     /// The latency of the `200`s alone: under overload a quick `503` would flatter the
     /// percentiles of all responses.
     pub ok_latency: Histogram,
+    /// The latency of the `503`s alone: how soon a caller that cannot serve says so (an
+    /// overloaded B should refuse at once, not after its deadline).
+    pub unavailable_latency: Histogram,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<&'static str, u64>,
     /// The first error message of each kind, to say what went wrong.
@@ -30,6 +33,7 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.latency.merge(&other.latency);
         self.ok_latency.merge(&other.ok_latency);
+        self.unavailable_latency.merge(&other.unavailable_latency);
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
         }
@@ -203,6 +207,10 @@ impl Summary {
             "ok_latency_ms": {
                 "p50": self.tally.ok_latency.percentile(50.0) as f64 / 1000.0,
                 "p99": self.tally.ok_latency.percentile(99.0) as f64 / 1000.0,
+            },
+            "unavailable_latency_ms": {
+                "p50": self.tally.unavailable_latency.percentile(50.0) as f64 / 1000.0,
+                "p99": self.tally.unavailable_latency.percentile(99.0) as f64 / 1000.0,
             },
             "failed": self.failed(),
             "max_error_rate": options.max_error_rate,

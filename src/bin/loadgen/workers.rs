@@ -175,8 +175,10 @@ async fn one_request(plan: &Plan, headers: &[(&str, &str)], intended: Instant, t
     match &sample.result {
         Ok(response) => {
             tally.latency.record(sample.micros());
-            if response.head.status == 200 {
-                tally.ok_latency.record(sample.micros());
+            match response.head.status {
+                200 => tally.ok_latency.record(sample.micros()),
+                503 => tally.unavailable_latency.record(sample.micros()),
+                _ => {}
             }
             *tally.statuses.entry(response.head.status).or_default() += 1;
             plan.live.responses.fetch_add(1, Ordering::Relaxed);
