@@ -14,7 +14,7 @@ use crate::config::{ConfigError, Flag, Settings, common_flags};
 use crate::http::limits::OPEN_FILES_RESERVE;
 use crate::http::server::{self, Handler, ServerConfig};
 use crate::http::wire_trace;
-use crate::logging::{self, JsonLogger, LogFormat, TextLogger};
+use crate::logging::{self, StdoutLogger};
 
 /// Parses flags from the process's arguments and environment. `Err(code)`: the process
 /// should exit with `code`, after `--help` (printed) or a bad flag (reported on stderr).
@@ -66,10 +66,10 @@ pub fn init_logging() {
         .env()
         .with_utc_timestamps();
     log::set_max_level(logger.max_level());
-    let _ = match logging::format() {
-        LogFormat::Text => log::set_boxed_logger(Box::new(TextLogger { filter: logger })),
-        LogFormat::Json => log::set_boxed_logger(Box::new(JsonLogger { filter: logger })),
-    };
+    let _ = log::set_boxed_logger(Box::new(StdoutLogger {
+        filter: logger,
+        format: logging::format(),
+    }));
 }
 
 /// The listening address and server configuration from the common flags.

@@ -1,11 +1,12 @@
-//! Log lines in two formats: `text` (the default, `TextLogger`, in simple_logger's layout) and
-//! `json` (one JSON object per line, `JsonLogger`). simple_logger still parses `RUST_LOG` and
-//! filters for both; neither writes through it.
+//! Log lines in two formats: `text` (the default, in simple_logger's layout, `text_line`) and
+//! `json` (one JSON object per line, `json_line`), both written by `StdoutLogger`.
+//! simple_logger still parses `RUST_LOG` and filters; it writes nothing.
 //!
-//! Both hand their whole line to [`output`], which writes request lines in batches and every
-//! other line at once, on stdout, without `Stdout`'s lock: a request line is logged on every
-//! request from every executor thread, and behind a lock held over a system call the threads
-//! queue up for each other (measured in bench/README.md, "What made it faster, and why").
+//! The logger hands each whole line to [`output`], which writes request lines in batches and
+//! every other line at once, on stdout, without `Stdout`'s lock: a request line is logged on
+//! every request from every executor thread, and behind a lock held over a system call the
+//! threads queue up for each other (measured in bench/README.md, "What made it faster, and
+//! why").
 //!
 //! Two kinds of line exist, and both formats show each of them:
 //!
@@ -216,41 +217,28 @@ fn urgency(record: &log::Record) -> Urgency {
     }
 }
 
-/// Writes one line per record as text, on stdout, in simple_logger's layout:
-/// `2026-11-24T22:39:45.338Z INFO  [target] message`. The level filter is simple_logger's.
-pub struct TextLogger {
+/// Writes one line per record on stdout, in the format chosen at start (see [`output`] for how
+/// the lines reach stdout). The level filter is simple_logger's, so `RUST_LOG` means the same
+/// in both formats.
+pub struct StdoutLogger {
     pub filter: simple_logger::SimpleLogger,
+    pub format: LogFormat,
 }
 
-impl TextLogger {
-    /// The whole line, newline included.
-    fn line(record: &log::Record) -> Result<String, fmt::Error> {
-        let mut line = String::with_capacity(192);
-        write_timestamp(&mut line, SystemTime::now())?;
-        let target = match record.target() {
-            "" => record.module_path().unwrap_or_default(),
-            target => target,
+impl log::Log for StdoutLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = match self.format {
+            LogFormat::Text => text_line(record),
+            LogFormat::Json => json_line(record),
         };
-        writeln!(
-            line,
-            " {:<5} [{target}] {}",
-            record.level().as_str(),
-            record.args()
-        )?;
-        Ok(line)
-    }
-}
-
-impl log::Log for TextLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        self.filter.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        if let Ok(line) = TextLogger::line(record) {
+        if let Ok(line) = line {
             output::STDOUT.line(line.as_bytes(), urgency(record));
         }
     }
@@ -260,54 +248,45 @@ impl log::Log for TextLogger {
     }
 }
 
-/// Writes one line per record as a JSON object, on stdout. The level filter is simple_logger's,
-/// so `RUST_LOG` means the same in both formats.
-pub struct JsonLogger {
-    pub filter: simple_logger::SimpleLogger,
+/// A record as text, in simple_logger's layout, newline included:
+/// `2026-11-24T22:39:45.338Z INFO  [target] message`.
+fn text_line(record: &log::Record) -> Result<String, fmt::Error> {
+    let mut line = String::with_capacity(192);
+    write_timestamp(&mut line, SystemTime::now())?;
+    let target = match record.target() {
+        "" => record.module_path().unwrap_or_default(),
+        target => target,
+    };
+    writeln!(
+        line,
+        " {:<5} [{target}] {}",
+        record.level().as_str(),
+        record.args()
+    )?;
+    Ok(line)
 }
 
-impl JsonLogger {
-    /// The whole line, newline included.
-    fn line(record: &log::Record) -> Result<String, fmt::Error> {
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"ts\":\"");
-        write_timestamp(&mut line, SystemTime::now())?;
-        write!(
-            line,
-            "\",\"level\":\"{}\",\"target\":",
-            record.level().as_str()
-        )?;
-        write_json_string(&mut line, record.target())?;
-        let source = record.key_values();
-        if source.get(log::kv::Key::from_str(FIELDS_KEY)).is_some() {
-            write!(line, ",{}", record.args())?;
-        } else {
-            let _ = source.visit(&mut KeyValues(&mut line));
-            line.push_str(",\"msg\":");
-            write_json_string(&mut line, record.args())?;
-        }
-        line.push_str("}\n");
-        Ok(line)
+/// A record as one JSON object, newline included.
+fn json_line(record: &log::Record) -> Result<String, fmt::Error> {
+    let mut line = String::with_capacity(256);
+    line.push_str("{\"ts\":\"");
+    write_timestamp(&mut line, SystemTime::now())?;
+    write!(
+        line,
+        "\",\"level\":\"{}\",\"target\":",
+        record.level().as_str()
+    )?;
+    write_json_string(&mut line, record.target())?;
+    let source = record.key_values();
+    if source.get(log::kv::Key::from_str(FIELDS_KEY)).is_some() {
+        write!(line, ",{}", record.args())?;
+    } else {
+        let _ = source.visit(&mut KeyValues(&mut line));
+        line.push_str(",\"msg\":");
+        write_json_string(&mut line, record.args())?;
     }
-}
-
-impl log::Log for JsonLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        self.filter.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        if let Ok(line) = JsonLogger::line(record) {
-            output::STDOUT.line(line.as_bytes(), urgency(record));
-        }
-    }
-
-    fn flush(&self) {
-        output::STDOUT.flush();
-    }
+    line.push_str("}\n");
+    Ok(line)
 }
 
 /// Writes a record's key-values as JSON members: numbers and booleans as such, others as
@@ -401,7 +380,7 @@ mod tests {
             .target("echo_lab::run")
             .args(args)
             .build();
-        let line = TextLogger::line(&record).expect("formats");
+        let line = text_line(&record).expect("formats");
         let (timestamp, rest) = line.split_at(24);
         assert_eq!(
             rest,

@@ -63,6 +63,8 @@ pub struct Output<W> {
     batch: Mutex<Vec<u8>>,
     /// Rung when a line goes into an empty batch: the flusher waits for it.
     batch_started: Condvar,
+    /// Whoever holds it takes the batch and writes it: batches reach the writer in the order
+    /// they were taken.
     pen: Mutex<Pen<W>>,
     /// The flusher is running, so lines may wait (until then, or without it, none does).
     flushing: AtomicBool,
