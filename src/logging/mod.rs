@@ -227,7 +227,7 @@ pub struct StdoutLogger {
 
 impl log::Log for StdoutLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        self.filter.enabled(metadata)
+        !output::STDOUT.is_gone() && self.filter.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record) {

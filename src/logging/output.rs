@@ -97,7 +97,7 @@ impl<W: io::Write + Send + 'static> Output<W> {
 
     /// Takes one whole line, newline included.
     pub fn line(&'static self, line: &[u8], urgency: Urgency) {
-        if self.gone.load(Ordering::Relaxed) {
+        if self.is_gone() {
             return;
         }
         self.flusher.call_once(|| self.start_flusher());
@@ -106,6 +106,11 @@ impl<W: io::Write + Send + 'static> Output<W> {
         } else {
             self.write_batch_then(line);
         }
+    }
+
+    /// Whether a write failed, so that lines are dropped: a logger need not even make them.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
     }
 
     /// Writes the lines waiting now.
@@ -339,7 +344,7 @@ mod tests {
     fn when_the_output_is_gone_lines_are_dropped_without_a_panic() {
         let output = output(Gone);
         output.line(b"listening\n", Urgency::Now);
-        assert!(output.gone.load(Ordering::Relaxed));
+        assert!(output.is_gone());
         output.line(b"GET 1\n", Urgency::MayWait);
         output.line(b"stopped\n", Urgency::Now);
         assert!(lock(&output.batch).is_empty(), "a dropped line was kept");
