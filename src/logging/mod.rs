@@ -428,6 +428,10 @@ mod tests {
         let mut out = String::new();
         write_json_string(&mut out, "a\u{1b}b\\").expect("formatting");
         assert_eq!(out, r#""a\u001bb\\""#);
+        // A space is the first character that needs no escape.
+        out.clear();
+        write_json_string(&mut out, "a b\u{1f}").expect("formatting");
+        assert_eq!(out, r#""a b\u001f""#);
     }
 
     #[test]
@@ -460,6 +464,25 @@ mod tests {
             write_timestamp(&mut out, second + Duration::from_millis(ms)).expect("fmt");
             assert_eq!(out, expected);
         }
+    }
+
+    #[test]
+    fn a_json_line_has_ts_level_target_key_values_and_msg() {
+        let record = log::Record::builder()
+            .level(log::Level::Warn)
+            .target("echo_lab::run")
+            .key_values(&[("event", "open_file_limit"), ("limit", "1024")])
+            .args(format_args!("service=A raised the limit"))
+            .build();
+        let line = json_line(&record).expect("formats");
+        assert!(line.ends_with("}\n"), "{line:?}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect(&line);
+        assert_eq!(parsed["level"], "WARN");
+        assert_eq!(parsed["target"], "echo_lab::run");
+        assert_eq!(parsed["event"], "open_file_limit");
+        assert_eq!(parsed["limit"], "1024");
+        assert_eq!(parsed["msg"], "service=A raised the limit");
+        assert!(parsed["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
     }
 
     #[test]
