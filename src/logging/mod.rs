@@ -13,8 +13,9 @@
 //! * **Request lines** are the hot path and carry many fields. They are a list of `Field`s,
 //!   written once by `Fields`'s `Display` straight into the logger's line, either as
 //!   `key=value key=value` or as `"key":value,"key":value`. The record carries the key
-//!   `fields` so the JSON logger knows its message is already JSON members. To add a field
-//!   (`replica=`, `attempt=`), add it to the list: both formats follow.
+//!   `fields`: the JSON format knows from it that the message is already JSON members, and the
+//!   output that the line may wait in a batch. To add a field (`replica=`, `attempt=`), add it
+//!   to the list: both formats follow.
 //! * **Other lines** (listening, shutdown, drain) are plain text, as always, and may carry a few
 //!   `log` key-values (`log::info!(event = "drain_start"; "...")`). simple_logger ignores the
 //!   key-values, so text lines stay as they were; the JSON logger writes them as members,

@@ -679,8 +679,10 @@ mod tests {
 
     // Step 2's `readable && matches!(conn.fill().await, …)` with `||` changes nothing a client
     // sees: a readable socket then ends the wait without the first read, and step 3 makes
-    // that read instead, finding the same bytes or the same end of stream. Step 2's yield
-    // before its read, and its first `release_buffers` (the one before the yield), are
+    // that read instead, finding the same bytes or the same end of stream. So does `n >= 0`
+    // for `n > 0` after the read that follows the yield: an end of stream found there is found
+    // again by step 3's read, which closes the same way. Step 2's yield
+    // before its read, and `release_buffers` (either call, or the function emptied), are
     // equivalent mutants too: without them the same requests are read, with more system
     // calls (`bench/syscalls.sh`) or more memory held under load (its peak RSS column).
     #[test]
