@@ -208,8 +208,9 @@ pub fn emit(level: log::Level, target: &str, list: &[Field<'_>]) {
     log::log!(target: target, level, fields = true; "{}", Fields::new(list));
 }
 
-/// Request lines (records with the key [`FIELDS_KEY`]) may wait for others to leave with them;
-/// every other line is written now (see [`output`]).
+/// Structured lines (records with the key [`FIELDS_KEY`]: one per request, and the `/control`
+/// audit and rejection lines in the same format) may wait for others to leave with them; every
+/// other line is written now (see [`output`]).
 fn urgency(record: &log::Record) -> Urgency {
     let fields = record.key_values().get(log::kv::Key::from_str(FIELDS_KEY));
     match fields {

@@ -4,10 +4,11 @@
 //! A service logs one line per request. Written one at a time, those lines cost a system call
 //! per request, as many as reading the request or sending its answer (bench/README.md, "What
 //! made it faster, and why"). So **request lines wait in a batch**, for at most
-//! [`BATCH_WAIT`], and leave together in one `write`. Envoy writes its access logs this way (a
-//! buffer, and a flush thread: `--file-flush-interval-msec`), and nginx when told to
-//! (`access_log ... buffer=32k flush=1s`). **Every other line** (listening, stopped, a control
-//! change, a drain, the wire trace) is written at once, with the batch before it, so the
+//! [`BATCH_WAIT`], and leave together in one `write` (with them the lines that share their
+//! structured format: `/control`'s audit lines, the HTTP layer's rejections). Envoy writes its
+//! access logs this way (a buffer, and a flush thread: `--file-flush-interval-msec`), and
+//! nginx when told to (`access_log ... buffer=32k flush=1s`). **Every other line** (listening,
+//! stopped, a drain, the wire trace) is written at once, with the batch before it, so the
 //! output keeps the order in which lines were logged.
 //!
 //! Three parts:

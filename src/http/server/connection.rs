@@ -681,10 +681,10 @@ mod tests {
     // sees: a readable socket then ends the wait without the first read, and step 3 makes
     // that read instead, finding the same bytes or the same end of stream. So does `n >= 0`
     // for `n > 0` after the read that follows the yield: an end of stream found there is found
-    // again by step 3's read, which closes the same way. Step 2's yield
-    // before its read, and `release_buffers` (either call, or the function emptied), are
-    // equivalent mutants too: without them the same requests are read, with more system
-    // calls (`bench/syscalls.sh`) or more memory held under load (its peak RSS column).
+    // again by step 3's read, which closes the same way. Step 2's yield before its read, and
+    // `release_buffers` (either call, or the function emptied), are equivalent mutants too:
+    // without them the same requests are read, with more system calls (`bench/syscalls.sh`)
+    // or more memory held under load (its peak RSS column).
     #[test]
     fn a_request_that_arrives_in_pieces_within_the_timeout_is_read() {
         let (addr, _open, stop, server) = start(Defaults);
